@@ -1,0 +1,1 @@
+"""crystaloop.data: records, datasets, periodic graphs and the candidate store."""

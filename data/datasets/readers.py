@@ -1,0 +1,263 @@
+"""Readers for the dataset formats crystaloop accepts.
+
+* **CDVAE CSV** (``.csv`` or ``.csv.gz``): perov_5, carbon_24, MP-20 and MPTS-52 as published with
+  CDVAE/DiffCSP: a ``cif`` column with a P1 CIF per row, an id column (``material_id``) and
+  numeric property columns (every other column that holds numbers).
+* **Structure folder**: ``*.cif``, ``POSCAR*``, ``CONTCAR*``, ``*.vasp`` files, one structure each.
+* **extxyz** (``.extxyz``, ``.xyz``): multi-frame extended XYZ; numeric ``info`` keys become
+  properties.
+
+A bad row never aborts a read: it becomes a :class:`RowError` naming the file, row and problem,
+and the good rows are returned. Every structure passes :func:`check_plausible` before it is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from crystaloop.data.crystal import Crystal, PlausibilityLimits, check_plausible
+from crystaloop.data.datasets.base import CrystalDataset, RowError
+from crystaloop.data.errors import CrystaloopError, DatasetError, InvalidStructureError
+
+__all__ = [
+    "DatasetFormat",
+    "detect_format",
+    "read_cdvae_csv",
+    "read_structure_folder",
+    "read_extxyz",
+    "parse_structure_text",
+    "STRUCTURE_FILE_PATTERNS",
+]
+
+logger = logging.getLogger(__name__)
+
+DatasetFormat = Literal["cdvae-csv", "structure-folder", "extxyz"]
+STRUCTURE_FILE_PATTERNS = ("*.cif", "POSCAR*", "CONTCAR*", "*.vasp", "*.poscar")
+# Columns of the CDVAE layouts that are identifiers or text, never properties.
+_NON_PROPERTY_COLUMNS = {"", "Unnamed: 0", "material_id", "cif", "formula", "pretty_formula", "elements", "spacegroup.number"}
+_ID_COLUMNS = ("material_id", "", "Unnamed: 0")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def detect_format(path: Path) -> DatasetFormat:
+    """Guess the format of ``path`` from its type and suffix; raise with the accepted forms."""
+    if path.is_dir():
+        return "structure-folder"
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "cdvae-csv"
+    if name.endswith((".extxyz", ".xyz", ".extxyz.gz", ".xyz.gz")):
+        return "extxyz"
+    raise DatasetError(
+        f"cannot tell the format of {path}; accepted: a CDVAE-style .csv/.csv.gz, an .extxyz/.xyz file, "
+        f"or a folder of {', '.join(STRUCTURE_FILE_PATTERNS)} files"
+    )
+
+
+def parse_structure_text(text: str, fmt: Literal["cif", "poscar"], limits: PlausibilityLimits | None = None) -> Crystal:
+    """Parse one CIF or POSCAR text into a checked :class:`Crystal`.
+
+    Raises:
+        InvalidStructureError: empty or malformed text, partial occupancy, unknown element, NaN,
+            or a structure that fails :func:`check_plausible`.
+    """
+    if not text.strip():
+        raise InvalidStructureError("empty input: no structure to read")
+    structure = _parse_with_pymatgen(text, fmt)
+    crystal = Crystal.from_pymatgen(structure)
+    check_plausible(crystal, limits)
+    return crystal
+
+
+def _parse_with_pymatgen(text: str, fmt: Literal["cif", "poscar"]):  # -> pymatgen Structure
+    from pymatgen.core import Structure
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if fmt == "cif":
+                from pymatgen.io.cif import CifParser
+
+                structures = CifParser.from_str(text, occupancy_tolerance=1.0).parse_structures(primitive=False)
+                if not structures:
+                    raise ValueError("no structure found")
+                structure = structures[0]
+            else:
+                structure = Structure.from_str(text, fmt="poscar")
+        except CrystaloopError:
+            raise
+        except Exception as exc:  # pymatgen raises many types for bad text; report them all the same way
+            hints = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught}))[:300]
+            detail = f"{type(exc).__name__}: {exc}".strip()
+            raise InvalidStructureError(f"malformed {fmt.upper()} ({detail}{'; ' + hints if hints else ''})") from None
+    for site in structure:
+        for specie in site.species:
+            if getattr(specie, "Z", None) is None or type(specie).__name__.startswith("Dummy"):
+                raise InvalidStructureError(f"unknown element {str(specie)!r}; allowed: element symbols H..Og")
+    return structure
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def iter_csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    """Rows of a CDVAE CSV as dicts (CIF fields span several lines; the csv module handles that)."""
+    csv.field_size_limit(sys.maxsize)
+    with _open_text(path) as handle:
+        yield from csv.DictReader(handle)
+
+
+def read_cdvae_csv(
+    path: Path,
+    *,
+    limits: PlausibilityLimits | None = None,
+    max_rows: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> CrystalDataset:
+    """Read a CDVAE/DiffCSP CSV (perov_5, carbon_24, MP-20, MPTS-52 layouts).
+
+    Args:
+        path: the ``.csv`` or ``.csv.gz`` file.
+        limits: plausibility limits every structure must meet.
+        max_rows: read at most this many rows (for quick looks).
+        progress: called as ``progress(done, total)`` while reading.
+
+    Raises:
+        DatasetError: the file has no ``cif`` column or cannot be opened.
+    """
+    try:
+        rows = list(iter_csv_rows(path))
+    except (OSError, csv.Error, UnicodeDecodeError, EOFError) as exc:
+        raise DatasetError(f"cannot read {path} as CSV: {exc}") from None
+    if max_rows is not None:
+        rows = rows[:max_rows]
+    columns = list(rows[0].keys()) if rows else []
+    if rows and "cif" not in columns:
+        raise DatasetError(f"{path} has no 'cif' column; found columns {columns}; expected the CDVAE layout")
+    id_column = next((c for c in _ID_COLUMNS if c in columns), None)
+    property_columns = [c for c in columns if c not in _NON_PROPERTY_COLUMNS and _looks_numeric(rows, c)]
+
+    crystals, ids, sources, errors = [], [], [], []
+    values: dict[str, list[float]] = {c: [] for c in property_columns}
+    for row_number, row in enumerate(rows, start=1):
+        row_id = (row.get(id_column) or "").strip() if id_column else ""
+        where = f"{path.name} row {row_number}" + (f" (material_id={row_id})" if row_id else "")
+        try:
+            crystal = parse_structure_text(row.get("cif") or "", "cif", limits)
+            parsed = {c: _to_float(row.get(c), c) for c in property_columns}
+        except InvalidStructureError as exc:
+            errors.append(RowError(where, exc.problem))
+        else:
+            crystals.append(crystal)
+            ids.append(row_id or str(row_number))
+            sources.append(where)
+            for c in property_columns:
+                values[c].append(parsed[c])
+        if progress is not None:
+            progress(row_number, len(rows))
+    return CrystalDataset(
+        name=str(path),
+        crystals=crystals,
+        ids=ids,
+        sources=sources,
+        properties={c: np.array(v, dtype=np.float64) for c, v in values.items()},
+        errors=errors,
+    )
+
+
+def _looks_numeric(rows: list[dict[str, str]], column: str) -> bool:
+    for row in rows[:50]:
+        value = (row.get(column) or "").strip()
+        if not value:
+            continue
+        try:
+            float(value)
+        except ValueError:
+            return False
+    return True
+
+
+def _to_float(value: str | None, column: str) -> float:
+    if value is None or not value.strip():
+        return float("nan")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidStructureError(f"property {column!r} is not a number: {value!r}") from None
+    if math.isinf(number):
+        raise InvalidStructureError(f"property {column!r} is infinite: {value!r}")
+    return number
+
+
+def read_structure_folder(
+    path: Path, *, limits: PlausibilityLimits | None = None, progress: ProgressCallback | None = None
+) -> CrystalDataset:
+    """Read every CIF/POSCAR file in a folder (not recursive), in sorted name order."""
+    files = sorted({f for pattern in STRUCTURE_FILE_PATTERNS for f in path.glob(pattern) if f.is_file()})
+    if not files:
+        raise DatasetError(f"{path} holds no structure files; expected {', '.join(STRUCTURE_FILE_PATTERNS)}")
+    crystals, ids, sources, errors = [], [], [], []
+    for done, file in enumerate(files, start=1):
+        fmt: Literal["cif", "poscar"] = "cif" if file.suffix.lower() == ".cif" else "poscar"
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+            crystal = parse_structure_text(text, fmt, limits)
+        except InvalidStructureError as exc:
+            errors.append(RowError(file.name, exc.problem))
+        else:
+            crystals.append(crystal)
+            ids.append(file.stem)
+            sources.append(file.name)
+        if progress is not None:
+            progress(done, len(files))
+    return CrystalDataset(name=str(path), crystals=crystals, ids=ids, sources=sources, errors=errors)
+
+
+def read_extxyz(
+    path: Path, *, limits: PlausibilityLimits | None = None, progress: ProgressCallback | None = None
+) -> CrystalDataset:
+    """Read a multi-frame extended XYZ file; numeric scalar ``info`` entries become properties."""
+    from ase.io import read
+
+    try:
+        frames = read(str(path), index=":", format="extxyz")
+    except Exception as exc:  # ase raises many types for malformed files
+        raise DatasetError(f"cannot read {path} as extxyz: {type(exc).__name__}: {exc}") from None
+    crystals, ids, sources, errors = [], [], [], []
+    infos: list[dict[str, float]] = []
+    for frame_number, atoms in enumerate(frames, start=1):
+        where = f"{path.name} frame {frame_number}"
+        try:
+            crystal = Crystal.from_ase(atoms)
+            check_plausible(crystal, limits)
+        except InvalidStructureError as exc:
+            errors.append(RowError(where, exc.problem))
+        else:
+            crystals.append(crystal)
+            ids.append(str(atoms.info.get("material_id", atoms.info.get("id", frame_number))))
+            sources.append(where)
+            infos.append({k: float(v) for k, v in atoms.info.items() if _is_number(v)})
+        if progress is not None:
+            progress(frame_number, len(frames))
+    keys = sorted({k for info in infos for k in info} - {"id", "material_id"})
+    properties = {k: np.array([info.get(k, np.nan) for info in infos], dtype=np.float64) for k in keys}
+    return CrystalDataset(name=str(path), crystals=crystals, ids=ids, sources=sources, properties=properties, errors=errors)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool) and math.isfinite(float(value))

@@ -1,0 +1,254 @@
+"""The candidate store's tables as SQLAlchemy 2 declarative models.
+
+The alembic migrations in :mod:`crystaloop.data.store.migrations` must create exactly this schema
+(a test compares them with ``alembic.autogenerate.compare_metadata``): change both together, in a
+new migration.
+
+Conventions: every timestamp is UTC (:class:`UTCDateTime`, returned timezone-aware on both
+backends); crystal arrays and pydantic records are stored as JSON text; constraint and index
+names come from :data:`NAMING_CONVENTION` so they are the same on SQLite and PostgreSQL.
+
+``predictions``, ``measurements`` and ``verdicts`` have no separate index on ``candidate_id``:
+their unique constraints lead with it, and that index serves lookups by candidate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crystaloop.data.records import CandidateStatus
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "STATUS_VALUES",
+    "MEASUREMENT_STATUS_VALUES",
+    "UTCDateTime",
+    "utcnow",
+    "Base",
+    "CampaignRow",
+    "IterationRow",
+    "CandidateRow",
+    "CandidateElementRow",
+    "PredictionRow",
+    "MeasurementRow",
+    "VerdictRow",
+    "StatusHistoryRow",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+STATUS_VALUES: tuple[str, ...] = tuple(s.value for s in CandidateStatus)
+MEASUREMENT_STATUS_VALUES: tuple[str, ...] = ("ok", "failed")
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (UTC).
+
+    PostgreSQL keeps it as ``timestamp with time zone``; SQLite has no time zones, so the UTC
+    wall-clock time is stored and UTC is attached on the way out. Naive datetimes are refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"timestamps must be timezone-aware, got naive {value.isoformat()}")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _status_check(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)  # constants from the code, never user input
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables (one :class:`~sqlalchemy.MetaData`)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CampaignRow(Base):
+    """One campaign: its id, a display name, the config it ran with and that config's hash."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    config_json: Mapped[str] = mapped_column(Text, nullable=False)
+    config_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class IterationRow(Base):
+    """One iteration of a campaign (0-based ``index``); ``report_json`` is set when it finishes."""
+
+    __tablename__ = "iterations"
+    __table_args__ = (UniqueConstraint("campaign_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(Text, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    report_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CandidateRow(Base):
+    """A candidate: the crystal (JSON arrays), searchable derived columns and its records.
+
+    Derived columns (formula, elements, counts, space group, volume in Å³, density in g/cm³) are
+    computed once at insert; the crystal itself is ``lattice``, ``frac_coords`` and ``numbers``
+    as JSON lists, exactly :meth:`Crystal.to_dict`.
+    """
+
+    __tablename__ = "candidates"
+    __table_args__ = (CheckConstraint(_status_check("status", STATUS_VALUES), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lattice: Mapped[str] = mapped_column(Text, nullable=False)
+    frac_coords: Mapped[str] = mapped_column(Text, nullable=False)
+    numbers: Mapped[str] = mapped_column(Text, nullable=False)
+    reduced_formula: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    chemical_formula_anonymous: Mapped[str | None] = mapped_column(Text, nullable=True)
+    elements: Mapped[str] = mapped_column(Text, nullable=False)
+    nelements: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    nsites: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    spacegroup_number: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    volume: Mapped[float] = mapped_column(Float, nullable=False)
+    density: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    campaign_id: Mapped[str | None] = mapped_column(Text, ForeignKey("campaigns.id"), nullable=True, index=True)
+    iteration: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    provenance_json: Mapped[str] = mapped_column(Text, nullable=False)
+    condition_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class CandidateElementRow(Base):
+    """One (candidate, element) pair; the index on ``element`` serves ``elements HAS ALL`` queries."""
+
+    __tablename__ = "candidate_elements"
+    __table_args__ = (Index("ix_candidate_elements_element", "element", "candidate_id"),)
+
+    candidate_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    element: Mapped[str] = mapped_column(String(3), primary_key=True)
+
+
+class PredictionRow(Base):
+    """A surrogate's prediction of one property (mean and std in ``units``); one per model and property.
+
+    A NaN mean or std is stored as NULL and read back as NaN.
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("candidate_id", "model", "property"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False
+    )
+    model: Mapped[str] = mapped_column(Text, nullable=False)
+    property: Mapped[str] = mapped_column(Text, nullable=False)
+    mean: Mapped[float | None] = mapped_column(Float, nullable=True)
+    std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    units: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class MeasurementRow(Base):
+    """An oracle's value of one property (``value`` NULL for a failed calculation)."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (
+        UniqueConstraint("candidate_id", "oracle", "property"),
+        CheckConstraint(_status_check("status", MEASUREMENT_STATUS_VALUES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False
+    )
+    oracle: Mapped[str] = mapped_column(Text, nullable=False)
+    property: Mapped[str] = mapped_column(Text, nullable=False)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    units: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(8), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class VerdictRow(Base):
+    """A guard's verdict on a candidate; one per guard (re-checking overwrites)."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (UniqueConstraint("candidate_id", "guard"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False
+    )
+    guard: Mapped[str] = mapped_column(Text, nullable=False)
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class StatusHistoryRow(Base):
+    """One status change of a candidate (``from_status`` NULL for the status it was added with)."""
+
+    __tablename__ = "status_history"
+    __table_args__ = (
+        CheckConstraint(_status_check("to_status", STATUS_VALUES), name="to_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    note: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)

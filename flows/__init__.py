@@ -1,0 +1,1 @@
+"""crystaloop.flows: see DESIGN.md; built by its own issue."""

@@ -1,0 +1,1 @@
+"""crystaloop.generator: see DESIGN.md; built by its own issue."""

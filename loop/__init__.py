@@ -1,0 +1,1 @@
+"""crystaloop.loop: see DESIGN.md; built by its own issue."""

@@ -1,0 +1,1 @@
+"""crystaloop.multimodal: see DESIGN.md; built by its own issue."""

@@ -1,0 +1,1 @@
+"""crystaloop.surrogates: see DESIGN.md; built by its own issue."""
