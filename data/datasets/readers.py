@@ -18,6 +18,7 @@ import gzip
 import io
 import logging
 import math
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from crystaloop.data.crystal import Crystal, PlausibilityLimits, check_plausible
-from crystaloop.data.datasets.base import CrystalDataset, RowError
+from crystaloop.data.datasets.base import PROPERTY_UNITS, CrystalDataset, RowError
 from crystaloop.data.errors import CrystaloopError, DatasetError, InvalidStructureError
 
 __all__ = [
@@ -49,6 +50,7 @@ _NON_PROPERTY_COLUMNS = {"", "Unnamed: 0", "material_id", "cif", "formula", "pre
 _ID_COLUMNS = ("material_id", "", "Unnamed: 0")
 
 ProgressCallback = Callable[[int, int], None]
+_NAN_TOKEN = re.compile(r"(?i)(?<![\w.])[+-]?nan(?![\w.])")
 
 
 def detect_format(path: Path) -> DatasetFormat:
@@ -101,11 +103,14 @@ def _parse_with_pymatgen(text: str, fmt: Literal["cif", "poscar"]):  # -> pymatg
         except Exception as exc:  # pymatgen raises many types for bad text; report them all the same way
             hints = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught}))[:300]
             detail = f"{type(exc).__name__}: {exc}".strip()
+            if _NAN_TOKEN.search(text):
+                detail = "a NaN value where a number is required"
             raise InvalidStructureError(f"malformed {fmt.upper()} ({detail}{'; ' + hints if hints else ''})") from None
     for site in structure:
         for specie in site.species:
             if getattr(specie, "Z", None) is None or type(specie).__name__.startswith("Dummy"):
-                raise InvalidStructureError(f"unknown element {str(specie)!r}; allowed: element symbols H..Og")
+                symbol = getattr(specie, "symbol", str(specie))
+                raise InvalidStructureError(f"unknown element {symbol!r}; allowed: element symbols H..Og")
     return structure
 
 
@@ -150,7 +155,11 @@ def read_cdvae_csv(
     if rows and "cif" not in columns:
         raise DatasetError(f"{path} has no 'cif' column; found columns {columns}; expected the CDVAE layout")
     id_column = next((c for c in _ID_COLUMNS if c in columns), None)
-    property_columns = [c for c in columns if c not in _NON_PROPERTY_COLUMNS and _looks_numeric(rows, c)]
+    # Known property columns are always parsed (a bad value is a row error); other columns count
+    # as properties when their first rows hold numbers.
+    property_columns = [
+        c for c in columns if c in PROPERTY_UNITS or (c not in _NON_PROPERTY_COLUMNS and _looks_numeric(rows, c))
+    ]
 
     crystals, ids, sources, errors = [], [], [], []
     values: dict[str, list[float]] = {c: [] for c in property_columns}
