@@ -79,34 +79,75 @@ def _plane_spacings(lattice: torch.Tensor) -> torch.Tensor:
     return 1.0 / torch.linalg.norm(reciprocal, dim=-1)
 
 
-def _offset_grid(extent: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """All integer offsets in [-n_i, n_i] per axis, (K, 3) int64."""
-    ranges = [torch.arange(-int(n), int(n) + 1, device=device) for n in extent.tolist()]
-    return torch.cartesian_prod(*ranges).reshape(-1, 3)
-
-
 def _pair_index(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """All ordered in-cell pairs (i, j), including i == j, as global site indices."""
-    offsets = torch.cumsum(num_atoms, 0) - num_atoms
-    src, dst = [], []
-    for start, n in zip(offsets.tolist(), num_atoms.tolist(), strict=True):
-        local = torch.arange(n)
-        src.append((local.repeat_interleave(n) + start))
-        dst.append((local.repeat(n) + start))
-    return torch.cat(src), torch.cat(dst)
+    """All ordered in-cell pairs (i, j), including i == j, as global site indices.
+
+    Pairs come crystal after crystal, ``i`` major, ``j`` minor; no Python loop over crystals.
+    """
+    num_atoms = num_atoms.long()
+    pairs_per_crystal = num_atoms * num_atoms
+    total = int(pairs_per_crystal.sum())
+    n_of_pair = torch.repeat_interleave(num_atoms, pairs_per_crystal, output_size=total)
+    first_pair = torch.cumsum(pairs_per_crystal, 0) - pairs_per_crystal
+    first_site = torch.cumsum(num_atoms, 0) - num_atoms
+    local = torch.arange(total, device=num_atoms.device) - torch.repeat_interleave(
+        first_pair, pairs_per_crystal, output_size=total
+    )
+    start = torch.repeat_interleave(first_site, pairs_per_crystal, output_size=total)
+    return start + local // n_of_pair, start + local % n_of_pair
 
 
-def _chunks(num_atoms: torch.Tensor, extents: torch.Tensor, budget: int) -> list[tuple[int, int]]:
-    """Split crystals into [start, stop) runs whose pairs × images stay under ``budget``."""
-    cost = (num_atoms**2) * torch.prod(2 * extents + 1, dim=1)
-    runs, start, total = [], 0, 0
-    for b, c in enumerate(cost.tolist()):
-        if total and total + c > budget:
-            runs.append((start, b))
-            start, total = b, 0
-        total += c
-    runs.append((start, len(cost)))
+def _runs(cost: torch.Tensor, budget: int) -> list[tuple[int, int]]:
+    """Split items into consecutive [start, stop) runs whose summed ``cost`` stays under ``budget``.
+
+    A single item dearer than the budget gets a run of its own. Vectorised: one ``searchsorted``
+    per run, and there are few runs.
+    """
+    total = torch.cumsum(cost.long().cpu(), 0)
+    n = int(total.numel())
+    runs, start, spent = [], 0, 0
+    while start < n:
+        stop = int(torch.searchsorted(total, spent + budget, right=True))
+        stop = max(stop, start + 1)
+        runs.append((start, stop))
+        spent = int(total[stop - 1])
+        start = stop
     return runs
+
+
+def _pair_candidates(
+    wrapped: torch.Tensor, low: torch.Tensor, count: torch.Tensor, lattice_of_pair: torch.Tensor, reach_cart: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lattice images of each pair that may lie within the cutoff, enumerated pair by pair.
+
+    Args:
+        wrapped: (P, 3) float64 wrapped fractional differences ``frac[dst] - frac[src]`` in
+            [-0.5, 0.5] (detached).
+        low: (P, 3) int64 first image per axis; ``count`` (P, 3) int64 images per axis, so pair
+            ``p`` enumerates the box ``low[p] + [0, count[p])`` (lexicographic order).
+        lattice_of_pair: (P, 3, 3) float64 lattice of each pair's crystal, Å.
+        reach_cart: keep candidates at most this far (Å): the cutoff plus a rounding margin.
+
+    Returns:
+        pair (C,) int64 and image (C, 3) int64 (relative to ``wrapped``) of the candidates within
+        ``reach_cart``, pair-major, images in lexicographic order within a pair.
+    """
+    per_pair = count.prod(dim=1)
+    total = int(per_pair.sum())
+    device = wrapped.device
+    pair = torch.repeat_interleave(torch.arange(wrapped.shape[0], device=device), per_pair, output_size=total)
+    k = torch.arange(total, device=device) - torch.repeat_interleave(
+        torch.cumsum(per_pair, 0) - per_pair, per_pair, output_size=total
+    )
+    count_y, count_z = count[pair, 1], count[pair, 2]
+    kz = k % count_z
+    k = k // count_z
+    image = low[pair] + torch.stack([k // count_y, k % count_y, kz], dim=1)
+    lattice_c = lattice_of_pair[pair]
+    base = torch.einsum("pj,pjl->pl", wrapped, lattice_of_pair)  # (P, 3) Å
+    vec = base[pair] + torch.einsum("cj,cjl->cl", image.to(wrapped.dtype), lattice_c)
+    keep = (vec * vec).sum(-1) <= reach_cart**2
+    return pair[keep], image[keep]
 
 
 def radius_graph_pbc(
@@ -127,34 +168,60 @@ def radius_graph_pbc(
         cutoff: keep pairs with distance ≤ cutoff (Å); self-pairs only across a non-zero image.
         max_neighbors: if given, keep per destination site only the nearest ones (ties broken by
             edge order, deterministic).
-        pair_budget: cap on (pairs × images) evaluated at once, bounds memory.
+        pair_budget: cap on the site pairs, and on the (pair, image) candidates, evaluated at
+            once; bounds memory.
 
     Returns:
         edge_index (2, E) int64, edge_image (E, 3) int64 image of ``dst``, edge_vec (E, 3) Å.
-        ``edge_vec`` is differentiable with respect to ``lattice`` and ``frac_coords``.
+        Edges come crystal after crystal, pair ``(src, dst)`` major (``src`` slowest), images in
+        lexicographic order. ``edge_vec`` is differentiable with respect to ``lattice`` and
+        ``frac_coords``.
+
+    Search: for each pair only the images with ``|wrapped diff + image|_i ≤ cutoff / d_i`` per
+    axis (``d_i`` the spacing of lattice planes) are enumerated, a box of side ``2 cutoff / d_i``
+    around the wrapped difference; they are filtered in float64, then the kept edges are
+    recomputed (differentiably, in the input dtype) and filtered exactly at ``cutoff``.
     """
     device = frac_coords.device
-    extents = torch.ceil(cutoff / _plane_spacings(lattice.detach())).long().clamp(min=0)
+    num_atoms = num_atoms.to(device).long()
+    lattice64 = lattice.detach().to(torch.float64)
+    frac64 = frac_coords.detach().to(torch.float64)
+    # Margin so that rounding never drops an image whose computed distance is the cutoff itself.
+    reach_cart = cutoff + 1e-9 + 64 * torch.finfo(frac_coords.dtype).eps * cutoff
+    reach = reach_cart / _plane_spacings(lattice64)  # (B, 3) in fractions of each axis
     first_site = torch.cumsum(num_atoms, 0) - num_atoms
     edge_index, edge_image, edge_vec = [], [], []
-    for start, stop in _chunks(num_atoms.cpu(), extents.cpu(), pair_budget):
-        src, dst = _pair_index(num_atoms[start:stop].cpu())
-        src = (src + first_site[start].cpu()).to(device)
-        dst = (dst + first_site[start].cpu()).to(device)
-        images = _offset_grid(extents[start:stop].max(dim=0).values, device)  # (K, 3)
+    for start, stop in _runs(num_atoms * num_atoms, pair_budget):
+        src, dst = _pair_index(num_atoms[start:stop])
+        src, dst = src + first_site[start], dst + first_site[start]
         crystal_of_pair = torch.repeat_interleave(
-            torch.arange(start, stop, device=device), num_atoms[start:stop].to(device) ** 2
+            torch.arange(start, stop, device=device), num_atoms[start:stop] ** 2, output_size=src.numel()
         )
-        diff = frac_coords[dst] - frac_coords[src]  # (P, 3)
-        shifted = diff[:, None, :] + images[None, :, :].to(frac_coords.dtype)  # (P, K, 3)
-        vec = torch.einsum("pkj,pjl->pkl", shifted, lattice[crystal_of_pair])
-        dist2 = (vec.detach() ** 2).sum(-1)
-        is_self = (src == dst)[:, None] & (images == 0).all(-1)[None, :]
-        keep = (dist2 <= cutoff**2) & ~is_self
-        pair_id, image_id = keep.nonzero(as_tuple=True)
-        edge_index.append(torch.stack([src[pair_id], dst[pair_id]]))
-        edge_image.append(images[image_id])
-        edge_vec.append(vec[pair_id, image_id])
+        diff = frac64[dst] - frac64[src]
+        wrap = torch.round(diff)
+        wrapped = diff - wrap
+        reach_of_pair = reach[crystal_of_pair]
+        low = torch.ceil(-reach_of_pair - wrapped).long()
+        count = (torch.floor(reach_of_pair - wrapped).long() - low + 1).clamp(min=0)
+        for p0, p1 in _runs(count.prod(dim=1), pair_budget):
+            pair, image = _pair_candidates(
+                wrapped[p0:p1], low[p0:p1], count[p0:p1], lattice64[crystal_of_pair[p0:p1]], reach_cart
+            )
+            pair = pair + p0
+            image = image - wrap[pair].long()  # image of dst for the unwrapped difference
+            s, d = src[pair], dst[pair]
+            shifted = frac_coords[d] - frac_coords[s] + image.to(frac_coords.dtype)
+            vec = torch.einsum("ej,ejl->el", shifted, lattice[crystal_of_pair[pair]])
+            keep = ((vec.detach() ** 2).sum(-1) <= cutoff**2) & ~((s == d) & (image == 0).all(-1))
+            edge_index.append(torch.stack([s[keep], d[keep]]))
+            edge_image.append(image[keep])
+            edge_vec.append(vec[keep])
+    if not edge_index:  # an empty batch
+        return (
+            torch.zeros((2, 0), dtype=torch.long, device=device),
+            torch.zeros((0, 3), dtype=torch.long, device=device),
+            frac_coords.new_zeros((0, 3)),
+        )
     index = torch.cat(edge_index, dim=1)
     image = torch.cat(edge_image)
     vectors = torch.cat(edge_vec)
