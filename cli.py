@@ -178,7 +178,7 @@ def db_ls(
     """List candidates in the store, newest first."""
     from pydantic import ValidationError
 
-    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.data.store import CandidateFilter, CandidateStore
 
     try:
@@ -188,7 +188,9 @@ def db_ls(
             campaign=campaign,
             limit=limit,
         )
-    except (ValidationError, CrystaloopError) as exc:
+    except ValidationError as exc:
+        raise _fail(f"bad filter: {describe_validation_error(exc)}") from None
+    except CrystaloopError as exc:
         raise _fail(f"bad filter: {exc}") from None
     try:
         with CandidateStore(store) as candidate_store:

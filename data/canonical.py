@@ -60,6 +60,11 @@ def _unimodular_candidates() -> np.ndarray:
     return mats[dets == 1]
 
 
+@cache
+def _unimodular_candidates_float() -> np.ndarray:
+    return _unimodular_candidates().astype(np.float64)
+
+
 def reduced_basis(lattice: np.ndarray) -> np.ndarray:
     """Minkowski-reduced, right-handed basis of the lattice spanned by ``lattice`` rows (Å)."""
     from ase.geometry import minkowski_reduce
@@ -81,8 +86,8 @@ def canonical_bases(lattice: np.ndarray, metric_tol: float = 0.05) -> np.ndarray
         (T, 3, 3) bases in Å, all spanning the same lattice, the best first.
     """
     reduced = reduced_basis(lattice)
-    candidates = np.einsum("kij,jl->kil", _unimodular_candidates(), reduced)
-    metric = np.einsum("kil,kjl->kij", candidates, candidates)
+    transforms = _unimodular_candidates_float()
+    metric = transforms @ (reduced @ reduced.T) @ transforms.transpose(0, 2, 1)  # K G Kᵀ, (M, 3, 3)
     keys = metric[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]  # G11, G22, G33, G23, G13, G12
     keep = np.ones(len(keys), dtype=bool)
     for column in range(keys.shape[1]):
@@ -90,7 +95,7 @@ def canonical_bases(lattice: np.ndarray, metric_tol: float = 0.05) -> np.ndarray
         keep &= keys[:, column] <= best + metric_tol
     tied = np.flatnonzero(keep)
     order = np.lexsort(keys[tied].T[::-1])
-    return candidates[tied[order]]
+    return transforms[tied[order]] @ reduced
 
 
 def niggli_reduce(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +133,8 @@ def canonical_hash(crystal: Crystal, *, decimals: int = 3) -> str:
     digest = hashlib.sha256()
     digest.update(HASH_VERSION.encode())
     digest.update(f"|{decimals}|".encode())
-    digest.update(np.array2string(lengths, precision=length_decimals, floatmode="fixed").encode())
-    digest.update(np.array2string(angles, precision=angle_decimals, floatmode="fixed").encode())
+    digest.update(" ".join(f"{x:.{length_decimals}f}" for x in lengths).encode())
+    digest.update(" ".join(f"{x:.{angle_decimals}f}" for x in angles).encode())
     digest.update(description.tobytes())
     return digest.hexdigest()
 

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 MAX_ATOMIC_NUMBER = 118
+DEFAULT_HASH_DECIMALS = 3
 _AVOGADRO = 6.02214076e23
 
 
@@ -188,12 +189,19 @@ class Crystal:
         }
 
     @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> Crystal:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, payload: dict[str, Any], *, known_hash: str | None = None) -> Crystal:
+        """Inverse of :meth:`to_dict`.
+
+        ``known_hash`` is a canonical hash (default rounding) already computed for this crystal,
+        e.g. the id under which a store holds it; it saves recomputing the hash on read-back.
+        """
         missing = {"lattice", "frac_coords", "numbers"} - set(payload)
         if missing:
             raise InvalidStructureError(f"crystal dict is missing keys {sorted(missing)}")
-        return cls(payload["lattice"], payload["frac_coords"], payload["numbers"])
+        crystal = cls(payload["lattice"], payload["frac_coords"], payload["numbers"])
+        if known_hash is not None:
+            crystal._hash_cache[str(DEFAULT_HASH_DECIMALS)] = known_hash
+        return crystal
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -255,7 +263,7 @@ class Crystal:
             return None
         return None if dataset is None else int(dataset.number)
 
-    def canonical_hash(self, *, decimals: int = 3) -> str:
+    def canonical_hash(self, *, decimals: int = DEFAULT_HASH_DECIMALS) -> str:
         """Canonical content hash (hex sha256), see :mod:`crystaloop.data.canonical`."""
         key = str(decimals)
         if key not in self._hash_cache:

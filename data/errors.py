@@ -18,6 +18,7 @@ __all__ = [
     "StatusTransitionError",
     "OracleError",
     "QueryError",
+    "describe_validation_error",
 ]
 
 
@@ -72,3 +73,16 @@ class OracleError(CrystaloopError):
 
 class QueryError(CrystaloopError, ValueError):
     """A query or filter is malformed or uses something unsupported."""
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """One line per problem of a pydantic ``ValidationError``: field, message and the bad value."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for error in errors():
+        where = ".".join(str(part) for part in error.get("loc", ())) or "value"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{where}: {message} (got {error.get('input')!r})")
+    return "; ".join(lines)

@@ -91,5 +91,5 @@ def import_dataset(
         if insert_progress is not None:
             insert_progress(min(start + chunk_size, len(candidates)), len(candidates))
     for error in report.errors:
-        logger.warning("skipped %s", error)
+        logger.debug("skipped %s", error)
     return report

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class CandidateStatus(str, enum.Enum):
+class CandidateStatus(enum.StrEnum):
     """Where a candidate is in its life.
 
     ``generated → rejected | scored → selected → evaluated | failed``; ``imported`` marks known

@@ -9,6 +9,7 @@ stand.
 from __future__ import annotations
 
 import logging
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return config
 
 
+@cache
 def _scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
@@ -95,11 +97,18 @@ def check_revision(connection: Connection, url: str = "") -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database of ``engine`` up to ``revision`` in one transaction."""
+    """Migrate the database of ``engine`` up to ``revision`` in one transaction.
+
+    The revision is checked under the write lock (SQLite) or an advisory lock (PostgreSQL, in
+    ``env.py``), so several processes opening a fresh store at once migrate it exactly once.
+    """
     from alembic import command
 
     with write_transaction(engine) as conn:
-        check_revision(conn, str(engine.url))
+        current = check_revision(conn, str(engine.url))
+        if revision == "head" and current == head_revision():
+            return  # nothing to do; skip alembic's machinery (and its log lines)
+        logger.info("migrating store %s from revision %s to %s", redact_url(engine.url), current, revision)
         command.upgrade(alembic_config(conn), revision)
 
 

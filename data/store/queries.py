@@ -32,10 +32,9 @@ class CandidateFilter(BaseModel):
         status: any of these statuses.
         elements: the candidate contains every one of these elements (OPTIMADE ``HAS ALL``).
             A string is split on commas, dashes and spaces (``"Sr-Ti-O"``).
-        elements_only: restrict to the chemical system of ``elements``: candidates with no element
-            outside it (subsystems included, so ``Sr-Ti-O`` also gives SrO and TiO2). Combined with
-            the ``HAS ALL`` meaning of ``elements``, only candidates with exactly these elements
-            match; set it only together with ``elements``.
+        elements_only: read ``elements`` as a chemical system instead: candidates with no element
+            outside it (OPTIMADE ``HAS ONLY``; subsystems included, so ``Sr-Ti-O`` also gives SrO,
+            TiO2 and Ti). Add ``nelements=len(elements)`` for exactly these elements.
         campaign: provenance campaign id.
         iteration: provenance iteration (0-based).
         min_nsites, max_nsites: inclusive range of sites per cell.
@@ -134,13 +133,15 @@ def filter_conditions(flt: CandidateFilter) -> list[ColumnElement[bool]]:
     c = CandidateRow
     conditions: list[ColumnElement[bool]] = []
     if flt.status is not None:
-        conditions.append(c.status.in_([s.value for s in flt.status]))
+        values = [s.value for s in flt.status]
+        conditions.append(c.status == values[0] if len(values) == 1 else c.status.in_(values))
     if flt.elements:
         e = CandidateElementRow
-        for symbol in flt.elements:
-            conditions.append(exists().where(and_(e.candidate_id == c.id, e.element == symbol)))
         if flt.elements_only:
             conditions.append(~exists().where(and_(e.candidate_id == c.id, e.element.not_in(flt.elements))))
+        else:
+            for symbol in flt.elements:
+                conditions.append(exists().where(and_(e.candidate_id == c.id, e.element == symbol)))
     if flt.campaign is not None:
         conditions.append(c.campaign_id == flt.campaign)
     if flt.iteration is not None:

@@ -20,7 +20,6 @@ from crystaloop.data.errors import StoreError
 from crystaloop.data.records import Candidate, CandidateStatus, Condition, Measurement, Provenance, Verdict
 
 __all__ = [
-    "HASH_DECIMALS",
     "candidate_row",
     "element_rows",
     "prediction_rows",
@@ -32,7 +31,6 @@ __all__ = [
     "dedupe",
 ]
 
-HASH_DECIMALS = 3
 """Rounding of the canonical hash that :attr:`Candidate.id` uses (its default)."""
 
 
@@ -188,10 +186,12 @@ def row_to_candidate(
     Predictions are read in recording order, so when several models predicted the same
     property the latest value wins (a :class:`Candidate` holds one value per property).
     """
-    crystal = Crystal(json.loads(row["lattice"]), json.loads(row["frac_coords"]), json.loads(row["numbers"]))
-    # The id is this crystal's canonical hash (it was computed from these very arrays at insert);
-    # seeding the cache spares the ~5 ms recomputation whenever a caller reads `candidate.id`.
-    crystal._hash_cache[str(HASH_DECIMALS)] = row["id"]
+    # The id is this crystal's canonical hash (computed from these very arrays at insert);
+    # passing it spares the recomputation whenever a caller reads `candidate.id`.
+    crystal = Crystal.from_dict(
+        {"lattice": json.loads(row["lattice"]), "frac_coords": json.loads(row["frac_coords"]), "numbers": json.loads(row["numbers"])},
+        known_hash=row["id"],
+    )
     condition_json = row["condition_json"]
     nan = float("nan")
     return Candidate(

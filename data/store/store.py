@@ -18,29 +18,28 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Connection, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from crystaloop.data.errors import StatusTransitionError, StoreError
 from crystaloop.data.records import Candidate, CandidateStatus, Measurement, Prediction, Verdict, check_transition
 from crystaloop.data.store import rows as R
+from crystaloop.data.store.campaigns import CampaignMixin
 from crystaloop.data.store.engine import create_store_engine, redact_url, resolve_store_url, write_transaction
 from crystaloop.data.store.migrate import check_revision, head_revision, upgrade
+from crystaloop.data.store.models import AddReport, IterationRecord, StatusChange
 from crystaloop.data.store.queries import CandidateFilter, as_filter, filter_conditions, select_candidates
 from crystaloop.data.store.schema import (
     CampaignRow,
     CandidateElementRow,
     CandidateRow,
-    IterationRow,
     MeasurementRow,
     PredictionRow,
     StatusHistoryRow,
@@ -59,8 +58,10 @@ _MEASUREMENTS: Table = MeasurementRow.__table__  # type: ignore[assignment]
 _VERDICTS: Table = VerdictRow.__table__  # type: ignore[assignment]
 _HISTORY: Table = StatusHistoryRow.__table__  # type: ignore[assignment]
 _CAMPAIGNS: Table = CampaignRow.__table__  # type: ignore[assignment]
-_ITERATIONS: Table = IterationRow.__table__  # type: ignore[assignment]
 
+ANALYZE_AFTER = 5000
+"""A store refreshes the planner statistics once it has added this many candidates (and at least
+a fifth of the rows it counted at its last refresh), whatever the sizes of the add_many calls."""
 _IN_CHUNK = 500  # ids per IN (...) list, well below SQLite's bound-parameter limit
 _UPSERT_KEYS = {
     "predictions": ("candidate_id", "model", "property"),
@@ -69,47 +70,7 @@ _UPSERT_KEYS = {
 }
 
 
-class AddReport(BaseModel):
-    """What :meth:`CandidateStore.add_many` did.
-
-    Attributes:
-        added: candidates that were new.
-        existing: candidates already stored (a repeat within the same call counts here too).
-        ids: the id of every input candidate, in input order (``added + existing`` of them).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    added: int = Field(ge=0)
-    existing: int = Field(ge=0)
-    ids: list[str]
-
-
-class StatusChange(BaseModel):
-    """One entry of a candidate's status history (``from_status`` is ``None`` for the first)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    candidate_id: str
-    from_status: CandidateStatus | None
-    to_status: CandidateStatus
-    note: str = ""
-    at: dt.datetime
-
-
-class IterationRecord(BaseModel):
-    """One iteration of a campaign; ``finished_at`` and ``report_json`` stay ``None`` until it ends."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    campaign_id: str
-    index: int
-    started_at: dt.datetime
-    finished_at: dt.datetime | None = None
-    report_json: str | None = None
-
-
-class CandidateStore:
+class CandidateStore(CampaignMixin):
     """Candidates, their status history and results in a SQL database (SQLite or PostgreSQL).
 
     Args:
@@ -125,6 +86,8 @@ class CandidateStore:
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
         self.url: str = resolve_store_url(url)
         self._closed = False
+        self._added_since_analyze = 0
+        self._rows_at_analyze = 0
         self._engine = create_store_engine(self.url)
         self._dialect = self._engine.dialect.name
         try:
@@ -166,13 +129,25 @@ class CandidateStore:
         if self._closed:
             raise StoreError(f"store {redact_url(self.url)} is closed")
 
-    def _read(self) -> Any:
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reading; database faults surface as :class:`StoreError`."""
         self._check_open()
-        return self._engine.connect()
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {redact_url(self.url)}: {exc}") from exc
 
-    def _write(self) -> Any:
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (see :func:`write_transaction`); faults surface as :class:`StoreError`."""
         self._check_open()
-        return write_transaction(self._engine)
+        try:
+            with write_transaction(self._engine) as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {redact_url(self.url)}: {exc}") from exc
 
     def _insert(self, table: Table) -> Any:
         return postgresql.insert(table) if self._dialect == "postgresql" else sqlite.insert(table)
@@ -180,21 +155,13 @@ class CandidateStore:
     def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         """INSERT … ON CONFLICT (its unique key) DO UPDATE: re-recording overwrites."""
         keys = _UPSERT_KEYS[table.name]
-        rows = R.dedupe(rows, keys)
+        rows = R.dedupe(rows, keys)  # keeps the given order: records read back in insertion order
         if not rows:
             return
         stmt = self._insert(table)
         update_cols = [c for c in rows[0] if c not in keys]
         stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update_cols})
         conn.execute(stmt, rows)
-
-    def _ensure_campaigns(self, conn: Connection, campaign_ids: Iterable[str], now: dt.datetime) -> None:
-        rows = [
-            {"id": cid, "name": cid, "config_json": "{}", "config_hash": "", "created_at": now}
-            for cid in sorted(set(campaign_ids))
-        ]
-        if rows:
-            conn.execute(self._insert(_CAMPAIGNS).on_conflict_do_nothing(index_elements=["id"]), rows)
 
     # ------------------------------------------------------------------ adding
     def add(self, candidate: Candidate, *, compute_spacegroup: bool = True) -> bool:
@@ -238,6 +205,9 @@ class CandidateStore:
             ids.extend(chunk_ids)
             added += self._add_chunk(chunk, chunk_ids, compute_spacegroup)
         logger.debug("add_many: %d new, %d existing", added, len(ids) - added)
+        self._added_since_analyze += added
+        if self._added_since_analyze >= max(ANALYZE_AFTER, self._rows_at_analyze // 5):
+            self.analyze()
         return AddReport(added=added, existing=len(ids) - added, ids=ids)
 
     def _add_chunk(self, chunk: list[Candidate], chunk_ids: list[str], compute_spacegroup: bool) -> int:
@@ -250,7 +220,9 @@ class CandidateStore:
         if not fresh:
             return 0
         now = utcnow()
-        rows = [R.candidate_row(c, cid, now, compute_spacegroup=compute_spacegroup) for cid, c in fresh.items()]
+        # Rows in id order: concurrent writers then take row locks in one global order and
+        # cannot deadlock on PostgreSQL (SQLite serialises writers anyway).
+        rows = [R.candidate_row(fresh[cid], cid, now, compute_spacegroup=compute_spacegroup) for cid in sorted(fresh)]
         with self._write() as conn:
             self._ensure_campaigns(conn, (r["campaign_id"] for r in rows if r["campaign_id"] is not None), now)
             stmt = self._insert(_CANDIDATES).on_conflict_do_nothing(index_elements=["id"]).returning(_CANDIDATES.c.id)
@@ -258,9 +230,7 @@ class CandidateStore:
             if not inserted:
                 return 0
             new_rows = [r for r in rows if r["id"] in inserted]
-            conn.execute(
-                self._insert(_ELEMENTS), [e for r in new_rows for e in R.element_rows(r["id"], r["elements"])]
-            )
+            conn.execute(self._insert(_ELEMENTS), [e for r in new_rows for e in R.element_rows(r["id"], r["elements"])])
             conn.execute(
                 self._insert(_HISTORY),
                 [
@@ -280,6 +250,19 @@ class CandidateStore:
             self._upsert(conn, _MEASUREMENTS, measurements)
             self._upsert(conn, _VERDICTS, verdicts)
         return len(inserted)
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (``ANALYZE``); cheap, worth it after bulk imports.
+
+        Without statistics SQLite picks poor plans for element queries on large stores.
+        :meth:`add_many` calls it by itself as the store grows (see ``ANALYZE_AFTER``).
+        """
+        # Bare ANALYZE on PostgreSQL would visit every table of the database, not just ours.
+        statement = "ANALYZE" if self._dialect == "sqlite" else "ANALYZE candidates, candidate_elements, status_history"
+        with self._write() as conn:
+            conn.execute(text(statement))
+            self._rows_at_analyze = conn.execute(select(func.count()).select_from(_CANDIDATES)).scalar_one()
+        self._added_since_analyze = 0
 
     @staticmethod
     def _existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
@@ -417,6 +400,7 @@ class CandidateStore:
         measurement_rows = R.measurement_rows(candidate_id, measurements, now)
         verdict_rows = R.verdict_rows(candidate_id, verdicts, now)
         with self._write() as conn:
+            # Locks the candidate row first: concurrent record() calls on one candidate queue here.
             touched = conn.execute(
                 update(_CANDIDATES).where(_CANDIDATES.c.id == candidate_id).values(updated_at=now)
             ).rowcount
@@ -447,6 +431,8 @@ class CandidateStore:
             missing = set(candidate_ids) - self._existing_ids(conn, list(dict.fromkeys(candidate_ids)))
             if missing:
                 raise StoreError(f"no candidates with ids {sorted(missing)[:5]} ({len(missing)} missing)")
+            # Sorted by key so that concurrent batches lock rows in one order (no deadlocks).
+            rows.sort(key=lambda r: (r["candidate_id"], r["property"]))
             for part in _chunks(rows, 5000):
                 self._upsert(conn, _PREDICTIONS, list(part))
 
@@ -482,119 +468,14 @@ class CandidateStore:
                 self._require_campaign(conn, campaign)
         return changes
 
-    # ------------------------------------------------------------------ campaigns and iterations
-    def ensure_campaign(
-        self, campaign_id: str, *, name: str = "", config_json: str = "{}", config_hash: str = ""
-    ) -> None:
-        """Create the campaign if needed; fill in name and config where it has none yet.
-
-        A campaign created implicitly (by adding candidates whose provenance names it) has no
-        config; the first call with one records it.
-
-        Raises:
-            StoreError: ``config_json`` is not JSON, or the campaign exists with another non-empty
-                ``config_hash`` (reusing a campaign id for a different config).
-        """
-        _check_json(config_json, "config_json")
-        if not campaign_id:
-            raise StoreError("campaign_id must be a non-empty string")
-        now = utcnow()
-        with self._write() as conn:
-            self._ensure_campaigns(conn, [campaign_id], now)
-            row = conn.execute(select(_CAMPAIGNS).where(_CAMPAIGNS.c.id == campaign_id).with_for_update()).one()
-            if config_hash and row.config_hash and row.config_hash != config_hash:
-                raise StoreError(
-                    f"campaign {campaign_id!r} exists with config hash {row.config_hash!r}, got {config_hash!r}; "
-                    "use a new campaign id for a different config"
-                )
-            values: dict[str, str] = {}
-            if name and name != row.name:
-                values["name"] = name
-            if config_hash and not row.config_hash:
-                values["config_hash"] = config_hash
-            if config_json != "{}" and row.config_json == "{}":
-                values["config_json"] = config_json
-            if values:
-                conn.execute(update(_CAMPAIGNS).where(_CAMPAIGNS.c.id == campaign_id).values(**values))
-
-    def campaigns(self) -> list[str]:
-        """Ids of every campaign, sorted."""
-        with self._read() as conn:
-            return list(conn.execute(select(_CAMPAIGNS.c.id).order_by(_CAMPAIGNS.c.id)).scalars())
-
-    def start_iteration(self, campaign_id: str, index: int) -> None:
-        """Mark iteration ``index`` (≥ 0) of a campaign as started (creating the campaign if needed).
-
-        Starting an unfinished iteration again (a resumed run) keeps the first start time.
-
-        Raises:
-            StoreError: negative index, or the iteration has already finished.
-        """
-        if not isinstance(index, int) or index < 0:
-            raise StoreError(f"iteration index must be a non-negative integer, got {index!r}")
-        now = utcnow()
-        with self._write() as conn:
-            self._ensure_campaigns(conn, [campaign_id], now)
-            stmt = self._insert(_ITERATIONS).on_conflict_do_nothing(index_elements=["campaign_id", "index"])
-            conn.execute(stmt.values(campaign_id=campaign_id, index=index, started_at=now))
-            finished = conn.execute(
-                select(_ITERATIONS.c.finished_at).where(
-                    _ITERATIONS.c.campaign_id == campaign_id, _ITERATIONS.c.index == index
-                )
-            ).scalar_one()
-            if finished is not None:
-                raise StoreError(f"iteration {index} of campaign {campaign_id!r} already finished at {finished}")
-
-    def finish_iteration(self, campaign_id: str, index: int, report_json: str) -> None:
-        """Store the report (JSON text) of a started iteration and its end time.
-
-        Raises:
-            StoreError: the iteration was never started, or ``report_json`` is not JSON.
-        """
-        _check_json(report_json, "report_json")
-        with self._write() as conn:
-            done = conn.execute(
-                update(_ITERATIONS)
-                .where(_ITERATIONS.c.campaign_id == campaign_id, _ITERATIONS.c.index == index)
-                .values(finished_at=utcnow(), report_json=report_json)
-            ).rowcount
-        if not done:
-            raise StoreError(f"iteration {index} of campaign {campaign_id!r} was never started; call start_iteration")
-
-    def iterations(self, campaign_id: str) -> list[IterationRecord]:
-        """The campaign's iterations by index (empty for a campaign without any).
-
-        Raises:
-            StoreError: no campaign has this id.
-        """
-        stmt = select(_ITERATIONS).where(_ITERATIONS.c.campaign_id == campaign_id).order_by(_ITERATIONS.c.index)
-        with self._read() as conn:
-            found = [
-                IterationRecord(
-                    campaign_id=r.campaign_id,
-                    index=r.index,
-                    started_at=r.started_at,
-                    finished_at=r.finished_at,
-                    report_json=r.report_json,
-                )
-                for r in conn.execute(stmt)
-            ]
-            if not found:
-                self._require_campaign(conn, campaign_id)
-        return found
-
-    def _require_campaign(self, conn: Connection, campaign_id: str) -> None:
-        if conn.execute(select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.id == campaign_id)).first() is None:
-            known = list(conn.execute(select(_CAMPAIGNS.c.id).order_by(_CAMPAIGNS.c.id).limit(20)).scalars())
-            raise StoreError(f"no campaign {campaign_id!r}; known: {', '.join(known) or 'none'}")
-
     # ------------------------------------------------------------------ overview
     def summary(self, top: int = 10) -> dict[str, Any]:
         """Counts for a quick look (``crystaloop db ls``, the demo).
 
         Returns:
             ``{"url", "backend", "total", "by_status": {status: n}, "by_nelements": {k: n},
-            "top_formulas": {formula: n} (the ``top`` most frequent), "campaigns": n}``.
+            "top_formulas": [(formula, n), …] (the ``top`` most frequent, most frequent first),
+            "campaigns": n}``.
         """
         c = _CANDIDATES.c
         with self._read() as conn:
@@ -604,7 +485,10 @@ class CandidateStore:
             )
             n = func.count().label("n")
             formulas = conn.execute(
-                select(c.reduced_formula, n).group_by(c.reduced_formula).order_by(n.desc(), c.reduced_formula).limit(top)
+                select(c.reduced_formula, n)
+                .group_by(c.reduced_formula)
+                .order_by(n.desc(), c.reduced_formula)
+                .limit(top)
             ).all()
             campaigns = conn.execute(select(func.count()).select_from(_CAMPAIGNS)).scalar_one()
         return {
@@ -613,7 +497,7 @@ class CandidateStore:
             "total": int(sum(by_status.values())),
             "by_status": {str(k): int(v) for k, v in by_status.items()},
             "by_nelements": {int(k): int(v) for k, v in by_nelements.items()},
-            "top_formulas": {str(f): int(k) for f, k in formulas},
+            "top_formulas": [(str(f), int(k)) for f, k in formulas],
             "campaigns": int(campaigns),
         }
 
@@ -626,13 +510,6 @@ def _change(row: Any) -> StatusChange:
         note=row.note,
         at=row.at,
     )
-
-
-def _check_json(text: str, name: str) -> None:
-    try:
-        json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"{name} must be JSON text, got {str(text)[:80]!r} ({exc})") from None
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

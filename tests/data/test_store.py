@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,11 +55,12 @@ def _full_candidate() -> Candidate:
             num_atoms=5,
         ),
         status=S.SCORED,
-        verdicts=(Verdict(guard="distance", ok=True, reason="min 1.9 Å", score=1.9), Verdict(guard="smact", ok=False)),
+        # Deliberately not in key order: records come back in the order they were given.
+        verdicts=(Verdict(guard="smact", ok=False), Verdict(guard="distance", ok=True, reason="min 1.9 Å", score=1.9)),
         predictions={"e_form": (-1.25, 0.05, "eV/atom"), "band_gap": (1.1, 0.3, "eV")},
         measurements=(
-            Measurement(oracle="chgnet", property="e_form", value=-1.3, units="eV/atom"),
             Measurement(oracle="chgnet", property="e_hull", value=None, status="failed", reason="SCF did not converge"),
+            Measurement(oracle="chgnet", property="e_form", value=-1.3, units="eV/atom"),
         ),
     )
 
@@ -197,12 +199,17 @@ def test_record_upserts(store: CandidateStore) -> None:
     assert back.measurements == (Measurement(oracle="chgnet", property="e_form", value=-1.7, units="eV/atom"),)
     assert back.verdicts == (Verdict(guard="distance", ok=True, reason="fine", score=None),)  # NaN score -> None
 
-    one = Prediction(mean=[[0.5, float("nan")]], std=[[0.1, 0.2]], properties=("gap", "e_hull"), units=("eV", "eV/atom"), model="gp")
+    one = Prediction(
+        mean=[[0.5, float("nan")]], std=[[0.1, 0.2]], properties=("gap", "e_hull"), units=("eV", "eV/atom"), model="gp"
+    )
     store.record(candidate.id, predictions=one)
     predictions = store.get(candidate.id).predictions
     assert predictions["gap"] == (0.5, 0.1, "eV") and math.isnan(predictions["e_hull"][0])
     with pytest.raises(StoreError, match="one-row Prediction"):
-        store.record(candidate.id, predictions=Prediction(mean=np.zeros((2, 1)), std=np.zeros((2, 1)), properties=("a",), units=("eV",)))
+        store.record(
+            candidate.id,
+            predictions=Prediction(mean=np.zeros((2, 1)), std=np.zeros((2, 1)), properties=("a",), units=("eV",)),
+        )
     with pytest.raises(StoreError, match="no candidate with id 'missing'"):
         store.record("missing", verdicts=[Verdict(guard="g", ok=True)])
     with pytest.raises(StoreError, match="Measurement records"):
@@ -212,7 +219,9 @@ def test_record_upserts(store: CandidateStore) -> None:
 def test_record_predictions_batch(store: CandidateStore) -> None:
     cands = make_candidates(3, seed=7)
     store.add_many(cands)
-    pred = Prediction(mean=[[1.0], [2.0], [3.0]], std=[[0.1], [0.2], [0.3]], properties=("e",), units=("eV",), model="m")
+    pred = Prediction(
+        mean=[[1.0], [2.0], [3.0]], std=[[0.1], [0.2], [0.3]], properties=("e",), units=("eV",), model="m"
+    )
     store.record_predictions([c.id for c in cands], pred)
     assert [store.get(c.id).predictions["e"][0] for c in cands] == [1.0, 2.0, 3.0]
     with pytest.raises(StoreError, match="missing"):
@@ -235,13 +244,18 @@ def _tio2_like() -> Crystal:
 def filled(store: CandidateStore) -> tuple[CandidateStore, dict[str, list[Candidate]]]:
     """NaCl, MgO, SrTiO3, BaTiO3, diamond C and a TiO2-like cell, 3 variants each, plus statuses."""
     rng = np.random.default_rng(11)
-    cells = {**{k: v for k, v in base_cells().items() if k in {"NaCl", "MgO", "SrTiO3", "BaTiO3", "C"}}, "TiO2": _tio2_like()}
+    cells = {
+        **{k: v for k, v in base_cells().items() if k in {"NaCl", "MgO", "SrTiO3", "BaTiO3", "C"}},
+        "TiO2": _tio2_like(),
+    }
     groups: dict[str, list[Candidate]] = {}
     for name, cell in cells.items():
         crystals = [cell, *perturbed_crystals(cell, 2, rng)]
         campaign = "perov" if name in {"SrTiO3", "BaTiO3"} else None
         groups[name] = [
-            Candidate(crystal=c, provenance=Provenance(component="t", campaign=campaign, iteration=i if campaign else None))
+            Candidate(
+                crystal=c, provenance=Provenance(component="t", campaign=campaign, iteration=i if campaign else None)
+            )
             for i, c in enumerate(crystals)
         ]
     store.add_many([c for group in groups.values() for c in group], chunk_size=5)
@@ -265,7 +279,9 @@ def test_filter_elements_has_all_and_only(filled) -> None:
     exact = CandidateFilter(elements=["Sr", "Ti", "O"], elements_only=True, nelements=3)
     assert _ids(store.query(exact)) == _ids(g["SrTiO3"])
     assert _ids(store.query(CandidateFilter(elements=["O", "Mg"], elements_only=True))) == _ids(g["MgO"])
-    assert _ids(store.query(CandidateFilter(elements=["C", "Na", "Cl"], elements_only=True))) == _ids(g["C"] + g["NaCl"])
+    assert _ids(store.query(CandidateFilter(elements=["C", "Na", "Cl"], elements_only=True))) == _ids(
+        g["C"] + g["NaCl"]
+    )
     assert store.query(CandidateFilter(elements=["Na", "O"])) == []
     assert store.count(CandidateFilter(elements=["O"])) == 12
 
@@ -289,6 +305,7 @@ def test_filter_status_nsites_formula_campaign(filled) -> None:
 
 def test_filter_limit_offset_order(filled) -> None:
     store, _ = filled
+    store.analyze()  # planner statistics must not change results
     everything = store.query(CandidateFilter(order_by="id", limit=1000))
     assert [c.id for c in everything] == sorted(c.id for c in everything) and len(everything) == 18
     pages = [store.query(CandidateFilter(order_by="id", limit=5, offset=o)) for o in range(0, 20, 5)]
@@ -309,7 +326,8 @@ def test_summary_and_campaign_history(filled) -> None:
     assert summary["total"] == 18
     assert summary["by_status"] == {"generated": 15, "rejected": 1, "scored": 2}
     assert summary["by_nelements"] == {1: 3, 2: 9, 3: 6}
-    assert len(summary["top_formulas"]) == 6 and set(summary["top_formulas"].values()) == {3}
+    assert len(summary["top_formulas"]) == 6 and {n for _, n in summary["top_formulas"]} == {3}
+    assert summary["top_formulas"][0] == ("BaTiO3", 3)  # ties broken by formula
     assert summary["campaigns"] == 1 and summary["backend"] in {"sqlite", "postgresql"}
     history = store.history("perov")
     assert len(history) == 6 + 2
@@ -348,6 +366,13 @@ def test_bad_filter_type_and_dict(store: CandidateStore) -> None:
         store.count({"colour": "red"})
     hostile = CandidateFilter(reduced_formula="NaCl", campaign="x'; DROP TABLE candidates; --")
     assert store.query(hostile) == [] and store.count() == 0  # values are bound, never spliced
+
+
+def test_file_that_is_not_a_database(tmp_path) -> None:
+    path = tmp_path / "not.db"
+    path.write_bytes(b"this is not a sqlite database, just text" * 100)
+    with pytest.raises(StoreError, match="cannot open store"):
+        CandidateStore(f"sqlite:///{path}")
 
 
 # ---------------------------------------------------------------------------- campaigns and iterations
@@ -401,7 +426,9 @@ def test_get_missing_raises(store: CandidateStore) -> None:
 # ---------------------------------------------------------------------------- URLs
 
 
-@pytest.mark.parametrize("bad", ["not a url", "mysql://user@host/db", "sqlite+aiosqlite:///x.db", "postgresql+asyncpg://h/d"])
+@pytest.mark.parametrize(
+    "bad", ["not a url", "mysql://user@host/db", "sqlite+aiosqlite:///x.db", "postgresql+asyncpg://h/d"]
+)
 def test_bad_url_is_refused(bad: str) -> None:
     with pytest.raises(StoreError) as info:
         resolve_store_url(bad)
@@ -418,6 +445,7 @@ def test_url_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None
     assert resolve_store_url() == "postgresql+psycopg://u:secret@db.example:5433/cl"
     assert resolve_store_url("sqlite:///other.db") == "sqlite:///other.db"
     assert resolve_store_url("") == "postgresql+psycopg://u:secret@db.example:5433/cl"
+    assert resolve_store_url("sqlite:///~/x.db") == f"sqlite:///{Path.home() / 'x.db'}"
     assert resolve_store_url("postgres://h/d") == "postgresql+psycopg://h/d"
     assert resolve_store_url("postgresql+psycopg://h/d?options=-csearch_path%3Dx") == (
         "postgresql+psycopg://h/d?options=-csearch_path%3Dx"
@@ -449,3 +477,15 @@ def test_generated_test_crystals_are_distinct_and_seeded() -> None:
     assert len({c.id for c in a}) == 14
     assert [c.id for c in a] == [c.id for c in b]
     assert {c.crystal.reduced_formula for c in a} == {"NaCl", "MgO", "SrTiO3", "BaTiO3", "SrZrO3", "C", "Si"}
+
+
+def test_planner_statistics_refresh_as_the_store_grows(store: CandidateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crystaloop.data.store.store as store_module
+
+    monkeypatch.setattr(store_module, "ANALYZE_AFTER", 3)
+    cands = make_candidates(4, seed=12)
+    store.add_many(cands[:2])  # small calls add up
+    assert store._rows_at_analyze == 0
+    store.add_many(cands[2:])
+    assert store._rows_at_analyze == 4 and store._added_since_analyze == 0
+    assert len(store.query(CandidateFilter(elements=["Na"]))) == 1

@@ -70,8 +70,16 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], name=op.f("fk_candidates_campaign_id_campaigns")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_candidates")),
     )
-    for column in ("campaign_id", "created_at", "nelements", "nsites", "reduced_formula", "spacegroup_number", "status"):
+    for column in (
+        "campaign_id",
+        "created_at",
+        "nelements",
+        "nsites",
+        "reduced_formula",
+        "spacegroup_number",
+    ):
         op.create_index(op.f(f"ix_candidates_{column}"), "candidates", [column], unique=False)
+    op.create_index("ix_candidates_status_created_at_id", "candidates", ["status", "created_at", "id"], unique=False)
     op.create_table(
         "iterations",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -93,9 +101,7 @@ def upgrade() -> None:
         _candidate_fk("candidate_elements"),
         sa.PrimaryKeyConstraint("candidate_id", "element", name=op.f("pk_candidate_elements")),
     )
-    op.create_index(
-        "ix_candidate_elements_element", "candidate_elements", ["element", "candidate_id"], unique=False
-    )
+    op.create_index("ix_candidate_elements_element", "candidate_elements", ["element", "candidate_id"], unique=False)
     op.create_table(
         "measurements",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -168,7 +174,15 @@ def downgrade() -> None:
     op.drop_index("ix_candidate_elements_element", table_name="candidate_elements")
     op.drop_table("candidate_elements")
     op.drop_table("iterations")
-    for column in ("status", "spacegroup_number", "reduced_formula", "nsites", "nelements", "created_at", "campaign_id"):
+    op.drop_index("ix_candidates_status_created_at_id", table_name="candidates")
+    for column in (
+        "spacegroup_number",
+        "reduced_formula",
+        "nsites",
+        "nelements",
+        "created_at",
+        "campaign_id",
+    ):
         op.drop_index(op.f(f"ix_candidates_{column}"), table_name="candidates")
     op.drop_table("candidates")
     op.drop_table("campaigns")
