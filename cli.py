@@ -7,6 +7,7 @@ from ``--store`` or ``CRYSTALOOP_DB_URL``.
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +26,12 @@ if TYPE_CHECKING:
 app = typer.Typer(help="crystaloop: closed-loop inverse materials design.", no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Datasets: import into the store, inspect, split.", no_args_is_help=True)
 db_app = typer.Typer(help="The candidate store: list and inspect candidates.", no_args_is_help=True)
+surrogate_app = typer.Typer(help="Property surrogates: train, evaluate, predict.", no_args_is_help=True)
+oracle_app = typer.Typer(help="MLIP oracles: relax structures, energies.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
+app.add_typer(surrogate_app, name="surrogate")
+app.add_typer(oracle_app, name="oracle")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -247,6 +252,209 @@ def _print_store_summary(summary: dict) -> None:
     by_nelements = summary.get("by_nelements", {})
     if by_nelements:
         console.print("elements per structure: " + ", ".join(f"{k}: {v}" for k, v in sorted(by_nelements.items())))
+
+
+def _load_config_file(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise _fail(f"cannot read config {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise _fail(f"config {path} must be a mapping of SurrogateConfig fields, got {type(loaded).__name__}")
+    return loaded
+
+
+@surrogate_app.command("train")
+def surrogate_train(
+    data: Annotated[str, typer.Option("--data", help="Training data: a CDVAE CSV, folder, extxyz or shipped name (perov_5/train).")],
+    target: Annotated[list[str], typer.Option("--target", help="Column(s) to predict (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (.pt).")],
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation data; carved from --data when omitted.")] = None,  # noqa: UP045
+    architecture: Annotated[str, typer.Option("--architecture", help="mpnn | cgcnn")] = "mpnn",
+    ensemble: Annotated[Optional[int], typer.Option("--ensemble", min=1, help="Ensemble members.")] = None,  # noqa: UP045
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,  # noqa: UP045
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of SurrogateConfig fields.")] = None,  # noqa: UP045
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice).")] = None,  # noqa: UP045
+) -> None:
+    """Train a deep-ensemble property model; resumes if an interrupted run left its state."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    from pydantic import ValidationError
+
+    from crystaloop.data.datasets import load_dataset
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
+    from crystaloop.surrogates.config import SurrogateConfig
+    from crystaloop.surrogates.training import train_ensemble
+
+    fields = {**_load_config_file(config), "architecture": architecture, "targets": tuple(target), "seed": seed}
+    fields.update({k: v for k, v in {"ensemble_size": ensemble, "epochs": epochs}.items() if v is not None})
+    try:
+        settings = SurrogateConfig(**fields)
+        train_set = load_dataset(data)
+        val_set = load_dataset(val) if val else None
+    except ValidationError as exc:
+        raise _fail(f"bad surrogate config: {describe_validation_error(exc)}") from None
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        tasks: dict[int, object] = {}
+
+        def on_epoch(member: int, epoch: int, total: int, val_mae: float) -> None:
+            if member not in tasks:
+                tasks[member] = bar.add_task(f"member {member + 1}/{settings.ensemble_size}", total=total)
+            bar.update(tasks[member], completed=epoch, description=f"member {member + 1}/{settings.ensemble_size} val MAE {val_mae:.3f} (normalised)")
+
+        try:
+            result = train_ensemble(settings, train_set, val_set, checkpoint=out, on_epoch=on_epoch)
+        except CrystaloopError as exc:
+            raise _fail(str(exc)) from None
+    _print_metrics(result.metrics["val"], title=f"validation ({result.metrics['n_val']} structures)")
+    console.print(f"checkpoint: [bold]{out}[/]")
+
+
+def _print_metrics(report: dict, title: str) -> None:
+    table = Table("target", "units", "n", "MAE", "RMSE", "miscal. area", "Spearman |err|~std", "member MAEs", title=title)
+    for name, entry in report.items():
+        if not isinstance(entry, dict):
+            continue
+        members = ", ".join(f"{m:.3f}" for m in entry.get("member_mae", []))
+        table.add_row(name, entry["units"], str(entry["n"]), f"{entry['mae']:.4f}", f"{entry['rmse']:.4f}", f"{entry['miscalibration_area']:.3f}", f"{entry['spearman_abs_error_std']:.3f}", members)
+    console.print(table)
+
+
+def _resolve_surrogate(model: str | None, target: str | None) -> Path:
+    from crystaloop.surrogates.shipped import default_surrogate_for, shipped_surrogate_path
+
+    if model:
+        path = Path(model)
+        return path if path.exists() else shipped_surrogate_path(model)
+    if target:
+        return shipped_surrogate_path(default_surrogate_for(target))
+    raise _fail("give --model (a checkpoint or shipped name) or --target to pick a shipped surrogate")
+
+
+@surrogate_app.command("eval")
+def surrogate_eval(
+    data: Annotated[str, typer.Option("--data", help="Any CDVAE CSV (or folder/extxyz) with the target column.")],
+    target: Annotated[Optional[str], typer.Option("--target", help="Column to evaluate; picks the shipped model when --model is omitted.")] = None,  # noqa: UP045
+    model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint path or shipped name.")] = None,  # noqa: UP045
+    out: Annotated[Path, typer.Option("--out", help="metrics.json to write; a parity/calibration PNG goes beside it.")] = Path("metrics.json"),
+) -> None:
+    """Evaluate a surrogate: MAE, RMSE, calibration, per-member MAE, OOD scores, and a plot."""
+    from crystaloop.data.datasets import load_dataset
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.surrogates.ensemble import PropertyEnsemble
+    from crystaloop.surrogates.plots import parity_and_calibration_plot
+    from crystaloop.surrogates.training import evaluate_ensemble, target_matrix
+
+    try:
+        ensemble = PropertyEnsemble.load(_resolve_surrogate(model, target))
+        dataset = load_dataset(data)
+        outputs = ensemble.member_outputs(dataset.crystals)
+        report = evaluate_ensemble(ensemble, dataset, outputs=outputs)
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    report["model"] = ensemble.name
+    report["data"] = data
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    mean, std = ensemble.combine(outputs)
+    y = target_matrix(dataset, ensemble.config.targets)
+    for t, name in enumerate(ensemble.config.targets):
+        plot = out.with_name(f"{out.stem}-{name}.png")
+        parity_and_calibration_plot(y[:, t], mean[:, t], std[:, t], target=name, units=ensemble.units[t], out=plot, title=f"{ensemble.name} on {data}")
+        console.print(f"plot: {plot}")
+    _print_metrics(report, title=f"{ensemble.name} on {data} ({len(dataset)} structures)")
+    console.print(f"metrics: [bold]{out}[/]")
+
+
+@surrogate_app.command("predict")
+def surrogate_predict(
+    path: Annotated[str, typer.Argument(help="CIF/POSCAR folder, CDVAE CSV, extxyz or a single CIF.")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint path or shipped name.")] = None,  # noqa: UP045
+    target: Annotated[Optional[str], typer.Option("--target", help="Pick the shipped surrogate for this property.")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many rows.")] = 50,
+) -> None:
+    """Predict properties with uncertainty (mean ± std) and an out-of-distribution score."""
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.surrogates.ensemble import PropertyEnsemble
+
+    try:
+        ensemble = PropertyEnsemble.load(_resolve_surrogate(model, target))
+        ids, crystals, errors = _read_structures(path)
+        if not crystals:
+            raise _fail(f"no readable structure in {path}")
+        prediction = ensemble.predict(crystals)
+        ood = ensemble.ood_score(crystals)
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("structure", "formula", *[f"{p} ({u})" for p, u in zip(prediction.properties, prediction.units, strict=True)], "OOD score", title=ensemble.name)
+    for i in range(min(len(crystals), limit)):
+        cells = [f"{prediction.mean[i, j]:.3f} ± {prediction.std[i, j]:.3f}" for j in range(len(prediction.properties))]
+        table.add_row(ids[i], crystals[i].reduced_formula, *cells, f"{ood[i]:.2f}")
+    console.print(table)
+    for error in errors:
+        err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
+
+
+def _read_structures(path: str):  # -> (ids, crystals, errors)
+    from crystaloop.data.datasets import RowError, load_dataset, parse_structure_text
+    from crystaloop.data.errors import InvalidStructureError
+
+    file = Path(path)
+    if file.is_file() and (file.suffix.lower() == ".cif" or file.name.upper().startswith(("POSCAR", "CONTCAR")) or file.suffix.lower() == ".vasp"):
+        fmt = "cif" if file.suffix.lower() == ".cif" else "poscar"
+        try:
+            return [file.stem], [parse_structure_text(file.read_text(), fmt)], []
+        except InvalidStructureError as exc:
+            return [], [], [RowError(file.name, exc.problem)]
+    dataset = load_dataset(path)
+    return dataset.ids, dataset.crystals, dataset.errors
+
+
+@oracle_app.command("relax")
+def oracle_relax(
+    path: Annotated[str, typer.Argument(help="A CIF/POSCAR file, a folder, a CDVAE CSV or extxyz.")],
+    oracle: Annotated[str, typer.Option("--oracle", help="chgnet | sevennet")] = "chgnet",
+    fmax: Annotated[float, typer.Option("--fmax", min=0.0, help="Force tolerance, eV/Å.")] = 0.1,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Most optimiser steps.")] = 200,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write relaxed structures here (.extxyz).")] = None,  # noqa: UP045
+) -> None:
+    """Relax structures with an MLIP and report energy per atom and status."""
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.surrogates.oracles import RelaxConfig, make_oracle
+
+    try:
+        runner_oracle = make_oracle(oracle, relax=RelaxConfig(fmax=fmax, max_steps=steps))
+        ids, crystals, errors = _read_structures(path)
+        if not crystals:
+            raise _fail(f"no readable structure in {path}")
+        relaxations = runner_oracle.relax(crystals)
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    table = Table("structure", "formula", "status", "energy (eV/atom)", "steps", "fmax (eV/Å)", "reason", title=f"{oracle} relaxation")
+    for ident, crystal, result in zip(ids, crystals, relaxations, strict=True):
+        energy = "" if result.energy_per_atom is None else f"{result.energy_per_atom:.4f}"
+        table.add_row(ident, crystal.reduced_formula, result.status, energy, str(result.steps), f"{result.fmax:.3f}" if result.fmax is not None else "", result.reason)
+    console.print(table)
+    if out is not None:
+        import ase.io
+
+        frames = [r.final.to_ase() for r in relaxations if r.final is not None]
+        ase.io.write(str(out), frames, format="extxyz")
+        console.print(f"relaxed structures: [bold]{out}[/]")
+    for error in errors:
+        err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
 
 
 def main() -> None:

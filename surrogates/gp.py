@@ -1,0 +1,141 @@
+"""GP heads for Bayesian optimisation on learned crystal embeddings.
+
+A property network's embedding (n, D) is projected onto its first ``n_components`` principal
+directions (fitted on the training embeddings; a GP in tens of dimensions is better conditioned
+than in hundreds), then a botorch GP is fitted with input normalisation and output
+standardisation handled by botorch transforms:
+
+* up to ``max_exact`` points: an exact ``SingleTaskGP`` (Matérn-5/2 ARD kernel);
+* beyond: ``SingleTaskVariationalGP`` with ``inducing_points`` inducing points, so pools of tens
+  of thousands of labelled structures stay tractable.
+
+:attr:`GPHead.model` is a botorch ``Model`` over the projected features, so acquisition functions
+(qLogNoisyEI, qLogNEHVI) in the loop use it directly on ``GPHead.features(embeddings)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from crystaloop.data.errors import CrystaloopError
+
+__all__ = ["GPHeadConfig", "GPHead"]
+
+logger = logging.getLogger(__name__)
+
+
+class GPHeadConfig(BaseModel):
+    """Settings of a :class:`GPHead`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_components: int = Field(16, gt=0, description="PCA dimensions fed to the GP")
+    max_exact: int = Field(2000, gt=0, description="largest training set for an exact GP")
+    inducing_points: int = Field(256, gt=0, description="inducing points of the variational GP")
+    variational_steps: int = Field(300, gt=0, description="Adam steps fitting the variational GP")
+    seed: int = 0
+
+
+def _fit_variational(mll, *, steps: int) -> None:  # noqa: ANN001
+    """Full-batch Adam on the negative ELBO (L-BFGS over inducing points is slow on CPUs)."""
+    model = mll.model
+    model.train()
+    mll.likelihood.train()
+    optimizer = torch.optim.Adam(mll.parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        output = model(*model.train_inputs)  # botorch stores the normalised inputs and standardised targets here
+        loss = -mll(output, model.train_targets).sum()
+        loss.backward()
+        optimizer.step()
+
+
+@dataclass
+class _Projection:
+    centre: np.ndarray  # (D,)
+    components: np.ndarray  # (D, k)
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        return (np.asarray(embeddings, dtype=np.float64) - self.centre) @ self.components
+
+
+class GPHead:
+    """A GP on projected embeddings; see the module docstring."""
+
+    def __init__(self, config: GPHeadConfig | None = None) -> None:
+        self.config = config or GPHeadConfig()
+        self._projection: _Projection | None = None
+        self.model = None  # botorch Model once fitted
+
+    @property
+    def is_exact(self) -> bool:
+        from botorch.models import SingleTaskGP
+
+        return isinstance(self.model, SingleTaskGP)
+
+    def features(self, embeddings: np.ndarray) -> torch.Tensor:
+        """(n, k) float64 GP inputs for embeddings (n, D)."""
+        if self._projection is None:
+            raise CrystaloopError("GPHead.features called before fit")
+        return torch.from_numpy(self._projection(embeddings))
+
+    def fit(self, embeddings: np.ndarray, targets: np.ndarray) -> GPHead:
+        """Fit on embeddings (n, D) and targets (n,) or (n, T); rows with NaN targets are dropped."""
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms import Normalize, Standardize
+
+        x = np.asarray(embeddings, dtype=np.float64)
+        y = np.asarray(targets, dtype=np.float64)
+        y = y[:, None] if y.ndim == 1 else y
+        if x.ndim != 2 or len(x) != len(y):
+            raise ValueError(f"embeddings (n, D) and targets (n, T) must agree, got {x.shape} and {y.shape}")
+        keep = np.isfinite(y).all(axis=1) & np.isfinite(x).all(axis=1)
+        x, y = x[keep], y[keep]
+        if len(x) < 2:
+            raise CrystaloopError(f"a GP head needs at least 2 labelled points, got {len(x)}")
+        centre = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - centre, full_matrices=False)
+        k = min(self.config.n_components, vt.shape[0], len(x) - 1)
+        self._projection = _Projection(centre, vt[:k].T)
+        train_x = self.features(x)
+        train_y = torch.from_numpy(y)
+        torch.manual_seed(self.config.seed)
+        if len(x) <= self.config.max_exact:
+            model = SingleTaskGP(train_x, train_y, input_transform=Normalize(d=k), outcome_transform=Standardize(m=y.shape[1]))
+            from gpytorch.mlls import ExactMarginalLogLikelihood
+
+            mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        else:
+            from botorch.models.approximate_gp import SingleTaskVariationalGP
+            from gpytorch.mlls import VariationalELBO
+
+            model = SingleTaskVariationalGP(
+                train_x,
+                train_y,
+                inducing_points=min(self.config.inducing_points, len(x)),
+                input_transform=Normalize(d=k),
+                outcome_transform=Standardize(m=y.shape[1]),
+            )
+            mll = VariationalELBO(model.likelihood, model.model, num_data=len(x))
+            _fit_variational(mll, steps=self.config.variational_steps)
+            mll = None
+        if mll is not None:
+            fit_gpytorch_mll(mll)
+        model.eval()
+        self.model = model
+        logger.info("fitted %s GP head on %d points in %d dimensions", "exact" if self.is_exact else "variational", len(x), k)
+        return self
+
+    @torch.no_grad()
+    def predict(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and std (n, T) of the latent function, in the targets' units."""
+        if self.model is None:
+            raise CrystaloopError("GPHead.predict called before fit")
+        posterior = self.model.posterior(self.features(embeddings))
+        return posterior.mean.numpy(), posterior.variance.clamp_min(0).sqrt().numpy()
