@@ -13,13 +13,17 @@ Conventions for an edge ``e = (src, dst)`` with integer lattice image ``t`` (3,)
 image of the destination site. Messages flow from ``src`` to ``dst`` in PyG's
 ``edge_index[0] → edge_index[1]`` order; both directions of every pair are present.
 
-Work is chunked so that (pairs × images) per chunk stays under ``pair_budget``, which bounds
-memory for any batch size.
+Radius search: each pair's fractional difference is wrapped into [-0.5, 0.5] and tried against
+a per-crystal table of the lattice images that can bring it within the cutoff (chosen in float64
+with a margin, so no edge is missed however skewed the cell); crystals with tables of similar
+size are processed together as dense (pairs × images) blocks of at most ``_CHUNK`` candidates,
+one Cartesian axis at a time. ``pair_budget`` bounds the memory for any batch size; neither
+changes the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -42,6 +46,7 @@ __all__ = [
 ]
 
 _DEFAULT_PAIR_BUDGET = 2_000_000
+_CHUNK = 1 << 17  # candidates per vectorised step: small enough to stay in cache
 
 
 class GraphConfig(BaseModel):
@@ -51,7 +56,7 @@ class GraphConfig(BaseModel):
 
     kind: Literal["radius", "fully_connected"] = "radius"
     cutoff: float = Field(5.0, gt=0, description="radius-graph cutoff, Å")
-    max_neighbors: int | None = Field(None, gt=0, description="keep at most this many nearest neighbours per site")
+    max_neighbors: int | None = Field(None, gt=0, description="keep this many nearest neighbours per site, plus any tied with the last")
 
 
 def stack_crystals(crystals: Sequence[Crystal], dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
@@ -115,39 +120,82 @@ def _runs(cost: torch.Tensor, budget: int) -> list[tuple[int, int]]:
     return runs
 
 
-def _pair_candidates(
-    wrapped: torch.Tensor, low: torch.Tensor, count: torch.Tensor, lattice_of_pair: torch.Tensor, reach_cart: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lattice images of each pair that may lie within the cutoff, enumerated pair by pair.
+def _image_tables(lattice64: torch.Tensor, reach: torch.Tensor, reach_cart: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per crystal, the lattice images a wrapped pair difference can reach within the cutoff.
+
+    A pair's wrapped fractional difference ``w`` lies in [-0.5, 0.5]^3, so an image ``t`` can
+    bring it within the cutoff only if ``|t_i| <= floor(reach_i + 0.5)`` on every axis and the
+    image vector ``t @ L`` lies within ``reach_cart`` plus the longest half-diagonal of the
+    cell (the farthest ``w @ L`` can be from the origin).
 
     Args:
-        wrapped: (P, 3) float64 wrapped fractional differences ``frac[dst] - frac[src]`` in
-            [-0.5, 0.5] (detached).
-        low: (P, 3) int64 first image per axis; ``count`` (P, 3) int64 images per axis, so pair
-            ``p`` enumerates the box ``low[p] + [0, count[p])`` (lexicographic order).
-        lattice_of_pair: (P, 3, 3) float64 lattice of each pair's crystal, Å.
-        reach_cart: keep candidates at most this far (Å): the cutoff plus a rounding margin.
+        lattice64: (B, 3, 3) float64 lattices, Å.
+        reach: (B, 3) ``reach_cart / plane spacing`` per axis.
+        reach_cart: the cutoff plus a rounding margin, Å.
 
     Returns:
-        pair (C,) int64 and image (C, 3) int64 (relative to ``wrapped``) of the candidates within
-        ``reach_cart``, pair-major, images in lexicographic order within a pair.
+        ``grid`` (K, 3) int64 images in lexicographic order (the box of the largest extents)
+        and ``inside`` (B, K) bool, which of them each crystal needs.
     """
-    per_pair = count.prod(dim=1)
-    total = int(per_pair.sum())
-    device = wrapped.device
-    pair = torch.repeat_interleave(torch.arange(wrapped.shape[0], device=device), per_pair, output_size=total)
-    k = torch.arange(total, device=device) - torch.repeat_interleave(
-        torch.cumsum(per_pair, 0) - per_pair, per_pair, output_size=total
+    extent = torch.floor(reach + 0.5).long()  # (B, 3)
+    top = extent.max(dim=0).values.tolist()
+    axes = [torch.arange(-n, n + 1, device=lattice64.device) for n in top]
+    grid = torch.cartesian_prod(*axes).reshape(-1, 3)
+    corners = torch.cartesian_prod(*[torch.tensor([-0.5, 0.5], dtype=torch.float64, device=lattice64.device)] * 3)
+    half_diagonal = torch.linalg.norm(corners @ lattice64, dim=-1).max(dim=1).values  # (B,)
+    vec = torch.einsum("kj,bjl->bkl", grid.to(torch.float64), lattice64)  # (B, K, 3)
+    inside = (grid.abs()[None] <= extent[:, None, :]).all(-1)
+    inside &= torch.linalg.norm(vec, dim=-1) <= (reach_cart + half_diagonal)[:, None]
+    return grid, inside
+
+
+def _buckets(n_images: torch.Tensor, slack: float = 1.25) -> list[tuple[torch.Tensor, int]]:
+    """Group crystals whose image tables have similar sizes (largest at most ``slack`` × smallest).
+
+    Returns:
+        (crystal indices in ascending order, padded table size) per bucket, smallest tables first.
+    """
+    values, inverse = torch.unique(n_images, return_inverse=True)  # sorted ascending
+    bucket_of_value: list[int] = []
+    lows: list[int] = []
+    tops: list[int] = []
+    for value in values.tolist():
+        if not lows or value > slack * lows[-1]:
+            lows.append(value)
+            tops.append(value)
+        tops[-1] = value
+        bucket_of_value.append(len(tops) - 1)
+    bucket_of_crystal = torch.tensor(bucket_of_value, device=n_images.device)[inverse]
+    return [(_nonzero(bucket_of_crystal == g), top) for g, top in enumerate(tops)]
+
+
+def _nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the true entries of a mask, (M,) int64 (numpy's on CPU: several times faster)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.reshape(-1).nonzero(as_tuple=True)[0]
+
+
+def _columns(x: torch.Tensor) -> list[torch.Tensor]:
+    """The columns of an (M, 3) tensor as contiguous (M,) tensors (1-D gathers are much faster)."""
+    return [x[:, axis].contiguous() for axis in range(x.shape[1])]
+
+
+def _crystal_blocks_in_order(edge_crystal: torch.Tensor, n_crystals: int) -> torch.Tensor | None:
+    """Permutation putting contiguous per-crystal blocks of edges in crystal order (None if they are)."""
+    if edge_crystal.numel() < 2 or not bool((edge_crystal[1:] < edge_crystal[:-1]).any()):
+        return None
+    block_start = torch.cat(
+        [edge_crystal.new_zeros(1), _nonzero(edge_crystal[1:] != edge_crystal[:-1]).to(edge_crystal.device) + 1]
     )
-    count_y, count_z = count[pair, 1], count[pair, 2]
-    kz = k % count_z
-    k = k // count_z
-    image = low[pair] + torch.stack([k // count_y, k % count_y, kz], dim=1)
-    lattice_c = lattice_of_pair[pair]
-    base = torch.einsum("pj,pjl->pl", wrapped, lattice_of_pair)  # (P, 3) Å
-    vec = base[pair] + torch.einsum("cj,cjl->cl", image.to(wrapped.dtype), lattice_c)
-    keep = (vec * vec).sum(-1) <= reach_cart**2
-    return pair[keep], image[keep]
+    counts = torch.bincount(edge_crystal, minlength=n_crystals)
+    found_at = torch.zeros(n_crystals, dtype=torch.long, device=edge_crystal.device)
+    found_at[edge_crystal[block_start]] = block_start
+    wanted_at = torch.cumsum(counts, 0) - counts
+    total = edge_crystal.numel()
+    return torch.arange(total, device=edge_crystal.device) + torch.repeat_interleave(
+        found_at - wanted_at, counts, output_size=total
+    )
 
 
 def radius_graph_pbc(
@@ -166,8 +214,9 @@ def radius_graph_pbc(
         frac_coords: (N, 3) fractional coordinates of all sites, crystal after crystal.
         num_atoms: (B,) sites per crystal.
         cutoff: keep pairs with distance ≤ cutoff (Å); self-pairs only across a non-zero image.
-        max_neighbors: if given, keep per destination site only the nearest ones (ties broken by
-            edge order, deterministic).
+        max_neighbors: if given, keep per destination site the nearest ones plus every
+            neighbour tied (within 1e-4 Å) with the last kept, so the graph does not depend on
+            site order.
         pair_budget: cap on the site pairs, and on the (pair, image) candidates, evaluated at
             once; bounds memory.
 
@@ -175,70 +224,126 @@ def radius_graph_pbc(
         edge_index (2, E) int64, edge_image (E, 3) int64 image of ``dst``, edge_vec (E, 3) Å.
         Edges come crystal after crystal, pair ``(src, dst)`` major (``src`` slowest), images in
         lexicographic order. ``edge_vec`` is differentiable with respect to ``lattice`` and
-        ``frac_coords``.
-
-    Search: for each pair only the images with ``|wrapped diff + image|_i ≤ cutoff / d_i`` per
-    axis (``d_i`` the spacing of lattice planes) are enumerated, a box of side ``2 cutoff / d_i``
-    around the wrapped difference; they are filtered in float64, then the kept edges are
-    recomputed (differentiably, in the input dtype) and filtered exactly at ``cutoff``.
+        ``frac_coords``; it equals ``(frac[dst] + image - frac[src]) @ lattice`` up to rounding.
     """
-    device = frac_coords.device
-    num_atoms = num_atoms.to(device).long()
-    lattice64 = lattice.detach().to(torch.float64)
-    frac64 = frac_coords.detach().to(torch.float64)
-    # Margin so that rounding never drops an image whose computed distance is the cutoff itself.
-    reach_cart = cutoff + 1e-9 + 64 * torch.finfo(frac_coords.dtype).eps * cutoff
-    reach = reach_cart / _plane_spacings(lattice64)  # (B, 3) in fractions of each axis
-    first_site = torch.cumsum(num_atoms, 0) - num_atoms
-    edge_index, edge_image, edge_vec = [], [], []
-    for start, stop in _runs(num_atoms * num_atoms, pair_budget):
-        src, dst = _pair_index(num_atoms[start:stop])
-        src, dst = src + first_site[start], dst + first_site[start]
-        crystal_of_pair = torch.repeat_interleave(
-            torch.arange(start, stop, device=device), num_atoms[start:stop] ** 2, output_size=src.numel()
-        )
-        diff = frac64[dst] - frac64[src]
-        wrap = torch.round(diff)
-        wrapped = diff - wrap
-        reach_of_pair = reach[crystal_of_pair]
-        low = torch.ceil(-reach_of_pair - wrapped).long()
-        count = (torch.floor(reach_of_pair - wrapped).long() - low + 1).clamp(min=0)
-        for p0, p1 in _runs(count.prod(dim=1), pair_budget):
-            pair, image = _pair_candidates(
-                wrapped[p0:p1], low[p0:p1], count[p0:p1], lattice64[crystal_of_pair[p0:p1]], reach_cart
-            )
-            pair = pair + p0
-            image = image - wrap[pair].long()  # image of dst for the unwrapped difference
-            s, d = src[pair], dst[pair]
-            shifted = frac_coords[d] - frac_coords[s] + image.to(frac_coords.dtype)
-            vec = torch.einsum("ej,ejl->el", shifted, lattice[crystal_of_pair[pair]])
-            keep = ((vec.detach() ** 2).sum(-1) <= cutoff**2) & ~((s == d) & (image == 0).all(-1))
-            edge_index.append(torch.stack([s[keep], d[keep]]))
-            edge_image.append(image[keep])
-            edge_vec.append(vec[keep])
-    if not edge_index:  # an empty batch
+    chunks = list(_radius_chunks(lattice, frac_coords, num_atoms, cutoff, pair_budget))
+    if not chunks:  # an empty batch
         return (
-            torch.zeros((2, 0), dtype=torch.long, device=device),
-            torch.zeros((0, 3), dtype=torch.long, device=device),
+            torch.zeros((2, 0), dtype=torch.long, device=frac_coords.device),
+            torch.zeros((0, 3), dtype=torch.long, device=frac_coords.device),
             frac_coords.new_zeros((0, 3)),
         )
-    index = torch.cat(edge_index, dim=1)
-    image = torch.cat(edge_image)
-    vectors = torch.cat(edge_vec)
+    crystal, src, dst, image, vectors = (torch.cat(column) for column in zip(*chunks, strict=True))
+    index = torch.stack([src, dst])
+    order = _crystal_blocks_in_order(crystal, int(num_atoms.numel()))
+    if order is not None:
+        index, image, vectors = index[:, order], image[order], vectors[order]
     if max_neighbors is not None and index.shape[1]:
         keep = _nearest_per_destination(index[1], vectors.detach().norm(dim=-1), max_neighbors)
         index, image, vectors = index[:, keep], image[keep], vectors[keep]
     return index, image, vectors
 
 
-def _nearest_per_destination(dst: torch.Tensor, length: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` shortest edges into each destination, in the original order."""
+def _radius_chunks(
+    lattice: torch.Tensor, frac_coords: torch.Tensor, num_atoms: torch.Tensor, cutoff: float, pair_budget: int
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The edges of :func:`radius_graph_pbc` (no ``max_neighbors``), a chunk at a time.
+
+    Each pair's fractional difference is wrapped to ``w`` in [-0.5, 0.5]^3 and tried against its
+    crystal's table of reachable images ``t`` (:func:`_image_tables`, chosen in float64 with a
+    margin); ``w @ L + t @ L`` is computed in the input dtype and kept when its length is at
+    most ``cutoff``. Crystals with similar table sizes (:func:`_buckets`) are processed together
+    as dense (pairs × images) blocks of at most ``_CHUNK`` candidates, one Cartesian axis at a
+    time, so every array stays small.
+
+    Yields:
+        (crystal (E,), src (E,), dst (E,), image (E, 3), edge_vec (E, 3)) per chunk. Within a
+        chunk edges come crystal after crystal (ascending), each crystal's in the final order; a
+        crystal's edges may continue in the next chunk, and chunks of different buckets are not
+        in crystal order.
+    """
+    device = frac_coords.device
+    num_atoms = num_atoms.to(device).long()
+    lattice64 = lattice.detach().to(torch.float64)
+    # Margin so that rounding never drops an image whose computed distance is the cutoff itself.
+    reach_cart = cutoff + 1e-9 + 64 * torch.finfo(frac_coords.dtype).eps * cutoff
+    reach = reach_cart / _plane_spacings(lattice64)  # (B, 3) in fractions of each axis
+    first_site = torch.cumsum(num_atoms, 0) - num_atoms
+    pairs = num_atoms * num_atoms
+    chunk = max(1, min(pair_budget, _CHUNK))
+    for start, stop in _runs(pairs, pair_budget):
+        grid, inside = _image_tables(lattice64[start:stop], reach[start:stop], reach_cart)
+        n_images = inside.sum(dim=1)
+        # Slot s of crystal b holds image grid[slot_to_grid[b, s]]: the crystal's images first, lex order.
+        slot_to_grid = torch.argsort((~inside).to(torch.uint8), dim=1, stable=True)
+        zero_slot = inside[:, : int(_nonzero((grid == 0).all(-1))[0])].sum(dim=1)
+        image_vec = torch.einsum("kj,bjl->bkl", grid.to(lattice.dtype), lattice[start:stop])  # (b, K, 3) Å
+        src, dst = _pair_index(num_atoms[start:stop])
+        src, dst = src + first_site[start], dst + first_site[start]
+        local_crystal = torch.repeat_interleave(
+            torch.arange(stop - start, device=device), pairs[start:stop], output_size=src.numel()
+        )
+        first_pair = torch.cumsum(pairs[start:stop], 0) - pairs[start:stop]
+        diff = frac_coords[dst] - frac_coords[src]
+        wrap = torch.round(diff.detach())
+        wrapped = _columns(torch.einsum("pj,pjl->pl", diff - wrap, lattice[start + local_crystal]))
+        grid_columns, wrap_columns = _columns(grid), _columns(wrap.long())
+        for crystals, width in _buckets(n_images):
+            slots = slot_to_grid[crystals, :width]
+            missing = torch.arange(width, device=device)[None, :] >= n_images[crystals, None]
+            tables = [  # (bucket crystals, width) per axis, inf where a crystal has fewer images
+                image_vec[crystals[:, None], slots, axis].masked_fill(missing, float("inf")) for axis in range(3)
+            ]
+            counts = pairs[start:stop][crystals]
+            bucket_pairs = torch.arange(int(counts.sum()), device=device) + torch.repeat_interleave(
+                first_pair[crystals] - (torch.cumsum(counts, 0) - counts), counts
+            )
+            row_of_pair = torch.repeat_interleave(torch.arange(crystals.numel(), device=device), counts)
+            step = max(1, chunk // width)
+            for p0 in range(0, bucket_pairs.numel(), step):
+                pair, row = bucket_pairs[p0 : p0 + step], row_of_pair[p0 : p0 + step]
+                components, dist2 = [], None
+                for table, w in zip(tables, wrapped, strict=True):
+                    # (pairs, width); in place: fresh allocations cost more than the arithmetic here
+                    component = table.index_select(0, row).add_(w.index_select(0, pair).unsqueeze(1))
+                    components.append(component)
+                    c = component.detach()
+                    dist2 = c.square() if dist2 is None else dist2.addcmul_(c, c)
+                self_pair = _nonzero(src.index_select(0, pair) == dst.index_select(0, pair)).to(device)
+                dist2[self_pair, zero_slot[crystals[row[self_pair]]]] = float("inf")
+                keep = _nonzero(dist2 <= cutoff**2).to(device)
+                kept_pair = pair.index_select(0, keep // width)
+                kept_crystal = local_crystal.index_select(0, kept_pair)
+                kept_grid = slot_to_grid.view(-1).index_select(0, kept_crystal * grid.shape[0] + keep % width)
+                image = [
+                    g.index_select(0, kept_grid) - k.index_select(0, kept_pair)
+                    for g, k in zip(grid_columns, wrap_columns, strict=True)
+                ]
+                yield (
+                    kept_crystal + start,
+                    src.index_select(0, kept_pair),
+                    dst.index_select(0, kept_pair),
+                    torch.stack(image, dim=1),
+                    torch.stack([c.view(-1).index_select(0, keep) for c in components], dim=1),
+                )
+
+
+def _nearest_per_destination(dst: torch.Tensor, length: torch.Tensor, k: int, tie_tol: float = 1e-4) -> torch.Tensor:
+    """Indices of the ``k`` shortest edges into each destination, plus every edge tied with the
+    k-th (within ``tie_tol`` Å), in the original order.
+
+    Keeping the whole tied shell makes the graph independent of site order: symmetric
+    neighbours at equal distance are all kept or all dropped, never picked by edge order.
+    """
     order = torch.argsort(length, stable=True)
     order = order[torch.argsort(dst[order], stable=True)]
     sorted_dst = dst[order]
     group_start = torch.searchsorted(sorted_dst, sorted_dst, right=False)
     rank = torch.arange(sorted_dst.numel(), device=dst.device) - group_start
-    return torch.sort(order[rank < k]).values
+    threshold = torch.full((int(dst.max()) + 1,), float("inf"), dtype=length.dtype, device=dst.device)
+    kth = rank == k - 1
+    threshold[sorted_dst[kth]] = length[order[kth]] + tie_tol
+    return torch.nonzero(length <= threshold[dst]).flatten()
 
 
 def fully_connected_graph(
@@ -273,38 +378,23 @@ def minimum_image_distances(crystal: Crystal) -> np.ndarray:
 
     reduced = reduced_basis(crystal.lattice)
     frac = np.linalg.solve(reduced.T, crystal.cart_coords.T).T
-    diff = frac[None, :, :] - frac[:, None, :]
-    diff -= np.round(diff)
-    images = _IMAGES_5x5x5
-    cart = (diff[:, :, None, :] + images[None, None, :, :]) @ reduced  # (N, N, 125, 3)
-    dist = np.sqrt((cart**2).sum(-1))
     n = crystal.n_sites
-    dist[np.arange(n), np.arange(n), _ZERO_IMAGE] = np.inf
-    return dist.min(axis=-1)
+    result = np.empty((n, n))
+    rows = max(1, _MIN_IMAGE_BUDGET // (n * len(_IMAGES_5x5x5)))  # bounds memory for large cells
+    for start in range(0, n, rows):
+        diff = frac[None, :, :] - frac[start : start + rows, None, :]  # (rows, N, 3)
+        diff -= np.round(diff)
+        cart = (diff[:, :, None, :] + _IMAGES_5x5x5[None, None, :, :]) @ reduced  # (rows, N, 125, 3)
+        dist = np.sqrt((cart**2).sum(-1))
+        own = np.arange(start, min(start + rows, n))
+        dist[own - start, own, _ZERO_IMAGE] = np.inf
+        result[start : start + rows] = dist.min(axis=-1)
+    return result
 
 
+_MIN_IMAGE_BUDGET = 1 << 20  # (pairs × images) per step of minimum_image_distances
 _IMAGES_5x5x5 = np.array(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), dtype=np.float64).reshape(3, -1).T
 _ZERO_IMAGE = int(np.flatnonzero((_IMAGES_5x5x5 == 0).all(axis=1))[0])
-
-
-def _to_data(crystal_tensors: dict[str, torch.Tensor], edges: tuple[torch.Tensor, ...], kind: str) -> Data:
-    from torch_geometric.data import Data
-
-    edge_index, edge_image, edge_attr = edges
-    data = Data(
-        lattice=crystal_tensors["lattice"],
-        frac_coords=crystal_tensors["frac_coords"],
-        atomic_numbers=crystal_tensors["atomic_numbers"],
-        num_atoms=crystal_tensors["num_atoms"],
-        edge_index=edge_index,
-        edge_image=edge_image,
-        num_nodes=int(crystal_tensors["num_atoms"].sum()),
-    )
-    if kind == "radius":
-        data.edge_vec = edge_attr
-    else:
-        data.edge_frac_diff = edge_attr
-    return data
 
 
 def _graph_edges(tensors: dict[str, torch.Tensor], config: GraphConfig) -> tuple[torch.Tensor, ...]:
@@ -339,27 +429,96 @@ def crystals_to_data_list(
     """One PyG ``Data`` per crystal (for datasets and DataLoaders), edges computed batched.
 
     ``Batch.from_data_list`` of the result equals :func:`crystals_to_batch` of the same crystals.
+    Fields per crystal as in :func:`crystals_to_batch` (``lattice`` (1, 3, 3), ``num_atoms``
+    (1,), ``edge_index`` local to the crystal).
     """
     config = config or GraphConfig()
     tensors = stack_crystals(crystals, dtype=torch.float64)
-    edge_index, edge_image, edge_attr = _graph_edges(tensors, config)
-    site_start = torch.cumsum(tensors["num_atoms"], 0) - tensors["num_atoms"]
-    edge_crystal = tensors["batch"][edge_index[0]]
-    edge_counts = torch.bincount(edge_crystal, minlength=len(crystals)).tolist()
-    order = torch.argsort(edge_crystal, stable=True)
-    edge_index, edge_image, edge_attr = edge_index[:, order], edge_image[order], edge_attr[order]
-    data_list = []
-    edge_start = 0
-    for b, n_edges in enumerate(edge_counts):
-        sites = slice(int(site_start[b]), int(site_start[b] + tensors["num_atoms"][b]))
-        edges = slice(edge_start, edge_start + n_edges)
-        edge_start += n_edges
-        per_crystal = {
-            "lattice": tensors["lattice"][b : b + 1].to(dtype),
-            "frac_coords": tensors["frac_coords"][sites].to(dtype),
-            "atomic_numbers": tensors["atomic_numbers"][sites],
-            "num_atoms": tensors["num_atoms"][b : b + 1],
-        }
-        local = (edge_index[:, edges] - site_start[b], edge_image[edges], edge_attr[edges].to(dtype))
-        data_list.append(_to_data(per_crystal, local, config.kind))
-    return data_list
+    num_atoms = tensors["num_atoms"]
+    site_start = torch.cumsum(num_atoms, 0) - num_atoms
+    if config.kind == "radius" and config.max_neighbors is None:
+        # Straight from the search's chunks to per-crystal pieces: no edge array of the whole
+        # batch is ever built (big arrays cost page faults and cache misses, not arithmetic).
+        pieces: list[list[tuple[torch.Tensor, ...]]] = [[] for _ in crystals]
+        chunks = _radius_chunks(
+            tensors["lattice"], tensors["frac_coords"], num_atoms, config.cutoff, _DEFAULT_PAIR_BUDGET
+        )
+        for crystal, src, dst, image, vec in chunks:
+            ids, counts = torch.unique_consecutive(crystal, return_counts=True)
+            local = torch.stack([src, dst]) - site_start.index_select(0, crystal)
+            sizes = counts.tolist()
+            parts = zip(
+                ids.tolist(), local.split(sizes, dim=1), image.split(sizes), vec.to(dtype).split(sizes), strict=True
+            )
+            for b, *part in parts:
+                pieces[b].append(tuple(part))
+        edges = [_join_pieces(p, dtype) for p in pieces]
+    else:
+        edge_index, edge_image, edge_attr = _graph_edges(tensors, config)
+        edge_crystal = tensors["batch"][edge_index[0]]
+        sizes = torch.bincount(edge_crystal, minlength=len(crystals)).tolist()  # edges come crystal after crystal
+        local = edge_index - site_start[edge_crystal]
+        edges = list(
+            zip(local.split(sizes, dim=1), edge_image.split(sizes), edge_attr.to(dtype).split(sizes), strict=True)
+        )
+    attr_name = "edge_vec" if config.kind == "radius" else "edge_frac_diff"
+    sites = num_atoms.tolist()
+    columns = zip(
+        tensors["lattice"].to(dtype).split(1),
+        tensors["frac_coords"].to(dtype).split(sites),
+        tensors["atomic_numbers"].split(sites),
+        num_atoms.split(1),
+        edges,
+        sites,
+        strict=True,
+    )
+    return [
+        _make_data(
+            {  # the order Data(**fields) would store them in
+                "edge_index": index,
+                "lattice": lattice,
+                "frac_coords": frac,
+                "atomic_numbers": numbers,
+                "num_atoms": count,
+                "edge_image": image,
+                "num_nodes": n_sites,
+                attr_name: attr,
+            }
+        )
+        for lattice, frac, numbers, count, (index, image, attr), n_sites in columns
+    ]
+
+
+def _join_pieces(pieces: list[tuple[torch.Tensor, ...]], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """One crystal's (edge_index, edge_image, edge_vec) from the chunks it was found in."""
+    if len(pieces) == 1:
+        return pieces[0]
+    if not pieces:
+        return (
+            torch.zeros((2, 0), dtype=torch.long),
+            torch.zeros((0, 3), dtype=torch.long),
+            torch.zeros((0, 3), dtype=dtype),
+        )
+    return (
+        torch.cat([p[0] for p in pieces], dim=1),
+        torch.cat([p[1] for p in pieces]),
+        torch.cat([p[2] for p in pieces]),
+    )
+
+
+def _make_data(fields: dict[str, torch.Tensor | int]) -> Data:
+    """``Data(**fields)``, built without PyG's per-attribute ``__setattr__``.
+
+    ``Data(**fields)`` routes every attribute through ``Data.__setattr__`` and the storage's
+    cache bookkeeping (~60 µs per crystal, more than the edge search of a small crystal). A new
+    ``Data`` has an empty storage, so filling its mapping directly gives the same object; if a
+    PyG release changes that layout we fall back to the public constructor.
+    """
+    from torch_geometric.data import Data
+
+    data = Data()
+    mapping = getattr(data.__dict__.get("_store"), "_mapping", None)
+    if not isinstance(mapping, dict) or mapping:
+        return Data(**fields)
+    mapping.update(fields)
+    return data
