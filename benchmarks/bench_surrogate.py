@@ -28,10 +28,10 @@ def _quality_rows(dataset_name: str, target: str, architectures: tuple[str, ...]
         started = time.perf_counter()
         result = train_ensemble(config, train, val)
         seconds = time.perf_counter() - started
-        report = result.metrics["val"][target]
+        report = result.metrics["held_out"][target]
         rows.append(
             {
-                "dataset": f"{dataset_name} (train {len(train)}, val {len(val)})",
+                "dataset": f"{dataset_name} (train {len(train)}, held-out val {len(val)})",
                 "target": target,
                 "model": f"{architecture} ×{config.ensemble_size}",
                 "val_MAE": report["mae"],

@@ -1,9 +1,12 @@
 """Training of property ensembles: one code path for every architecture.
 
-``train_ensemble`` featurises the data once, trains ``ensemble_size`` independently seeded
-members (AdamW, cosine learning-rate decay, gradient clipping, early stopping on the validation
-MAE, best weights kept), recalibrates the ensemble's std on the validation split and returns a
-:class:`PropertyEnsemble` with its metrics. With ``checkpoint`` given, training state is written
+``train_ensemble`` carves a seeded calibration split (``config.val_fraction``) out of the
+training data, featurises once, trains ``ensemble_size`` independently seeded members (AdamW,
+cosine learning-rate decay, gradient clipping, early stopping on the calibration-split MAE, best
+weights kept), recalibrates the ensemble's std on that calibration split and returns a
+:class:`PropertyEnsemble` with its metrics. A held-out ``test`` set, if given, is only evaluated
+at the end: it never influences weights, early stopping or calibration, so its figures are
+honest (DESIGN.md: measured on a split the model never saw). With ``checkpoint`` given, training state is written
 after every epoch to ``<checkpoint>.partial``, and a re-run with the same config and data resumes
 where it stopped (processes end when a session ends).
 """
@@ -95,7 +98,7 @@ def _partial_path(checkpoint: Path) -> Path:
 def train_ensemble(
     config: SurrogateConfig,
     train: CrystalDataset,
-    val: CrystalDataset | None = None,
+    test: CrystalDataset | None = None,
     *,
     checkpoint: Path | None = None,
     on_epoch: EpochCallback | None = None,
@@ -105,20 +108,19 @@ def train_ensemble(
     Args:
         config: architecture, targets and optimisation settings.
         train: training data with the target columns.
-        val: validation data for early stopping and recalibration; carved from ``train``
-            (``config.val_fraction``, seeded) when ``None``.
+        test: held-out data evaluated after training (metrics["held_out"]); never used to fit.
         checkpoint: where to save the final ensemble; enables per-epoch resume state.
         on_epoch: called after every epoch as ``on_epoch(member, epoch, epochs, val_mae)``.
     """
     from torch_geometric.loader import DataLoader
 
     y_train = target_matrix(train, config.targets)
-    if val is None:
-        parts = split_indices(len(train), {"train": 1 - config.val_fraction, "val": config.val_fraction}, seed=config.seed)
-        train, val = train.subset(parts["train"]), train.subset(parts["val"])
-        y_train, y_val = y_train[parts["train"]], y_train[parts["val"]]
-    else:
-        y_val = target_matrix(val, config.targets)
+    if test is not None:
+        target_matrix(test, config.targets)  # fail before training, not after, on a missing column
+    data_hash = train.content_hash
+    parts = split_indices(len(train), {"train": 1 - config.val_fraction, "val": config.val_fraction}, seed=config.seed)
+    train, val = train.subset(parts["train"]), train.subset(parts["val"])
+    y_train, y_val = y_train[parts["train"]], y_train[parts["val"]]
     keep_train = np.isfinite(y_train).any(axis=1)
     if keep_train.sum() < 2:
         raise DatasetError(f"{train.name}: fewer than 2 structures with a value for {list(config.targets)}")
@@ -133,7 +135,7 @@ def train_ensemble(
     logger.info("featurised %d train / %d val structures in %.1fs", len(train_data), len(val_data), time.perf_counter() - started)
     val_loader = DataLoader(val_data, batch_size=256)
 
-    run_id = _config_hash(config, train.content_hash)
+    run_id = _config_hash(config, data_hash)
     state: dict[str, Any] = {"run_id": run_id, "members": []}
     partial = _partial_path(checkpoint) if checkpoint else None
     if partial and partial.exists():
@@ -168,15 +170,19 @@ def train_ensemble(
     ensemble.reference_embeddings = reference
     ensemble.ood_reference_distance = float(np.median(knn_distance(reference, reference, 5, exclude_self=True))) or 1.0
 
-    metrics = {
-        "val": evaluate_ensemble(ensemble, val, outputs=val_outputs),
+    metrics: dict[str, Any] = {
+        "calibration_split": evaluate_ensemble(ensemble, val, outputs=val_outputs),
         "train_seconds": time.perf_counter() - started,
         "n_train": len(train_data),
-        "n_val": len(val),
+        "n_calibration": len(val),
     }
+    if test is not None:
+        metrics["held_out"] = evaluate_ensemble(ensemble, test)
+        metrics["held_out_data"] = test.name
+        metrics["n_held_out"] = len(test)
     ensemble.metadata = {
         "train_data": train.name,
-        "train_data_hash": train.content_hash,
+        "train_data_hash": data_hash,
         "run_id": run_id,
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -25,7 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = folder / "model.pt"
     result = _invoke("surrogate", "train", "--data", "perov_5/val", "--target", "heat_ref", "--out", str(out), "--epochs", "3", "--config", str(config), "--threads", "1")
     assert result.exit_code == 0, result.output
-    assert "validation" in result.output and "heat_ref" in result.output
+    assert "calibration split" in result.output and "heat_ref" in result.output
     return out
 
 

@@ -29,8 +29,8 @@ def test_training_beats_the_mean_and_round_trips(perov, architecture: str, tmp_p
     result = train_ensemble(config, train, val, checkpoint=tmp_path / "model.pt")
     y = val.properties["heat_ref"]
     baseline = np.mean(np.abs(y - train.properties["heat_ref"].mean()))
-    assert result.metrics["val"]["heat_ref"]["mae"] < baseline
-    assert len(result.metrics["val"]["heat_ref"]["member_mae"]) == 2
+    assert result.metrics["held_out"]["heat_ref"]["mae"] < baseline
+    assert len(result.metrics["held_out"]["heat_ref"]["member_mae"]) == 2
 
     loaded = PropertyEnsemble.load(tmp_path / "model.pt")
     before = result.ensemble.predict(val.crystals[:5])
