@@ -273,7 +273,7 @@ def surrogate_train(
     data: Annotated[str, typer.Option("--data", help="Training data: a CDVAE CSV, folder, extxyz or shipped name (perov_5/train).")],
     target: Annotated[list[str], typer.Option("--target", help="Column(s) to predict (repeatable).")],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (.pt).")],
-    val: Annotated[Optional[str], typer.Option("--val", help="Validation data; carved from --data when omitted.")] = None,  # noqa: UP045
+    test: Annotated[Optional[str], typer.Option("--test", help="Held-out data evaluated after training (never used for fitting, early stopping or calibration).")] = None,  # noqa: UP045
     architecture: Annotated[str, typer.Option("--architecture", help="mpnn | cgcnn")] = "mpnn",
     ensemble: Annotated[Optional[int], typer.Option("--ensemble", min=1, help="Ensemble members.")] = None,  # noqa: UP045
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,  # noqa: UP045
@@ -298,7 +298,7 @@ def surrogate_train(
     try:
         settings = SurrogateConfig(**fields)
         train_set = load_dataset(data)
-        val_set = load_dataset(val) if val else None
+        test_set = load_dataset(test) if test else None
     except ValidationError as exc:
         raise _fail(f"bad surrogate config: {describe_validation_error(exc)}") from None
     except CrystaloopError as exc:
@@ -312,13 +312,15 @@ def surrogate_train(
         def on_epoch(member: int, epoch: int, total: int, val_mae: float) -> None:
             if member not in tasks:
                 tasks[member] = bar.add_task(f"member {member + 1}/{settings.ensemble_size}", total=total)
-            bar.update(tasks[member], completed=epoch, description=f"member {member + 1}/{settings.ensemble_size} val MAE {val_mae:.3f} (normalised)")
+            bar.update(tasks[member], completed=epoch, description=f"member {member + 1}/{settings.ensemble_size} calibration-split MAE {val_mae:.3f} (normalised)")
 
         try:
-            result = train_ensemble(settings, train_set, val_set, checkpoint=out, on_epoch=on_epoch)
+            result = train_ensemble(settings, train_set, test_set, checkpoint=out, on_epoch=on_epoch)
         except CrystaloopError as exc:
             raise _fail(str(exc)) from None
-    _print_metrics(result.metrics["val"], title=f"validation ({result.metrics['n_val']} structures)")
+    _print_metrics(result.metrics["calibration_split"], title=f"calibration split carved from --data ({result.metrics['n_calibration']} structures)")
+    if "held_out" in result.metrics:
+        _print_metrics(result.metrics["held_out"], title=f"held-out {test} ({result.metrics['n_held_out']} structures)")
     console.print(f"checkpoint: [bold]{out}[/]")
 
 
