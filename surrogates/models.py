@@ -96,7 +96,21 @@ def _edge_lengths(batch) -> torch.Tensor:  # noqa: ANN001 - a PyG Batch
     return batch.edge_vec.norm(dim=-1)
 
 
-class MPNNProperty(nn.Module):
+class _PropertyNetwork(nn.Module):
+    """Shared output: ``forward(batch) -> (mean (B, T), log_var (B, T), embedding (B, H))``."""
+
+    head: _PropertyHead
+
+    def embed(self, batch) -> torch.Tensor:  # noqa: ANN001
+        raise NotImplementedError
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        embedding = self.embed(batch)
+        mean, log_var = self.head(embedding)
+        return mean, log_var, embedding
+
+
+class MPNNProperty(_PropertyNetwork):
     """crystaloop's invariant property network (see the module docstring)."""
 
     def __init__(self, *, n_targets: int, hidden: int = 64, layers: int = 3, n_gaussians: int = 32, cutoff: float = 5.0) -> None:
@@ -115,13 +129,8 @@ class MPNNProperty(nn.Module):
             h = block(h, batch.edge_index, rbf)
         return self.readout(scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
 
-    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
-        embedding = self.embed(batch)
-        mean, log_var = self.head(embedding)
-        return mean, log_var, embedding
 
-
-class CGCNNProperty(nn.Module):
+class CGCNNProperty(_PropertyNetwork):
     """CGCNN baseline on the same inputs and outputs as :class:`MPNNProperty`."""
 
     def __init__(self, *, n_targets: int, hidden: int = 64, layers: int = 3, n_gaussians: int = 32, cutoff: float = 5.0) -> None:
@@ -140,11 +149,6 @@ class CGCNNProperty(nn.Module):
         for conv in self.convs:
             h = conv(h, batch.edge_index, rbf)
         return self.readout(scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
-
-    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
-        embedding = self.embed(batch)
-        mean, log_var = self.head(embedding)
-        return mean, log_var, embedding
 
 
 Architecture = Literal["mpnn", "cgcnn"]
