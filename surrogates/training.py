@@ -32,10 +32,10 @@ from crystaloop.data.errors import DatasetError
 from crystaloop.data.graphs import crystals_to_data_list
 from crystaloop.surrogates.calibration import fit_std_scale, regression_report
 from crystaloop.surrogates.config import SurrogateConfig
-from crystaloop.surrogates.ensemble import PropertyEnsemble, _concat_members, knn_distance
+from crystaloop.surrogates.ensemble import MemberOutputs, PropertyEnsemble, _concat_members, knn_distance
 from crystaloop.surrogates.models import build_model
 
-__all__ = ["train_ensemble", "target_matrix", "evaluate_ensemble", "TrainingResult"]
+__all__ = ["train_ensemble", "target_matrix", "evaluate_ensemble", "recalibrate", "calibration_split", "TrainingResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +114,12 @@ def train_ensemble(
     """
     from torch_geometric.loader import DataLoader
 
-    y_train = target_matrix(train, config.targets)
+    target_matrix(train, config.targets)  # names the available columns if a target is missing
     if test is not None:
         target_matrix(test, config.targets)  # fail before training, not after, on a missing column
     data_hash = train.content_hash
-    parts = split_indices(len(train), {"train": 1 - config.val_fraction, "val": config.val_fraction}, seed=config.seed)
-    train, val = train.subset(parts["train"]), train.subset(parts["val"])
-    y_train, y_val = y_train[parts["train"]], y_train[parts["val"]]
+    train, val = calibration_split(config, train)
+    y_train, y_val = target_matrix(train, config.targets), target_matrix(val, config.targets)
     keep_train = np.isfinite(y_train).any(axis=1)
     if keep_train.sum() < 2:
         raise DatasetError(f"{train.name}: fewer than 2 structures with a value for {list(config.targets)}")
@@ -161,9 +160,7 @@ def train_ensemble(
         members.append(model.to(config.device))
     ensemble = PropertyEnsemble(config=config, members=members, target_mean=target_mean, target_std=target_std)
 
-    val_outputs = ensemble.member_outputs(val.crystals)
-    raw_mean, raw_std = ensemble.combine(val_outputs, calibrated=False)
-    ensemble.std_scale = np.array([fit_std_scale(y_val[:, t], raw_mean[:, t], raw_std[:, t]) for t in range(len(config.targets))])
+    val_outputs = recalibrate(ensemble, val)
 
     reference_rows = np.random.default_rng(config.seed).permutation(len(train))[:_MAX_REFERENCE_EMBEDDINGS]
     reference = ensemble.embed([train.crystals[i] for i in np.sort(reference_rows)])
@@ -262,6 +259,21 @@ def _train_member(
             break
     state.pop("current", None)
     return best_state
+
+
+def calibration_split(config: SurrogateConfig, train: CrystalDataset) -> tuple[CrystalDataset, CrystalDataset]:
+    """The (fit, calibration) parts of ``train`` that :func:`train_ensemble` uses (seeded)."""
+    parts = split_indices(len(train), {"train": 1 - config.val_fraction, "val": config.val_fraction}, seed=config.seed)
+    return train.subset(parts["train"]), train.subset(parts["val"])
+
+
+def recalibrate(ensemble: PropertyEnsemble, calibration: CrystalDataset) -> MemberOutputs:
+    """Fit the ensemble's per-target std scale on ``calibration``; returns its member outputs."""
+    y = target_matrix(calibration, ensemble.config.targets)
+    outputs = ensemble.member_outputs(calibration.crystals)
+    raw_mean, raw_std = ensemble.combine(outputs, calibrated=False)
+    ensemble.std_scale = np.array([fit_std_scale(y[:, t], raw_mean[:, t], raw_std[:, t]) for t in range(y.shape[1])])
+    return outputs
 
 
 def evaluate_ensemble(ensemble: PropertyEnsemble, dataset: CrystalDataset, *, outputs=None) -> dict[str, Any]:  # noqa: ANN001

@@ -45,3 +45,18 @@ def test_nan_rows_are_ignored_and_shapes_checked() -> None:
     assert report["n"] == 2 and report["mae"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same length"):
         regression_report(np.zeros(3), np.zeros(2), np.ones(3))
+
+
+def test_coverage_fit_survives_heavy_tails_where_the_likelihood_fit_fails() -> None:
+    rng = np.random.default_rng(3)
+    n = 4000
+    std = np.full(n, 0.01)
+    error = 0.01 * rng.normal(size=n)
+    error[:80] = rng.normal(scale=3.0, size=80)  # 2 % wild misses (e.g. gaps predicted as metals)
+    y, mean = error, np.zeros(n)
+    coverage_scale = fit_std_scale(y, mean, std, method="coverage")
+    nll_scale = fit_std_scale(y, mean, std, method="nll")
+    assert miscalibration_area(y, mean, coverage_scale * std) < 0.05
+    assert miscalibration_area(y, mean, nll_scale * std) > 0.3
+    with pytest.raises(ValueError, match="allowed: coverage, nll"):
+        fit_std_scale(y, mean, std, method="isotonic")  # type: ignore[arg-type]
