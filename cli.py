@@ -459,6 +459,102 @@ def oracle_relax(
         err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
 
 
+# ---------------------------------------------------------------- OPTIMADE API: serve, db query
+_QUERY_FORMATS = ("table", "json", "cif")
+_CIF_FIELDS = ("lattice_vectors", "cartesian_site_positions", "species_at_sites")
+_TABLE_FIELDS = ("chemical_formula_reduced", "nsites", "_crystaloop_status", "_crystaloop_e_above_hull", "_crystaloop_campaign")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 5000,
+    store: StoreOption = None,
+    page_limit_max: Annotated[int, typer.Option("--page-limit-max", min=1, help="Largest page_limit accepted (403 beyond).")] = 1000,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="Public URL of the API when behind a proxy.")] = None,  # noqa: UP045
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (uvicorn workers).")] = 1,
+) -> None:
+    """Serve the store as a read-only OPTIMADE v1.2 API (/v1/info, /v1/structures …) with uvicorn."""
+    import os
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
+    from crystaloop.data.optimade.app import CONFIG_ENV_VAR, create_app
+    from crystaloop.data.optimade.config import OptimadeConfig
+    from crystaloop.data.store import ENV_VAR, redact_url, resolve_store_url
+
+    try:
+        config = OptimadeConfig(page_limit_max=page_limit_max, page_limit=min(20, page_limit_max), base_url=base_url)
+        url = resolve_store_url(store)
+        api = create_app(url, config=config)  # opens (and migrates) the store once, before any worker
+    except ValidationError as exc:
+        raise _fail(f"bad server settings: {describe_validation_error(exc)}") from None
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    err_console.print(f"OPTIMADE API for {redact_url(url)}: http://{host}:{port}/v1/info (Ctrl-C stops)", highlight=False)
+    if workers == 1:
+        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+        return
+    os.environ[ENV_VAR] = url  # each worker process builds its own app from these
+    os.environ[CONFIG_ENV_VAR] = config.model_dump_json()
+    target = "crystaloop.data.optimade.app:app_from_environment"
+    uvicorn.run(target, factory=True, workers=workers, host=host, port=port, log_level="warning", access_log=False)
+
+
+@db_app.command("query")
+def db_query(
+    filter_text: Annotated[str, typer.Argument(metavar="FILTER", help='OPTIMADE filter, e.g. \'elements HAS ALL "Sr","Ti" AND nsites<=10\'.')],
+    fmt: Annotated[str, typer.Option("--format", help="table | json | cif")] = "table",
+    limit: Annotated[int, typer.Option("--limit", min=0, max=100000, help="Show at most this many structures.")] = 20,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort fields, '-' for descending, e.g. _crystaloop_e_above_hull,-nsites.")] = None,  # noqa: UP045
+    store: StoreOption = None,
+) -> None:
+    """Query the store with an OPTIMADE filter (the API's translator); bad filters exit with code 2."""
+    import orjson
+
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.optimade.entries import DEFAULT_FIELDS, document_to_cif
+    from crystaloop.data.optimade.errors import OptimadeRequestError
+    from crystaloop.data.optimade.search import StructureSearch, open_readonly_engine
+    from crystaloop.data.store import CandidateStore, resolve_store_url
+
+    if fmt not in _QUERY_FORMATS:
+        raise _fail(f"unknown --format {fmt!r}; allowed: {', '.join(_QUERY_FORMATS)}")
+    fields = {"table": _TABLE_FIELDS, "cif": _CIF_FIELDS, "json": DEFAULT_FIELDS}[fmt]
+    try:
+        url = resolve_store_url(store)
+        CandidateStore(url).close()  # creates or migrates the schema, like every db command
+        engine = open_readonly_engine(url)
+        try:
+            page = StructureSearch(engine).search(filter_text, sort=sort, limit=limit, fields=fields)
+        finally:
+            engine.dispose()
+    except OptimadeRequestError as exc:
+        raise _fail(f"bad filter ({exc.title}): {exc}") from None
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    for warning in page.warnings:
+        err_console.print(f"[yellow]warning[/] {warning.title}: {warning.detail}", highlight=False)
+    if fmt == "json":
+        body = {"data": page.documents, "meta": {"data_returned": page.data_returned, "more_data_available": page.more_data_available}}
+        typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    elif fmt == "cif":
+        for document in page.documents:
+            typer.echo(document_to_cif(document))
+    else:
+        table = Table("id", "formula", "sites", "status", "e_above_hull (eV/atom)", "campaign", title=f"{len(page.documents)} of {page.data_returned} structures")
+        for document in page.documents:
+            a = document["attributes"]
+            e_hull = a["_crystaloop_e_above_hull"]
+            table.add_row(
+                document["id"][:12], a["chemical_formula_reduced"] or "", str(a["nsites"]), a["_crystaloop_status"],
+                "" if e_hull is None else f"{e_hull:.3f}", a["_crystaloop_campaign"] or "",
+            )
+        console.print(table)
+
+
 def main() -> None:
     """Entry point of the ``crystaloop`` console script."""
     app()

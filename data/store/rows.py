@@ -27,6 +27,7 @@ __all__ = [
     "verdict_rows",
     "formulas",
     "anonymous_formula",
+    "optimade_formulas",
     "row_to_candidate",
     "dedupe",
 ]
@@ -55,6 +56,28 @@ def formulas(composition: tuple[tuple[str, int], ...]) -> tuple[str, str]:
     return Composition(dict(composition)).reduced_formula, anonymous_formula([n for _, n in composition])
 
 
+@lru_cache(maxsize=65536)
+def optimade_formulas(composition: tuple[tuple[str, int], ...]) -> tuple[str, str]:
+    """(OPTIMADE ``chemical_formula_reduced``, ``chemical_formula_descriptive``) of ``((symbol, count), …)``.
+
+    The reduced formula lists the elements alphabetically with the counts divided by their
+    greatest common divisor and no ``1`` (``"O3SrTi"``; pure elements are ``"O"``, unlike
+    pymatgen's ``"O2"``). The descriptive formula is the cell's own formula in pymatgen's
+    electronegativity order, counts not reduced (``"Na4Cl4"`` for the conventional rock-salt cell).
+    """
+    from pymatgen.core import Composition
+
+    counts = {symbol: int(n) for symbol, n in composition}
+    divisor = 0
+    for n in counts.values():
+        divisor = gcd(divisor, n)
+    divisor = max(divisor, 1)
+    reduced = "".join(s + (str(counts[s] // divisor) if counts[s] != divisor else "") for s in sorted(counts))
+    order = [token.rstrip("0123456789.") for token in Composition(counts).formula.split()]
+    descriptive = "".join(s + (str(counts[s]) if counts[s] != 1 else "") for s in order)
+    return reduced, descriptive
+
+
 def _finite_or_none(value: float | None) -> float | None:
     """NaN becomes NULL (SQLite cannot store NaN; PostgreSQL is made to match); ±inf is kept."""
     if value is None:
@@ -70,6 +93,7 @@ def candidate_row(
     crystal = candidate.crystal
     composition = crystal.composition
     reduced, anonymous = formulas(tuple(composition.items()))
+    optimade_reduced, descriptive = optimade_formulas(tuple(composition.items()))
     elements = sorted(composition)
     provenance = candidate.provenance
     return {
@@ -79,6 +103,8 @@ def candidate_row(
         "numbers": json.dumps(crystal.numbers.tolist()),
         "reduced_formula": reduced,
         "chemical_formula_anonymous": anonymous,
+        "chemical_formula_reduced": optimade_reduced,
+        "chemical_formula_descriptive": descriptive,
         "elements": ",".join(elements),
         "nelements": len(elements),
         "nsites": crystal.n_sites,
@@ -95,9 +121,25 @@ def candidate_row(
     }
 
 
-def element_rows(candidate_id: str, elements: str) -> list[dict[str, str]]:
-    """``candidate_elements`` rows from the comma-joined element string of a candidate row."""
-    return [{"candidate_id": candidate_id, "element": e} for e in elements.split(",")]
+def element_rows(
+    candidate_id: str, elements: str, composition: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """``candidate_elements`` rows from the comma-joined element string of a candidate row.
+
+    With ``composition`` (symbol → number of sites) each row also gets its ``count`` and its
+    ``ratio`` (count / sites in the cell, the OPTIMADE ``elements_ratios`` entry); without it
+    both are NULL.
+    """
+    total = sum(int(n) for n in composition.values()) if composition else 0
+    return [
+        {
+            "candidate_id": candidate_id,
+            "element": e,
+            "count": int(composition[e]) if composition else None,
+            "ratio": int(composition[e]) / total if composition else None,
+        }
+        for e in elements.split(",")
+    ]
 
 
 def prediction_rows(

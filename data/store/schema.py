@@ -10,6 +10,11 @@ names come from :data:`NAMING_CONVENTION` so they are the same on SQLite and Pos
 
 ``predictions``, ``measurements`` and ``verdicts`` have no separate index on ``candidate_id``:
 their unique constraints lead with it, and that index serves lookups by candidate.
+
+Revision 0002 added what the OPTIMADE API (:mod:`crystaloop.data.optimade`) filters on: the
+OPTIMADE reduced and descriptive formulas, per-element counts and ratios, and indexes for its
+typical filters (formulas, ``last_modified`` = ``updated_at``, campaign + iteration, measured and
+predicted property values).
 """
 
 from __future__ import annotations
@@ -137,7 +142,9 @@ class CandidateRow(Base):
 
     Derived columns (formula, elements, counts, space group, volume in Å³, density in g/cm³) are
     computed once at insert; the crystal itself is ``lattice``, ``frac_coords`` and ``numbers``
-    as JSON lists, exactly :meth:`Crystal.to_dict`.
+    as JSON lists, exactly :meth:`Crystal.to_dict`. ``reduced_formula`` is pymatgen's
+    (``"SrTiO3"``), ``chemical_formula_reduced`` the OPTIMADE one (alphabetical, ``"O3SrTi"``);
+    ``updated_at`` is OPTIMADE's ``last_modified``.
     """
 
     __tablename__ = "candidates"
@@ -145,6 +152,10 @@ class CandidateRow(Base):
         CheckConstraint(_status_check("status", STATUS_VALUES), name="status"),
         # Serves status counts and "status = x ORDER BY created_at, id LIMIT n" without a sort.
         Index("ix_candidates_status_created_at_id", "status", "created_at", "id"),
+        # OPTIMADE: _crystaloop_campaign = x AND _crystaloop_iteration = k (index-only with the id).
+        Index("ix_candidates_campaign_id_iteration_id", "campaign_id", "iteration", "id"),
+        # OPTIMADE: nelements <op> a AND nsites <op> b, counted from the index alone.
+        Index("ix_candidates_nelements_nsites", "nelements", "nsites"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -152,8 +163,10 @@ class CandidateRow(Base):
     frac_coords: Mapped[str] = mapped_column(Text, nullable=False)
     numbers: Mapped[str] = mapped_column(Text, nullable=False)
     reduced_formula: Mapped[str] = mapped_column(Text, nullable=False, index=True)
-    chemical_formula_anonymous: Mapped[str | None] = mapped_column(Text, nullable=True)
-    elements: Mapped[str] = mapped_column(Text, nullable=False)
+    chemical_formula_anonymous: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
+    chemical_formula_reduced: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
+    chemical_formula_descriptive: Mapped[str | None] = mapped_column(Text, nullable=True)
+    elements: Mapped[str] = mapped_column(Text, nullable=False, index=True)  # "O,Sr,Ti": chemical-system lookups
     nelements: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     nsites: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     spacegroup_number: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
@@ -165,11 +178,16 @@ class CandidateRow(Base):
     provenance_json: Mapped[str] = mapped_column(Text, nullable=False)
     condition_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
 
 
 class CandidateElementRow(Base):
-    """One (candidate, element) pair; the index on ``element`` serves ``elements HAS ALL`` queries."""
+    """One (candidate, element) pair; the index on ``element`` serves ``elements HAS ALL`` queries.
+
+    ``count`` is the number of sites of this element in the cell, ``ratio`` that count over all
+    sites (OPTIMADE ``elements_ratios``); both NULL only for rows written before revision 0002
+    by code that did not fill them.
+    """
 
     __tablename__ = "candidate_elements"
     __table_args__ = (Index("ix_candidate_elements_element", "element", "candidate_id"),)
@@ -178,6 +196,8 @@ class CandidateElementRow(Base):
         String(64), ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
     )
     element: Mapped[str] = mapped_column(String(3), primary_key=True)
+    count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class PredictionRow(Base):
@@ -187,7 +207,11 @@ class PredictionRow(Base):
     """
 
     __tablename__ = "predictions"
-    __table_args__ = (UniqueConstraint("candidate_id", "model", "property"),)
+    __table_args__ = (
+        UniqueConstraint("candidate_id", "model", "property"),
+        # OPTIMADE: _crystaloop_predicted_<property> <op> value (range scan, index-only semi-join).
+        Index("ix_predictions_property_mean", "property", "mean", "candidate_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     candidate_id: Mapped[str] = mapped_column(
@@ -208,6 +232,8 @@ class MeasurementRow(Base):
     __table_args__ = (
         UniqueConstraint("candidate_id", "oracle", "property"),
         CheckConstraint(_status_check("status", MEASUREMENT_STATUS_VALUES), name="status"),
+        # OPTIMADE: _crystaloop_e_above_hull < x (property = ... AND status = 'ok' AND value < x).
+        Index("ix_measurements_property_status_value", "property", "status", "value", "candidate_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -230,7 +230,10 @@ class CandidateStore(CampaignMixin):
             if not inserted:
                 return 0
             new_rows = [r for r in rows if r["id"] in inserted]
-            conn.execute(self._insert(_ELEMENTS), [e for r in new_rows for e in R.element_rows(r["id"], r["elements"])])
+            conn.execute(
+                self._insert(_ELEMENTS),
+                [e for r in new_rows for e in R.element_rows(r["id"], r["elements"], fresh[r["id"]].crystal.composition)],
+            )
             conn.execute(
                 self._insert(_HISTORY),
                 [

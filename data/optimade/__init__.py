@@ -1,0 +1,36 @@
+"""OPTIMADE v1.2 over the candidate store: filter translation, read-only search, the API, bulk loading.
+
+* :mod:`~crystaloop.data.optimade.parsing` — filter text → parse tree with the ``optimade``
+  package's grammar (its ``LarkParser`` has the last word);
+* :mod:`~crystaloop.data.optimade.filters` — parse tree → SQLAlchemy expression (``FilterTranslator``);
+* :mod:`~crystaloop.data.optimade.fields` — the structures fields served, ``_crystaloop_`` ones included;
+* :mod:`~crystaloop.data.optimade.search` — read-only engine and paged searches (``StructureSearch``);
+* :mod:`~crystaloop.data.optimade.app` — the FastAPI app (``create_app``), run by ``crystaloop serve``;
+* :mod:`~crystaloop.data.optimade.bulk` — seeded synthetic candidates loaded fast, for benchmarks.
+
+Importing this package loads no FastAPI and builds no parser; nothing is opened until asked.
+"""
+
+from crystaloop.data.optimade.config import API_VERSION, OptimadeConfig
+from crystaloop.data.optimade.errors import (
+    BadFilterError,
+    FilterNotImplementedError,
+    OptimadeRequestError,
+    OptimadeWarning,
+)
+from crystaloop.data.optimade.filters import FilterTranslator, Translation
+from crystaloop.data.optimade.search import Page, StructureSearch, open_readonly_engine
+
+__all__ = [
+    "API_VERSION",
+    "OptimadeConfig",
+    "OptimadeRequestError",
+    "BadFilterError",
+    "FilterNotImplementedError",
+    "OptimadeWarning",
+    "FilterTranslator",
+    "Translation",
+    "StructureSearch",
+    "Page",
+    "open_readonly_engine",
+]

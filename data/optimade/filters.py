@@ -1,0 +1,579 @@
+"""OPTIMADE filters → SQLAlchemy expressions over the candidate store.
+
+The filter text is parsed with the ``optimade`` package's grammar (v1.2) and parser
+(:class:`optimade.filterparser.LarkParser`; an LALR parser of the same grammar answers first, see
+:func:`parse_filter`); the tree is turned into one SQLAlchemy boolean expression over
+:class:`~crystaloop.data.store.schema.CandidateRow` by our own transformer,
+:class:`FilterTransformer`. Values only ever reach SQL as bound parameters.
+
+Semantics follow the OPTIMADE specification: a comparison involving an unknown (``null``) value is
+false, so ``NOT (x = 1)`` is true where ``x`` is unknown; ``IS KNOWN`` / ``IS UNKNOWN`` test for
+it; properties with another provider's prefix are unknown. Supported beyond the mandatory set:
+``HAS ONLY``, operators inside ``HAS`` lists, ``elements:elements_ratios`` zip queries,
+constant-first comparisons, property-to-property comparisons of plain columns, ``LENGTH`` with
+an operator. ``chemical_formula_reduced = "SrTiO3"`` is read as the OPTIMADE reduced formula
+``"O3SrTi"`` (with a warning). Everything else raises :class:`FilterNotImplementedError` (501);
+malformed filters, unknown fields and type mismatches raise :class:`BadFilterError` (400).
+
+Example::
+
+    translation = FilterTranslator("sqlite").translate('elements HAS ALL "Sr","Ti" AND nsites<=10')
+    rows = conn.execute(select(CandidateRow.id).where(translation.where))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import combinations
+from math import gcd
+from typing import Any
+
+from lark import Token, Transformer
+from lark.exceptions import VisitError
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+
+from crystaloop.data.optimade.errors import (
+    BadFilterError,
+    FilterNotImplementedError,
+    OptimadeRequestError,
+    OptimadeWarning,
+)
+from crystaloop.data.optimade.fields import (
+    ColumnTarget,
+    ConstantListTarget,
+    ConstantTarget,
+    ElementTarget,
+    FieldSpec,
+    GuardTarget,
+    RecordTarget,
+    UnknownTarget,
+    resolve_field,
+)
+from crystaloop.data.optimade.parsing import parse_filter, rewrite_length_first
+from crystaloop.data.store.schema import CandidateElementRow, CandidateRow, VerdictRow
+
+__all__ = ["Translation", "FilterTranslator", "FilterTransformer", "parse_filter", "MAX_FILTER_LENGTH", "MAX_TERMS"]
+
+MAX_FILTER_LENGTH = 2000
+"""Longest filter accepted (characters); a malformed one goes through the Earley parser, ~0.15 s per 1000 characters."""
+MAX_TERMS = 200
+"""Most comparisons plus list values in one filter (bounds the SQL a request can produce)."""
+_MAX_SYSTEM = 8  # chemical systems up to 8 elements become a list of their 255 subsets
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_REVERSED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_ESCAPE = re.compile(r'\\(["\\])')
+_FORMULA = re.compile(r"^(?:[A-Z][a-z]?\d*)+$")
+_FORMULA_PART = re.compile(r"([A-Z][a-z]?)(\d*)")
+_C = CandidateRow
+_E = CandidateElementRow
+_V = VerdictRow
+
+
+@dataclass(frozen=True)
+class _Rhs:
+    """The right-hand side of a property-first comparison, before it meets its property."""
+
+    kind: str  # cmp | known | fuzzy | has | length | zip
+    op: str = "="
+    value: Any = None
+    mode: str = ""  # has: "" (single) | ALL | ANY | ONLY; fuzzy: CONTAINS | STARTS | ENDS
+    items: tuple[Any, ...] = ()
+    props: tuple[FieldSpec, ...] = ()
+
+
+@dataclass
+class Translation:
+    """A translated filter: the WHERE expression (``None``: no filter) and the warnings it raised."""
+
+    where: ColumnElement[bool] | None
+    warnings: list[OptimadeWarning] = field(default_factory=list)
+
+
+class FilterTranslator:
+    """Translate OPTIMADE filter strings for one SQL dialect (``"sqlite"`` or ``"postgresql"``).
+
+    Args:
+        dialect: the database the expressions will run on (string matching differs).
+        max_length: longest filter accepted, characters.
+        max_terms: most comparisons plus list values per filter.
+    """
+
+    def __init__(self, dialect: str = "sqlite", *, max_length: int = MAX_FILTER_LENGTH, max_terms: int = MAX_TERMS) -> None:
+        if dialect not in ("sqlite", "postgresql"):
+            raise BadFilterError(f"unsupported SQL dialect {dialect!r}; allowed: sqlite, postgresql")
+        self.dialect = dialect
+        self.max_length = max_length
+        self.max_terms = max_terms
+
+    def translate(self, text: str | None) -> Translation:
+        """The WHERE expression of ``text`` (``None`` or blank: no condition).
+
+        Raises:
+            BadFilterError: syntax error, unknown field, type mismatch, filter too long or large (400).
+            FilterNotImplementedError: valid OPTIMADE this server does not support (501).
+        """
+        if text is None or not text.strip():
+            return Translation(None)
+        if len(text) > self.max_length:
+            raise BadFilterError(f"filter is {len(text)} characters long; at most {self.max_length} are accepted", parameter="filter")
+        if "\x00" in text:
+            raise BadFilterError("filter must not contain NUL characters", parameter="filter")
+        transformer = FilterTransformer(self.dialect, max_terms=self.max_terms)
+        try:
+            tree = parse_filter(text)
+        except BadFilterError:
+            rewritten = rewrite_length_first(text)
+            if rewritten is None:
+                raise
+            tree = parse_filter(rewritten)  # still raises if it does not parse either
+            transformer.warnings.append(
+                OptimadeWarning("NonStandardSyntax", f"'LENGTH <list> <op> <n>' was read as '<list> LENGTH <op> <n>': {rewritten!r}")
+            )
+        try:
+            where = transformer.transform(tree)
+        except VisitError as exc:
+            if isinstance(exc.orig_exc, OptimadeRequestError):
+                error = exc.orig_exc
+                error.parameter = error.parameter or "filter"
+                raise error from None
+            raise
+        except RecursionError:
+            raise BadFilterError("filter is nested too deeply", parameter="filter") from None
+        if isinstance(where, FieldSpec | _Rhs) or (where is not None and not isinstance(where, ColumnElement)):
+            raise BadFilterError(f"filter {text[:200]!r} is not a boolean expression", parameter="filter")
+        return Translation(where, transformer.warnings)
+
+
+def _unescape(token: str) -> str:
+    return _ESCAPE.sub(r"\1", token[1:-1])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _alphabetical_formula(value: str) -> str | None:
+    """``value`` as an OPTIMADE reduced formula (alphabetical, reduced), or None if not a formula."""
+    if not _FORMULA.match(value):
+        return None
+    counts: dict[str, int] = {}
+    for symbol, n in _FORMULA_PART.findall(value):
+        counts[symbol] = counts.get(symbol, 0) + (int(n) if n else 1)
+    if any(n <= 0 for n in counts.values()):
+        return None
+    divisor = 0
+    for n in counts.values():
+        divisor = gcd(divisor, n)
+    return "".join(s + (str(counts[s] // divisor) if counts[s] != divisor else "") for s in sorted(counts))
+
+
+class FilterTransformer(Transformer):
+    """Bottom-up transformer of an OPTIMADE parse tree into a SQLAlchemy boolean expression.
+
+    Rule methods return plain values (str, int, float, :class:`FieldSpec`), :class:`_Rhs`
+    descriptions, and finally SQL expressions. One instance per filter (it counts terms and
+    collects warnings).
+    """
+
+    def __init__(self, dialect: str, *, max_terms: int = MAX_TERMS) -> None:
+        super().__init__()
+        self.dialect = dialect
+        self.max_terms = max_terms
+        self.terms = 0
+        self.warnings: list[OptimadeWarning] = []
+
+    # ------------------------------------------------------------------ values
+    def filter(self, children: list[Any]) -> Any:
+        return children[0] if children else None
+
+    def string(self, children: list[Token]) -> str:
+        return _unescape(str(children[0]))
+
+    def number(self, children: list[Token]) -> int | float:
+        token = children[0]
+        if token.type == "SIGNED_INT":
+            value = int(token)
+            return value if abs(value) < 2**63 else float(value)
+        return float(token)
+
+    def signed_int(self, children: list[Token]) -> int:
+        value = int(children[0])
+        if abs(value) >= 2**63:
+            raise BadFilterError(f"integer {children[0]} is out of range", parameter="filter")
+        return value
+
+    def bool(self, children: list[Any]) -> Any:
+        raise BadFilterError("TRUE/FALSE cannot be compared: no structures field is boolean", parameter="filter")
+
+    def property(self, children: list[Token]) -> FieldSpec:
+        if len(children) > 1:
+            name = ".".join(str(c) for c in children)
+            raise FilterNotImplementedError(f"nested properties and relationships ({name!r}) are not supported", parameter="filter")
+        return resolve_field(str(children[0]), self.warnings)
+
+    def value(self, children: list[Any]) -> Any:
+        return children[0]
+
+    constant = non_string_value = value
+
+    def not_implemented_string(self, children: list[Any]) -> Any:
+        raise FilterNotImplementedError("comparing a constant with a string constant is not supported", parameter="filter")
+
+    def _op_value_pairs(self, children: list[Any]) -> tuple[tuple[str, Any], ...]:
+        pairs, op = [], "="
+        for child in children:
+            if isinstance(child, Token) and child.type == "OPERATOR":
+                op = str(child)
+            else:
+                pairs.append((op, child))
+                op = "="
+        self._count(len(pairs))
+        return tuple(pairs)
+
+    value_list = value_zip = _op_value_pairs
+
+    def value_zip_list(self, children: list[Any]) -> tuple[Any, ...]:
+        return tuple(children)
+
+    def property_zip_addon(self, children: list[FieldSpec]) -> tuple[FieldSpec, ...]:
+        return tuple(children)
+
+    # ------------------------------------------------------------------ right-hand sides
+    def value_op_rhs(self, children: list[Any]) -> _Rhs:
+        return _Rhs("cmp", op=str(children[0]), value=children[1])
+
+    def known_op_rhs(self, children: list[Token]) -> _Rhs:
+        return _Rhs("known", value=children[1].type == "KNOWN")
+
+    def fuzzy_string_op_rhs(self, children: list[Any]) -> _Rhs:
+        return _Rhs("fuzzy", mode=children[0].type, value=children[-1])
+
+    def set_op_rhs(self, children: list[Any]) -> _Rhs:
+        rest = children[1:]
+        if rest and isinstance(rest[0], Token) and rest[0].type in ("ALL", "ANY", "ONLY"):
+            return _Rhs("has", mode=rest[0].type, items=rest[1])
+        op = str(rest[0]) if len(rest) == 2 else "="
+        return _Rhs("has", items=((op, rest[-1]),))
+
+    def length_op_rhs(self, children: list[Any]) -> _Rhs:
+        op = str(children[1]) if len(children) == 3 else "="
+        return _Rhs("length", op=op, value=children[-1])
+
+    def set_zip_op_rhs(self, children: list[Any]) -> _Rhs:
+        props, rest = children[0], children[2:]
+        if isinstance(rest[0], Token):
+            return _Rhs("zip", mode=rest[0].type, items=rest[1], props=props)
+        return _Rhs("zip", mode="", items=(rest[0],), props=props)
+
+    # ------------------------------------------------------------------ boolean structure
+    def expression(self, children: list[Any]) -> Any:
+        return children[0] if len(children) == 1 else or_(*children)
+
+    def expression_clause(self, children: list[Any]) -> Any:
+        return children[0] if len(children) == 1 else and_(*children)
+
+    def expression_phrase(self, children: list[Any]) -> Any:
+        if len(children) == 2:  # NOT, expression
+            return not_(children[1])
+        return children[0]
+
+    def comparison(self, children: list[Any]) -> Any:
+        return children[0]
+
+    def constant_first_comparison(self, children: list[Any]) -> Any:
+        constant, op, rhs = children[0], str(children[1]), children[2]
+        self._count()
+        if isinstance(rhs, FieldSpec):
+            return self._compare(rhs, _REVERSED[op], constant)
+        if _is_number(constant) and _is_number(rhs):
+            return true() if _OPS[op](constant, rhs) else false()
+        raise BadFilterError(f"cannot compare {constant!r} {op} {rhs!r}", parameter="filter")
+
+    def property_first_comparison(self, children: list[Any]) -> Any:
+        spec, rhs = children
+        self._count()
+        if rhs.kind == "cmp":
+            return self._compare(spec, rhs.op, rhs.value)
+        if rhs.kind == "known":
+            return self._known(spec, rhs.value)
+        if rhs.kind == "fuzzy":
+            return self._fuzzy(spec, rhs.mode, rhs.value)
+        if rhs.kind == "has":
+            return self._has(spec, rhs.mode, rhs.items)
+        if rhs.kind == "length":
+            return self._length(spec, rhs.op, rhs.value)
+        return self._zip((spec, *rhs.props), rhs.mode, rhs.items)
+
+    def __default__(self, data: Any, children: list[Any], meta: Any) -> Any:
+        raise FilterNotImplementedError(f"filter construct {data!s} is not supported", parameter="filter")
+
+    def _count(self, n: int = 1) -> None:
+        self.terms += n
+        if self.terms > self.max_terms:
+            raise BadFilterError(f"filter has more than {self.max_terms} comparisons and list values", parameter="filter")
+
+    # ------------------------------------------------------------------ comparisons
+    def _check_value(self, spec: FieldSpec, value: Any) -> Any:
+        """``value`` converted for comparison with scalar field ``spec`` (type mismatches raise)."""
+        if spec.type == "string":
+            if not isinstance(value, str):
+                raise BadFilterError(f"{spec.name} is a string; compare it with a quoted string, not {value!r}", parameter="filter")
+            return value
+        if spec.type in ("integer", "float"):
+            if not _is_number(value):
+                raise BadFilterError(f"{spec.name} is a number; compare it with a number, not {value!r}", parameter="filter")
+            return value
+        if spec.type == "timestamp":
+            if not isinstance(value, str):
+                raise BadFilterError(f"{spec.name} is a timestamp; compare it with a quoted RFC 3339 string", parameter="filter")
+            try:
+                stamp = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise BadFilterError(f"{value!r} is not an RFC 3339 timestamp (e.g. \"2026-01-31T12:00:00Z\")", parameter="filter") from None
+            return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)
+        raise BadFilterError(f"{spec.name} is a {spec.type}; use HAS, HAS ALL/ANY/ONLY or LENGTH", parameter="filter")
+
+    def _compare(self, spec: FieldSpec, op: str, value: Any) -> ColumnElement[bool]:
+        target = spec.target
+        if isinstance(target, UnknownTarget):
+            return false()
+        if target is None:
+            raise FilterNotImplementedError(f"filtering on {spec.name} is not supported", parameter="filter")
+        if isinstance(value, FieldSpec):
+            return self._compare_fields(spec, op, value)
+        value = self._check_value(spec, value)
+        if isinstance(target, ConstantTarget):
+            return true() if _OPS[op](target.value, value) else false()
+        if isinstance(target, RecordTarget):
+            return _record_compare(target, op, value)
+        if not isinstance(target, ColumnTarget):  # pragma: no cover - _check_value refused list fields
+            raise FilterNotImplementedError(f"filtering on {spec.name} is not supported", parameter="filter")
+        if spec.name == "chemical_formula_reduced" and op in ("=", "!=") and isinstance(value, str):
+            normalised = _alphabetical_formula(value)
+            if normalised is not None and normalised != value:
+                self.warnings.append(
+                    OptimadeWarning(
+                        "FieldValueNormalised",
+                        f"chemical_formula_reduced {value!r} was read as {normalised!r} (OPTIMADE orders elements alphabetically)",
+                    )
+                )
+                value = normalised
+        expr = _OPS[op](target.column, value)
+        return and_(target.column.is_not(None), expr) if target.nullable else expr
+
+    def _compare_fields(self, spec: FieldSpec, op: str, other: FieldSpec) -> ColumnElement[bool]:
+        a, b = spec.target, other.target
+        if isinstance(b, UnknownTarget):
+            return false()
+        numeric = {"integer", "float"}
+        same_kind = spec.type == other.type or (spec.type in numeric and other.type in numeric)
+        if not (isinstance(a, ColumnTarget) and isinstance(b, ColumnTarget) and same_kind):
+            raise FilterNotImplementedError(
+                f"comparing {spec.name} with {other.name} is not supported (only two plain scalar fields of one type)",
+                parameter="filter",
+            )
+        return and_(a.column.is_not(None), b.column.is_not(None), _OPS[op](a.column, b.column))
+
+    def _known(self, spec: FieldSpec, known: bool) -> ColumnElement[bool]:
+        target = spec.target
+        if isinstance(target, UnknownTarget):
+            condition: ColumnElement[bool] = false()
+        elif isinstance(target, ColumnTarget) and target.nullable:
+            condition = target.column.is_not(None)
+        elif isinstance(target, RecordTarget):
+            candidate_id, column, base = target.parts()
+            condition = _member(candidate_id, *base, column.is_not(None))
+        else:
+            condition = true()
+        return condition if known else not_(condition)
+
+    def _fuzzy(self, spec: FieldSpec, mode: str, value: Any) -> ColumnElement[bool]:
+        target = spec.target
+        if isinstance(target, UnknownTarget):
+            return false()
+        if spec.type != "string" or not isinstance(value, str):
+            raise BadFilterError(f"{mode} needs a string field and a quoted string; got {spec.name} {mode} {value!r}", parameter="filter")
+        if isinstance(target, ConstantTarget):
+            text = target.value
+            hit = value in text if mode == "CONTAINS" else text.startswith(value) if mode == "STARTS" else text.endswith(value)
+            return true() if hit else false()
+        if not isinstance(target, ColumnTarget):  # pragma: no cover - every string field is a column or constant
+            raise FilterNotImplementedError(f"{mode} on {spec.name} is not supported", parameter="filter")
+        column = target.column
+        if not value:
+            expr: ColumnElement[bool] = column.is_not(None)
+        elif self.dialect == "postgresql":  # LIKE is case-sensitive there; autoescape makes % and _ literal
+            method = {"CONTAINS": column.contains, "STARTS": column.startswith, "ENDS": column.endswith}[mode]
+            expr = method(value, autoescape=True)
+        else:  # SQLite's LIKE ignores ASCII case: use exact substring functions
+            n = len(value)
+            expr = {
+                "CONTAINS": lambda: func.instr(column, value) > 0,
+                "STARTS": lambda: func.substr(column, 1, n) == value,
+                "ENDS": lambda: func.substr(column, -n) == value,
+            }[mode]()
+        return and_(column.is_not(None), expr) if target.nullable else expr
+
+    # ------------------------------------------------------------------ lists
+    def _list_condition(self, spec: FieldSpec, op: str, value: Any) -> tuple[Any, tuple[Any, ...], ColumnElement[bool]]:
+        """(candidate id column, conditions of the list's rows, condition of one item) of a table-backed list."""
+        target = spec.target
+        if isinstance(target, ElementTarget):
+            if target.what == "elements_ratios":
+                if not _is_number(value):
+                    raise BadFilterError(f"elements_ratios holds numbers; got {value!r}", parameter="filter")
+                return _E.candidate_id, (), and_(_E.ratio.is_not(None), _OPS[op](_E.ratio, value))
+            if not isinstance(value, str):
+                raise BadFilterError(f"{spec.name} holds element symbols; got {value!r}", parameter="filter")
+            return _E.candidate_id, (), _OPS[op](_E.element, value)
+        if isinstance(target, GuardTarget):
+            if not isinstance(value, str):
+                raise BadFilterError(f"{spec.name} holds guard names; got {value!r}", parameter="filter")
+            return _V.candidate_id, (_V.ok == target.ok,), _OPS[op](_V.guard, value)
+        raise BadFilterError(f"{spec.name} is not a list; HAS needs a list field", parameter="filter")
+
+    def _set_condition(self, candidate_id: Any, base: tuple[Any, ...], mode: str, items: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+        """HAS / HAS ALL / HAS ANY / HAS ONLY over the rows ``base`` selects, one condition per item."""
+        if mode == "ANY":
+            return _member(candidate_id, *base, or_(*items))
+        if mode == "ONLY":
+            # Every row matches some item; the IN part only narrows the scan (any non-empty list
+            # that satisfies ONLY has a row matching an item). Empty lists (no guards) match too.
+            only = _not_member(candidate_id, *base, not_(or_(*items)))
+            if candidate_id is _E.candidate_id:
+                return and_(_member(candidate_id, *base, or_(*items)), only)
+            return only
+        return and_(*[_member(candidate_id, *base, item) for item in items])
+
+    def _has(self, spec: FieldSpec, mode: str, items: tuple[tuple[str, Any], ...]) -> ColumnElement[bool]:
+        target = spec.target
+        if isinstance(target, UnknownTarget):
+            return false()
+        if target is None or spec.type != "list":
+            if target is None:
+                raise FilterNotImplementedError(f"filtering on {spec.name} is not supported", parameter="filter")
+            raise BadFilterError(f"{spec.name} is not a list; HAS needs a list field", parameter="filter")
+        if any(isinstance(v, FieldSpec) for _, v in items):
+            raise FilterNotImplementedError("properties inside HAS value lists are not supported", parameter="filter")
+        if isinstance(target, ConstantListTarget):
+            hits = [any(_safe_op(op, x, v) for x in target.values) for op, v in items]
+            if mode == "ONLY":
+                ok = all(any(_safe_op(op, x, v) for op, v in items) for x in target.values)
+            else:
+                ok = any(hits) if mode == "ANY" else all(hits)
+            return true() if ok else false()
+        system = _chemical_system(target, mode, items)
+        if system is not None:
+            return system
+        parts = [self._list_condition(spec, op, v) for op, v in items]
+        candidate_id, base = parts[0][0], parts[0][1]
+        return self._set_condition(candidate_id, base, mode, [item for _, _, item in parts])
+
+    def _length(self, spec: FieldSpec, op: str, n: int) -> ColumnElement[bool]:
+        target = spec.target
+        if isinstance(target, UnknownTarget):
+            return false()
+        if spec.type != "list" or target is None:
+            if target is None:
+                raise FilterNotImplementedError(f"LENGTH of {spec.name} is not supported", parameter="filter")
+            raise BadFilterError(f"{spec.name} is not a list; LENGTH needs a list field", parameter="filter")
+        if isinstance(target, ConstantListTarget):
+            return true() if _OPS[op](len(target.values), n) else false()
+        if isinstance(target, ElementTarget):
+            return _OPS[op](_C.nsites if target.what == "species_at_sites" else _C.nelements, n)
+        if isinstance(target, GuardTarget):
+            count = (
+                select(func.count())
+                .where(_V.candidate_id == _C.id, _V.ok == target.ok)
+                .correlate(_C.__table__)
+                .scalar_subquery()
+            )
+            return _OPS[op](count, n)
+        raise FilterNotImplementedError(f"LENGTH of {spec.name} is not supported", parameter="filter")  # pragma: no cover
+
+    def _zip(self, specs: tuple[FieldSpec, ...], mode: str, zips: tuple[tuple[tuple[str, Any], ...], ...]) -> ColumnElement[bool]:
+        names = [s.name for s in specs]
+        if sorted(names) != ["elements", "elements_ratios"]:
+            raise FilterNotImplementedError(
+                f"zip queries are supported for elements:elements_ratios only, not {':'.join(names)}", parameter="filter"
+            )
+        conditions = []
+        for pairs in zips:
+            if len(pairs) != len(specs):
+                raise BadFilterError(f"each value tuple needs {len(specs)} values for {':'.join(names)}", parameter="filter")
+            parts = [self._list_condition(spec, op, v)[2] for spec, (op, v) in zip(specs, pairs, strict=True)]
+            conditions.append(and_(*parts))
+        return self._set_condition(_E.candidate_id, (), mode, conditions)
+
+
+def _chemical_system(target: Any, mode: str, items: tuple[tuple[str, Any], ...]) -> ColumnElement[bool] | None:
+    """``elements HAS ONLY "A","B",…`` as ``candidates.elements IN ('A', 'B', 'A,B', …)``, or None.
+
+    A candidate has only elements of S exactly when its sorted, comma-joined element list is one
+    of the non-empty subsets of S: an index lookup per subset instead of a scan of every
+    candidate. Used for up to ``_MAX_SYSTEM`` distinct symbols compared with ``=``.
+    """
+    if not (isinstance(target, ElementTarget) and target.what != "elements_ratios" and mode == "ONLY"):
+        return None
+    if any(op != "=" or not isinstance(v, str) or "," in v for op, v in items):
+        return None
+    symbols = sorted({v for _, v in items})
+    if len(symbols) > _MAX_SYSTEM:
+        return None
+    subsets = [",".join(c) for k in range(1, len(symbols) + 1) for c in combinations(symbols, k)]
+    return _C.elements.in_(subsets)
+
+
+def _safe_op(op: str, left: Any, right: Any) -> bool:
+    """``left op right`` for constant lists; values of different kinds never match."""
+    try:
+        return bool(_OPS[op](left, right))
+    except TypeError:
+        return False
+
+
+def _member(candidate_id: Any, *conditions: Any) -> ColumnElement[bool]:
+    """``candidates.id IN (SELECT candidate_id FROM <child> WHERE …)``: driven by the child's index."""
+    return _C.id.in_(select(candidate_id).where(*conditions))
+
+
+def _not_member(candidate_id: Any, *conditions: Any) -> ColumnElement[bool]:
+    """No child row of the candidate satisfies ``conditions``: a correlated NOT EXISTS, probed through
+    the child's (candidate_id, …) key for the candidates a positive condition already selected."""
+    return not_(exists().where(candidate_id == _C.id, *conditions))
+
+
+def _record_compare(target: RecordTarget, op: str, value: float) -> ColumnElement[bool]:
+    """``min(values) op value`` as IN / NOT IN conditions (index range scans, no aggregate)."""
+    candidate_id, column, base = target.parts()
+
+    def some(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        return _member(candidate_id, *base, condition)
+
+    def none(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        return _not_member(candidate_id, *base, condition)
+
+    known = some(column.is_not(None))
+    if op == "<":
+        return some(column < value)
+    if op == "<=":
+        return some(column <= value)
+    if op == ">":
+        return and_(known, none(column <= value))
+    if op == ">=":
+        return and_(known, none(column < value))
+    if op == "=":
+        return and_(some(column == value), none(column < value))
+    return and_(known, or_(none(column == value), some(column < value)))  # !=

@@ -1,0 +1,263 @@
+"""Read-only searches of the candidate store with OPTIMADE filters: one page of documents and counts.
+
+Used by the API (:mod:`crystaloop.data.optimade.app`) and by ``crystaloop db query``. The engine
+from :func:`open_readonly_engine` cannot change data: SQLite connections run with
+``PRAGMA query_only``, PostgreSQL sessions are ``READ ONLY`` with a statement timeout, and every
+search runs in a transaction that is rolled back.
+
+Example::
+
+    engine = open_readonly_engine("sqlite:///runs/demo/store.db")
+    page = StructureSearch(engine).search('elements HAS ALL "Sr","Ti"', limit=10)
+    print(page.data_returned, [d["attributes"]["chemical_formula_reduced"] for d in page.documents])
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, event, func, select
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from crystaloop.data.errors import StoreError
+from crystaloop.data.optimade.entries import DEFAULT_FIELDS, structure_document, tables_for
+from crystaloop.data.optimade.errors import BadFilterError, OptimadeWarning, QueryTimeoutError
+from crystaloop.data.optimade.fields import ColumnTarget, resolve_field, sort_key
+from crystaloop.data.optimade.filters import MAX_FILTER_LENGTH, FilterTranslator
+from crystaloop.data.store.engine import create_store_engine, redact_url
+from crystaloop.data.store.schema import CandidateRow, MeasurementRow, PredictionRow, VerdictRow
+
+__all__ = ["Page", "StructureSearch", "open_readonly_engine", "parse_sort", "STATEMENT_TIMEOUT_S"]
+
+logger = logging.getLogger(__name__)
+
+STATEMENT_TIMEOUT_S = 30.0
+"""Longest a single SQL statement may run on PostgreSQL before it is cancelled (seconds)."""
+
+_CANDIDATES: Table = CandidateRow.__table__  # type: ignore[assignment]
+_RECORDS: dict[str, tuple[Table, tuple[Any, ...]]] = {
+    "predictions": (PredictionRow.__table__, (PredictionRow.created_at, PredictionRow.id)),  # type: ignore[dict-item]
+    "measurements": (MeasurementRow.__table__, (MeasurementRow.id,)),  # type: ignore[dict-item]
+    "verdicts": (VerdictRow.__table__, (VerdictRow.id,)),  # type: ignore[dict-item]
+}
+_IN_CHUNK = 500
+_SELECTIVE = 20  # a filter matching at most 1/20 of the store gets the materialised page plan
+
+
+def open_readonly_engine(url: str | None = None, *, statement_timeout_s: float | None = STATEMENT_TIMEOUT_S, **kwargs: Any) -> Engine:
+    """An engine on the store at ``url`` whose connections cannot write.
+
+    Args:
+        url: store URL (see :func:`crystaloop.data.store.resolve_store_url`).
+        statement_timeout_s: PostgreSQL ``statement_timeout`` in seconds (``None``: none).
+        kwargs: passed to :func:`sqlalchemy.create_engine` (pool sizes).
+    """
+    engine = create_store_engine(url, **kwargs)
+    dialect = engine.dialect.name
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if dialect == "sqlite":
+                cursor.execute("PRAGMA query_only = ON")
+            else:
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                if statement_timeout_s:
+                    cursor.execute(f"SET statement_timeout = {int(statement_timeout_s * 1000)}")
+        finally:
+            cursor.close()
+        if dialect != "sqlite":
+            dbapi_connection.commit()
+
+    return engine
+
+
+def _page(conditions: list[Any], order: list[Any], limit: int, offset: int, *, materialize: bool) -> Any:
+    """SELECT of one page of candidate rows.
+
+    With ``materialize`` (few matches, PostgreSQL) the matching ids are computed first in a
+    materialised CTE and only those rows are sorted: otherwise PostgreSQL may walk the whole
+    primary-key index in id order hoping to meet ``limit`` matches early, which is slow when
+    matches are rare (380 ms instead of the count's 140 ms for a campaign + energy filter at 10⁶
+    candidates). SQLite drives such queries from the filter's index anyway and is slower with it.
+    """
+    if not materialize:
+        return select(_CANDIDATES).where(*conditions).order_by(*order).limit(limit).offset(offset)
+    matched = select(CandidateRow.id.label("matched_id")).where(*conditions).cte("matched").prefix_with("MATERIALIZED")
+    return (
+        select(_CANDIDATES)
+        .join(matched, CandidateRow.id == matched.c.matched_id)
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+    )
+
+
+def parse_sort(text: str | None) -> list[Any]:
+    """ORDER BY clauses for a JSON:API ``sort`` value (``"nsites,-id"``), ending with ``id``.
+
+    Raises:
+        BadFilterError: an unknown or unsortable field (HTTP 400).
+    """
+    order: list[Any] = []
+    seen: set[str] = set()
+    for raw in (text or "").split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        descending = name.startswith("-")
+        name = name.lstrip("-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            key = sort_key(name)
+        except BadFilterError as exc:
+            raise BadFilterError(str(exc), parameter="sort") from None
+        if key is None:
+            continue
+        target = resolve_field(name).target
+        nullable = not isinstance(target, ColumnTarget) or target.nullable
+        clause = key.desc() if descending else key.asc()
+        order.append(clause.nulls_last() if nullable else clause)
+        if key is CandidateRow.id:
+            return order
+    order.append(CandidateRow.id.asc())
+    return order
+
+
+@dataclass
+class Page:
+    """One page of a search: documents, how many match in all, and the warnings raised."""
+
+    documents: list[dict[str, Any]]
+    data_returned: int
+    data_available: int
+    more_data_available: bool
+    warnings: list[OptimadeWarning] = field(default_factory=list)
+
+
+class StructureSearch:
+    """OPTIMADE searches over a read-only engine (thread-safe; share one per process).
+
+    Args:
+        engine: from :func:`open_readonly_engine`.
+        total_ttl_s: how long the total number of candidates (``meta.data_available``) is cached.
+        max_filter_length: longest filter accepted, characters.
+    """
+
+    def __init__(self, engine: Engine, *, total_ttl_s: float = 5.0, max_filter_length: int = MAX_FILTER_LENGTH) -> None:
+        self.engine = engine
+        self.translator = FilterTranslator(engine.dialect.name, max_length=max_filter_length)
+        self._postgres = engine.dialect.name == "postgresql"  # SQLite plans rare matches well by itself
+        self._total_ttl_s = total_ttl_s
+        self._total: tuple[float, int] | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn  # never committed: closing rolls back
+        except OperationalError as exc:
+            if "statement timeout" in str(exc) or "canceling statement" in str(exc):
+                raise QueryTimeoutError("the query took too long; narrow the filter or lower page_offset") from None
+            raise StoreError(f"store {redact_url(str(self.engine.url))}: {exc.orig}") from exc
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise StoreError(f"store {redact_url(str(self.engine.url))}: {exc}") from exc
+
+    def total(self, conn: Connection | None = None) -> int:
+        """Number of candidates in the store (cached for ``total_ttl_s`` seconds)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._total is not None and now - self._total[0] < self._total_ttl_s:
+                return self._total[1]
+        if conn is None:
+            with self._connection() as own:
+                return self.total(own)
+        value = int(conn.execute(select(func.count()).select_from(_CANDIDATES)).scalar_one())
+        with self._lock:
+            self._total = (now, value)
+        return value
+
+    def search(
+        self,
+        filter_text: str | None = None,
+        *,
+        sort: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        fields: Sequence[str] = DEFAULT_FIELDS,
+        link: Callable[[str], str] | None = None,
+    ) -> Page:
+        """One page of structures matching ``filter_text``, ordered by ``sort`` then id.
+
+        Args:
+            filter_text: an OPTIMADE filter (``None``/blank: everything).
+            sort: JSON:API sort fields, ``-`` for descending.
+            limit: page size (≥ 0).
+            offset: rows skipped first.
+            fields: attributes to return.
+            link: id → URL of the single-entry endpoint, for ``links.self``.
+
+        Raises:
+            BadFilterError, FilterNotImplementedError: the filter or sort is bad or unsupported.
+            QueryTimeoutError: the database did not answer in time.
+        """
+        translation = self.translator.translate(filter_text)
+        order = parse_sort(sort)
+        conditions = [translation.where] if translation.where is not None else []
+        with self._connection() as conn:
+            data_available = self.total(conn)
+            if conditions:
+                count_stmt = select(func.count()).select_from(_CANDIDATES).where(*conditions)
+                data_returned = int(conn.execute(count_stmt).scalar_one())
+            else:
+                data_returned = data_available
+            rows: list[dict[str, Any]] = []
+            if limit > 0 and offset < data_returned:
+                selective = self._postgres and bool(conditions) and data_returned * _SELECTIVE <= data_available
+                stmt = _page(conditions, order, limit, offset, materialize=selective)
+                rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            records = self._records(conn, [r["id"] for r in rows], tables_for(fields))
+        documents = [
+            structure_document(r, fields, records.get(r["id"]), self_link=link(r["id"]) if link else None) for r in rows
+        ]
+        return Page(
+            documents=documents,
+            data_returned=data_returned,
+            data_available=data_available,
+            more_data_available=offset + len(rows) < data_returned,
+            warnings=translation.warnings,
+        )
+
+    def get(self, entry_id: str, *, fields: Sequence[str] = DEFAULT_FIELDS) -> tuple[dict[str, Any] | None, int]:
+        """(The document with this id or ``None``, total number of candidates)."""
+        with self._connection() as conn:
+            row = conn.execute(select(_CANDIDATES).where(CandidateRow.id == entry_id)).first()
+            records = self._records(conn, [entry_id] if row else [], tables_for(fields))
+            total = self.total(conn)
+        if row is None:
+            return None, total
+        return structure_document(dict(row._mapping), fields, records.get(entry_id)), total
+
+    @staticmethod
+    def _records(conn: Connection, ids: list[str], tables: set[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {cid: {} for cid in ids}
+        if not ids:
+            return out
+        for name in sorted(tables):
+            table, order = _RECORDS[name]
+            for start in range(0, len(ids), _IN_CHUNK):
+                part = ids[start : start + _IN_CHUNK]
+                stmt = select(table).where(table.c.candidate_id.in_(part)).order_by(*order)
+                for row in conn.execute(stmt):
+                    out[row.candidate_id].setdefault(name, []).append(dict(row._mapping))
+        return out
