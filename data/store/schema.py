@@ -13,8 +13,10 @@ their unique constraints lead with it, and that index serves lookups by candidat
 
 Revision 0002 added what the OPTIMADE API (:mod:`crystaloop.data.optimade`) filters on: the
 OPTIMADE reduced and descriptive formulas, per-element counts and ratios, and indexes for its
-typical filters (formulas, ``last_modified`` = ``updated_at``, campaign + iteration, measured and
-predicted property values).
+typical filters (formulas, the element list for chemical-system searches, ``last_modified`` =
+``updated_at``, campaign + iteration, nelements + nsites, measured and predicted property values).
+Several end with ``id`` so that an equality filter's first page comes out of the index already in
+the API's default order.
 """
 
 from __future__ import annotations
@@ -156,6 +158,8 @@ class CandidateRow(Base):
         Index("ix_candidates_campaign_id_iteration_id", "campaign_id", "iteration", "id"),
         # OPTIMADE: nelements <op> a AND nsites <op> b, counted from the index alone.
         Index("ix_candidates_nelements_nsites", "nelements", "nsites"),
+        # OPTIMADE: chemical_formula_reduced = x, its first page already in id order.
+        Index("ix_candidates_chemical_formula_reduced_id", "chemical_formula_reduced", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -164,7 +168,7 @@ class CandidateRow(Base):
     numbers: Mapped[str] = mapped_column(Text, nullable=False)
     reduced_formula: Mapped[str] = mapped_column(Text, nullable=False, index=True)
     chemical_formula_anonymous: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
-    chemical_formula_reduced: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
+    chemical_formula_reduced: Mapped[str | None] = mapped_column(Text, nullable=True)
     chemical_formula_descriptive: Mapped[str | None] = mapped_column(Text, nullable=True)
     elements: Mapped[str] = mapped_column(Text, nullable=False, index=True)  # "O,Sr,Ti": chemical-system lookups
     nelements: Mapped[int] = mapped_column(Integer, nullable=False, index=True)

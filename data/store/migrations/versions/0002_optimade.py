@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 _BATCH = 2000
 _INDEXES: tuple[tuple[str, str, list[str]], ...] = (
-    ("ix_candidates_chemical_formula_reduced", "candidates", ["chemical_formula_reduced"]),
+    ("ix_candidates_chemical_formula_reduced_id", "candidates", ["chemical_formula_reduced", "id"]),
     ("ix_candidates_chemical_formula_anonymous", "candidates", ["chemical_formula_anonymous"]),
     ("ix_candidates_updated_at", "candidates", ["updated_at"]),
     ("ix_candidates_campaign_id_iteration_id", "candidates", ["campaign_id", "iteration", "id"]),
