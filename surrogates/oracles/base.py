@@ -437,3 +437,19 @@ def _progress(enabled: bool) -> AbstractContextManager[Progress]:
         transient=True,
         disable=not enabled,
     )
+
+
+class TorchOracle(ASEOracle):
+    """An :class:`ASEOracle` whose calculator runs torch: limits torch's CPU threads while it computes.
+
+    Subclasses set ``self.threads`` (``None`` leaves torch's setting) before calling
+    ``ASEOracle.__init__``.
+    """
+
+    threads: int | None = 1
+
+    def _compute_scope(self) -> contextlib.AbstractContextManager[object]:
+        stack = contextlib.ExitStack()
+        stack.enter_context(super()._compute_scope())
+        stack.enter_context(torch_threads(self.threads))
+        return stack

@@ -12,7 +12,7 @@ import io
 import logging
 from typing import TYPE_CHECKING, Literal
 
-from crystaloop.surrogates.oracles.base import ASEOracle, RelaxConfig, package_version, torch_threads
+from crystaloop.surrogates.oracles.base import RelaxConfig, TorchOracle, package_version
 from crystaloop.surrogates.oracles.cache import OracleCache
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def load_chgnet_calculator(model: CHGNetModel = "0.3.0", device: str = "cpu") ->
     return calculator
 
 
-class CHGNetOracle(ASEOracle):
+class CHGNetOracle(TorchOracle):
     """CHGNet as an oracle: relaxed energy per atom (eV/atom) of each crystal.
 
     Args:
@@ -81,9 +81,3 @@ class CHGNetOracle(ASEOracle):
             cache=cache,
             settings={"model": model, "package": "chgnet", "version": package_version("chgnet")},
         )
-
-    def _compute_scope(self) -> contextlib.AbstractContextManager[object]:
-        stack = contextlib.ExitStack()
-        stack.enter_context(super()._compute_scope())
-        stack.enter_context(torch_threads(self.threads))
-        return stack

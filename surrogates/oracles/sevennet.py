@@ -9,7 +9,6 @@ same MPtrj (PBE/PBE+U) footing as CHGNet's.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from importlib.util import find_spec
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from crystaloop.data.errors import OracleError, UnknownComponentError
-from crystaloop.surrogates.oracles.base import ASEOracle, RelaxConfig, package_version, torch_threads
+from crystaloop.surrogates.oracles.base import RelaxConfig, TorchOracle, package_version
 from crystaloop.surrogates.oracles.cache import OracleCache
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ def load_sevennet_calculator(model: SevenNetModel = "7net-0", device: str = "cpu
         return SevenNetCalculator(str(path), device=device)
 
 
-class SevenNetOracle(ASEOracle):
+class SevenNetOracle(TorchOracle):
     """SevenNet as an oracle: relaxed energy per atom (eV/atom) of each crystal.
 
     Args:
@@ -100,9 +99,3 @@ class SevenNetOracle(ASEOracle):
             cache=cache,
             settings={"model": model, "package": "sevenn", "version": package_version("sevenn")},
         )
-
-    def _compute_scope(self) -> contextlib.AbstractContextManager[object]:
-        stack = contextlib.ExitStack()
-        stack.enter_context(super()._compute_scope())
-        stack.enter_context(torch_threads(self.threads))
-        return stack
