@@ -33,8 +33,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(surrogate_app, name="surrogate")
 app.add_typer(oracle_app, name="oracle")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 logger = logging.getLogger("crystaloop.cli")
 
 StoreOption = Annotated[
