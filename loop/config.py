@@ -1,0 +1,367 @@
+"""`CampaignConfig`: one pydantic model describing a whole campaign, read from YAML at the edge.
+
+A campaign is: what to optimise (:class:`Objective`, one or several), what is allowed
+(:class:`Constraints`), how much to spend (:class:`Budget`), how to choose
+(:class:`StrategyConfig`), what to refuse (:class:`GuardsConfig`) and which components
+(:class:`GeneratorChoice`, :class:`SurrogateChoice`, :class:`OracleChoice`, each picked by a
+registry name). :func:`load_campaign_config` is the only place YAML is read;
+:meth:`CampaignConfig.config_hash` goes into every candidate's provenance.
+
+Example (see ``examples/*.yaml``)::
+
+    name: perovskite-water-splitting
+    objectives:
+      - {property: dir_gap, goal: target, window: [1.5, 3.0], units: eV}
+      - {property: e_above_hull, goal: minimise, units: eV/atom}
+    budget: {iterations: 5, candidates_per_iteration: 64, oracle_calls_per_iteration: 8}
+    strategy: {kind: bo}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crystaloop.data.crystal import atomic_number
+from crystaloop.data.errors import CrystaloopError, describe_validation_error
+
+__all__ = [
+    "Objective",
+    "Constraints",
+    "Budget",
+    "StrategyConfig",
+    "ValidityGuardConfig",
+    "DiversityGuardConfig",
+    "ExploitationGuardConfig",
+    "SynthesizabilityGuardConfig",
+    "GuardsConfig",
+    "GeneratorChoice",
+    "SurrogateChoice",
+    "OracleChoice",
+    "CampaignConfig",
+    "load_campaign_config",
+    "MLIP_PROPERTIES",
+]
+
+MLIP_PROPERTIES = ("energy_per_atom", "e_above_hull", "bulk_modulus")
+"""Properties an MLIP oracle measures (relaxed energy, hull distance, EOS bulk modulus)."""
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_system(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    parts = value.replace(",", "-").split("-") if isinstance(value, str) else list(value)
+    symbols = tuple(sorted({p.strip() for p in parts if p.strip()}, key=atomic_number))
+    if not symbols:
+        raise ValueError(f"a chemical system needs at least one element, got {value!r}")
+    return symbols
+
+
+class Objective(BaseModel):
+    """One property to optimise.
+
+    Attributes:
+        property: property name (a surrogate target such as ``dir_gap`` or an oracle property
+            such as ``e_above_hull``).
+        goal: ``maximise``, ``minimise`` or ``target`` (inside ``window``).
+        window: inclusive ``[low, high]`` for ``goal: target``, in ``units``.
+        units: units of the property (``eV``, ``eV/atom``, ``GPa``), checked against the
+            surrogate's and oracle's units when the campaign starts.
+        threshold: for maximise/minimise, the value a measured candidate must reach (≥ for
+            maximise, ≤ for minimise) to count as a hit; ``None`` → every measured value counts.
+        weight: weight in the scalarised score of a multi-objective campaign (> 0).
+    """
+
+    model_config = _STRICT
+
+    property: str = Field(min_length=1)
+    goal: Literal["maximise", "minimise", "target"]
+    window: tuple[float, float] | None = None
+    units: str = ""
+    threshold: float | None = None
+    weight: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _window_matches_goal(self) -> Objective:
+        if self.goal == "target":
+            if self.window is None:
+                raise ValueError(f"objective {self.property!r} with goal 'target' needs window: [low, high]")
+            if not self.window[0] < self.window[1]:
+                raise ValueError(f"window of {self.property!r} must have low < high, got {list(self.window)}")
+        elif self.window is not None:
+            raise ValueError(f"objective {self.property!r} with goal {self.goal!r} takes no window; use goal: target")
+        return self
+
+    def satisfied(self, value: float) -> bool:
+        """Whether ``value`` (in ``units``) meets this objective's hit criterion."""
+        if self.goal == "target":
+            low, high = self.window or (float("-inf"), float("inf"))
+            return low <= value <= high
+        if self.threshold is None:
+            return True
+        return value >= self.threshold if self.goal == "maximise" else value <= self.threshold
+
+
+class Constraints(BaseModel):
+    """What generated candidates may contain.
+
+    Attributes:
+        elements: allowed elements; a candidate with any other element is rejected.
+        chemical_systems: allowed chemical systems (``"Sr-Ti-O"`` or lists); a candidate's
+            elements must lie inside one of them. Generation conditions cycle through them.
+        max_atoms, min_atoms: sites per cell.
+    """
+
+    model_config = _STRICT
+
+    elements: tuple[str, ...] | None = None
+    chemical_systems: tuple[tuple[str, ...], ...] | None = None
+    max_atoms: int = Field(20, gt=0)
+    min_atoms: int = Field(1, gt=0)
+
+    @field_validator("elements", mode="before")
+    @classmethod
+    def _elements(cls, value: Any) -> Any:
+        return None if value is None else _split_system(value)
+
+    @field_validator("chemical_systems", mode="before")
+    @classmethod
+    def _systems(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        return tuple(_split_system(v) for v in value)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Constraints:
+        if self.min_atoms > self.max_atoms:
+            raise ValueError(f"min_atoms {self.min_atoms} exceeds max_atoms {self.max_atoms}")
+        return self
+
+    def allows(self, elements: list[str] | tuple[str, ...]) -> bool:
+        """Whether a candidate with these elements is inside the constraints."""
+        present = set(elements)
+        if self.elements is not None and not present <= set(self.elements):
+            return False
+        if self.chemical_systems is not None and not any(present <= set(s) for s in self.chemical_systems):
+            return False
+        return True
+
+
+class Budget(BaseModel):
+    """How much a campaign spends: iterations, generated candidates and oracle calls per iteration."""
+
+    model_config = _STRICT
+
+    iterations: int = Field(3, ge=1)
+    candidates_per_iteration: int = Field(32, ge=1)
+    oracle_calls_per_iteration: int = Field(4, ge=1)
+
+
+class StrategyConfig(BaseModel):
+    """How candidates are proposed and selected; ``kind`` picks the strategy by registry name.
+
+    Attributes:
+        kind: ``random``, ``bo``, ``al`` or ``rl``.
+        min_labels: measured labels needed before bo/al fit their GP head (random picks before).
+        gp_components: PCA dimensions of the GP head's inputs.
+        mc_samples: quasi-Monte-Carlo samples of the botorch acquisition functions.
+        acquisition: al only: ``uncertainty`` (largest std), ``ucb`` (mean + beta·std) or
+            ``greedy`` (mean only).
+        beta: al only: exploration weight of ``ucb``.
+        guidance_scales: conditions proposed cycle through these classifier-free guidance weights.
+        rl_steps: rl only: PPO environment steps per iteration.
+    """
+
+    model_config = _STRICT
+
+    kind: Literal["random", "bo", "al", "rl"] = "random"
+    min_labels: int = Field(4, ge=2)
+    gp_components: int = Field(8, gt=0)
+    mc_samples: int = Field(128, gt=0)
+    acquisition: Literal["uncertainty", "ucb", "greedy"] = "ucb"
+    beta: float = Field(1.0, ge=0)
+    guidance_scales: tuple[float, ...] = (1.0,)
+    rl_steps: int = Field(64, gt=0)
+
+
+class ValidityGuardConfig(BaseModel):
+    """Structural and compositional validity (distances in Å, densities in g/cm³)."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    min_distance: float = Field(0.5, gt=0)
+    min_density: float = Field(0.5, gt=0)
+    max_density: float = Field(25.0, gt=0)
+    smact: bool = Field(True, description="require SMACT charge neutrality + electronegativity order")
+
+
+class DiversityGuardConfig(BaseModel):
+    """Duplicates (canonical hash) and near-duplicates (fingerprint distance) in the batch and history."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    min_distance: float = Field(0.02, ge=0, description="smallest fingerprint distance to anything kept")
+    against_history: bool = True
+
+
+class ExploitationGuardConfig(BaseModel):
+    """Refuse candidates the surrogate cannot judge: relative std and OOD score thresholds."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    max_relative_std: float = Field(3.0, gt=0, description="std over the pool's median std, per property")
+    max_ood: float = Field(3.0, gt=0, description="OOD score (≈ 1 in distribution) above which to refuse")
+
+
+class SynthesizabilityGuardConfig(BaseModel):
+    """Stability window (eV/atom) when measured, an oxidation-state heuristic before that."""
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    max_e_above_hull: float = Field(0.1, ge=0, description="eV/atom")
+    max_elements: int = Field(5, ge=1, description="heuristic: more distinct elements than this is refused")
+
+
+class GuardsConfig(BaseModel):
+    """The four guards and their thresholds."""
+
+    model_config = _STRICT
+
+    validity: ValidityGuardConfig = ValidityGuardConfig()
+    diversity: DiversityGuardConfig = DiversityGuardConfig()
+    exploitation: ExploitationGuardConfig = ExploitationGuardConfig()
+    synthesizability: SynthesizabilityGuardConfig = SynthesizabilityGuardConfig()
+
+
+class GeneratorChoice(BaseModel):
+    """Which generator, by registry name (``crystaloop.loop.registry.GENERATORS``).
+
+    Attributes:
+        kind: ``diffusion`` (the trained model) or ``dataset-replay`` (crystals from a dataset,
+            optionally perturbed; for tests and pool benchmarks).
+        checkpoint: model checkpoint path for ``diffusion``.
+        dataset: dataset spec (``perov_5/val``) for ``dataset-replay``.
+        perturb: std of fractional displacements added by ``dataset-replay``.
+    """
+
+    model_config = _STRICT
+
+    kind: str = "diffusion"
+    checkpoint: str | None = None
+    dataset: str | None = None
+    perturb: float = Field(0.0, ge=0)
+
+
+class SurrogateChoice(BaseModel):
+    """One property surrogate: a shipped one by name, or a checkpoint path."""
+
+    model_config = _STRICT
+
+    kind: Literal["shipped", "checkpoint"] = "shipped"
+    name: str | None = Field(None, description="shipped surrogate name, e.g. perov_5-dir_gap")
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> SurrogateChoice:
+        if self.kind == "shipped" and not self.name:
+            raise ValueError("a shipped surrogate needs name (e.g. perov_5-dir_gap)")
+        if self.kind == "checkpoint" and not self.path:
+            raise ValueError("a checkpoint surrogate needs path")
+        return self
+
+
+class OracleChoice(BaseModel):
+    """Which oracle measures the selected candidates.
+
+    Attributes:
+        kind: an MLIP (``chgnet``, ``sevennet``, ``emt``) or ``replay`` (recorded dataset labels).
+        measure: properties to measure; MLIPs know ``energy_per_atom``, ``e_above_hull`` and
+            ``bulk_modulus``; replay knows the dataset's columns.
+        dataset: dataset spec for ``replay``.
+        fmax, max_steps: relaxation settings of MLIP oracles (eV/Å, steps).
+        cache_url: SQLAlchemy URL of the MLIP result cache (``None`` → its default file).
+    """
+
+    model_config = _STRICT
+
+    kind: str = "chgnet"
+    measure: tuple[str, ...] = ("energy_per_atom", "e_above_hull")
+    dataset: str | None = None
+    fmax: float = Field(0.1, gt=0)
+    max_steps: int = Field(200, ge=0)
+    cache_url: str | None = None
+
+
+class CampaignConfig(BaseModel):
+    """A whole campaign; see the module docstring. ``store_url`` is left out of the hash."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    objectives: tuple[Objective, ...] = Field(min_length=1)
+    constraints: Constraints = Constraints()
+    budget: Budget = Budget()
+    strategy: StrategyConfig = StrategyConfig()
+    guards: GuardsConfig = GuardsConfig()
+    generator: GeneratorChoice = GeneratorChoice()
+    surrogates: tuple[SurrogateChoice, ...] = ()
+    oracle: OracleChoice = OracleChoice()
+    seed: int = 0
+    store_url: str | None = None
+    retrain_surrogate: bool = Field(True, description="refit the GP head on new labels every iteration")
+
+    @model_validator(mode="after")
+    def _distinct_objectives(self) -> CampaignConfig:
+        names = [o.property for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives name a property twice: {names}")
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def config_hash(self) -> str:
+        """16 hex digits of sha256 over the canonical JSON of everything but ``store_url``."""
+        payload = self.model_dump(mode="json", exclude={"store_url"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def iteration_seed(self, iteration: int, stream: int = 0) -> int:
+        """A seed for ``iteration`` derived from :attr:`seed` (independent streams per use)."""
+        import numpy as np
+
+        return int(np.random.SeedSequence([self.seed, iteration, stream]).generate_state(1)[0])
+
+
+def load_campaign_config(path: str | Path) -> CampaignConfig:
+    """Read a campaign YAML file (the only place YAML is parsed).
+
+    Raises:
+        CrystaloopError: the file is missing, not YAML, or its content is not a valid campaign
+            (one line per bad field, naming the value).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CrystaloopError(f"no campaign config at {path}")
+    try:
+        payload = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise CrystaloopError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(payload, dict):
+        raise CrystaloopError(f"{path} must hold a mapping of campaign settings, got {type(payload).__name__}")
+    try:
+        return CampaignConfig.model_validate(payload)
+    except ValidationError as exc:
+        raise CrystaloopError(f"{path}: {describe_validation_error(exc)}") from None

@@ -1,0 +1,57 @@
+"""Synthesizability / stability guard: measured hull distance when there is one, a heuristic before.
+
+* With an ``ok`` ``e_above_hull`` Measurement (eV/atom) on the candidate: pass when it is at most
+  ``max_e_above_hull`` (default 0.1 eV/atom), the usual metastability window.
+* Without one (before the oracle ran) a cheap heuristic, stated plainly: the composition must
+  admit a charge-neutral assignment of SMACT's common oxidation states (the electronegativity
+  test left off, that is the validity guard's job; elemental solids pass), and hold at most
+  ``max_elements`` distinct elements. It screens out compositions no chemist would attempt; it
+  says nothing about whether a structure is stable. Where the surrogate marks a candidate far
+  out of distribution (OOD score above 3) and the heuristic is all there is, the reason says so:
+  its only merit is a surrogate score far from known chemistry.
+"""
+
+from __future__ import annotations
+
+from crystaloop.data.records import Candidate, Verdict
+from crystaloop.loop.config import SynthesizabilityGuardConfig
+from crystaloop.loop.guards.base import GuardContext
+from crystaloop.loop.guards.validity import smact_valid
+
+__all__ = ["SynthesizabilityGuard", "FAR_FROM_KNOWN_OOD"]
+
+FAR_FROM_KNOWN_OOD = 3.0
+"""OOD score above which a heuristic pass is annotated as far from known chemistry."""
+
+
+class SynthesizabilityGuard:
+    """See the module docstring."""
+
+    name = "synthesizability"
+
+    def __init__(self, config: SynthesizabilityGuardConfig | None = None) -> None:
+        self.config = config or SynthesizabilityGuardConfig()
+
+    def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
+        hull = [m for m in candidate.measurements if m.property == "e_above_hull" and m.status == "ok"]
+        if hull and hull[0].value is not None:
+            value = float(hull[0].value)
+            ok = value <= self.config.max_e_above_hull
+            relation = "≤" if ok else ">"
+            return Verdict(
+                guard=self.name,
+                ok=ok,
+                reason=f"measured e_above_hull {value:.3g} eV/atom {relation} {self.config.max_e_above_hull} ({hull[0].oracle})",
+                score=value,
+            )
+        crystal = candidate.crystal
+        n_elements = len(crystal.elements)
+        if n_elements > self.config.max_elements:
+            return Verdict(guard=self.name, ok=False, reason=f"heuristic: {n_elements} elements > {self.config.max_elements}")
+        if n_elements > 1 and not smact_valid(crystal.reduced_formula, use_pauling_test=False):
+            return Verdict(guard=self.name, ok=False, reason=f"heuristic: no charge-neutral oxidation states for {crystal.reduced_formula}")
+        ood = context.ood.get(candidate.id)
+        note = "heuristic only (oxidation states, element count); not measured"
+        if ood is not None and ood > FAR_FROM_KNOWN_OOD:
+            note += f"; far from known chemistry (OOD {ood:.3g})"
+        return Verdict(guard=self.name, ok=True, reason=note)

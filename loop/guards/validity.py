@@ -1,0 +1,91 @@
+"""Validity guards: campaign constraints, structural plausibility, SMACT compositional validity.
+
+* :class:`ConstraintGuard` (``constraints``): allowed elements / chemical systems and sites per
+  cell from the campaign config.
+* :class:`ValidityGuard` (``validity``): :func:`~crystaloop.data.crystal.check_plausible`
+  (pair distances, volume per site, cell size), a density window (g/cm³) and, for compounds of
+  two or more elements, SMACT 4 validity (charge neutrality with SMACT's default oxidation-state
+  table plus the Pauling electronegativity order; metals and alloys pass as SMACT allows).
+  Elemental solids (one element, e.g. carbon polymorphs) skip the SMACT test: charge
+  neutrality says nothing about them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+
+from crystaloop.data.crystal import PlausibilityLimits, check_plausible
+from crystaloop.data.errors import InvalidStructureError
+from crystaloop.data.records import Candidate, Verdict
+from crystaloop.loop.config import ValidityGuardConfig
+from crystaloop.loop.guards.base import GuardContext
+
+__all__ = ["ConstraintGuard", "ValidityGuard", "smact_valid"]
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4096)
+def smact_valid(reduced_formula: str, use_pauling_test: bool = True) -> bool:
+    """SMACT validity of a reduced formula (cached; SMACT's warnings silenced)."""
+    from smact.screening import smact_validity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(smact_validity(reduced_formula, use_pauling_test=use_pauling_test))
+
+
+class ConstraintGuard:
+    """Rejects candidates outside the campaign's elements, chemical systems or size range."""
+
+    name = "constraints"
+
+    def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
+        c = context.constraints
+        crystal = candidate.crystal
+        if not c.min_atoms <= crystal.n_sites <= c.max_atoms:
+            return Verdict(
+                guard=self.name,
+                ok=False,
+                reason=f"{crystal.n_sites} sites outside the allowed [{c.min_atoms}, {c.max_atoms}]",
+            )
+        if not c.allows(crystal.elements):
+            allowed = c.elements if c.elements is not None else ["-".join(s) for s in c.chemical_systems or ()]
+            return Verdict(
+                guard=self.name, ok=False, reason=f"elements {crystal.elements} outside the allowed {list(allowed)}"
+            )
+        return Verdict(guard=self.name, ok=True)
+
+
+class ValidityGuard:
+    """Structural and compositional validity; see the module docstring."""
+
+    name = "validity"
+
+    def __init__(self, config: ValidityGuardConfig | None = None) -> None:
+        self.config = config or ValidityGuardConfig()
+        self._limits = PlausibilityLimits(min_distance=self.config.min_distance)
+
+    def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
+        crystal = candidate.crystal
+        try:
+            check_plausible(crystal, self._limits)
+        except InvalidStructureError as exc:
+            return Verdict(guard=self.name, ok=False, reason=f"structure: {exc.problem}")
+        density = crystal.density
+        if not self.config.min_density <= density <= self.config.max_density:
+            return Verdict(
+                guard=self.name,
+                ok=False,
+                reason=f"density {density:.3g} g/cm³ outside [{self.config.min_density}, {self.config.max_density}]",
+                score=density,
+            )
+        if self.config.smact and len(crystal.elements) > 1 and not smact_valid(crystal.reduced_formula):
+            return Verdict(
+                guard=self.name,
+                ok=False,
+                reason=f"composition {crystal.reduced_formula} fails SMACT charge neutrality / electronegativity",
+            )
+        return Verdict(guard=self.name, ok=True, score=density)

@@ -1,0 +1,84 @@
+"""Campaign config: validation, YAML at the edge, hash, shipped examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from crystaloop.data.errors import CrystaloopError
+from crystaloop.loop.config import CampaignConfig, Constraints, Objective, load_campaign_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def minimal(**extra) -> CampaignConfig:
+    return CampaignConfig.model_validate({"name": "t", "objectives": [{"property": "dir_gap", "goal": "maximise"}], **extra})
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_examples_load(path):
+    config = load_campaign_config(path)
+    assert config.name == path.stem
+    assert len(config.config_hash()) == 16
+
+
+def test_examples_exist():
+    assert {p.stem for p in EXAMPLES.glob("*.yaml")} >= {"perovskite-water-splitting", "perovskite-stiff", "carbon-polymorphs"}
+
+
+def test_unknown_field_rejected():
+    with pytest.raises(ValidationError, match="extra"):
+        minimal(budgetz={})
+
+
+def test_target_needs_window_and_window_needs_target():
+    with pytest.raises(ValidationError, match="window"):
+        Objective(property="dir_gap", goal="target")
+    with pytest.raises(ValidationError, match="takes no window"):
+        Objective(property="dir_gap", goal="maximise", window=(1, 2))
+    with pytest.raises(ValidationError, match="low < high"):
+        Objective(property="dir_gap", goal="target", window=(3, 1))
+
+
+def test_objective_satisfied():
+    window = Objective(property="g", goal="target", window=(1.5, 3.0))
+    assert window.satisfied(2.0) and not window.satisfied(3.1)
+    assert Objective(property="e", goal="minimise", threshold=0.1).satisfied(0.05)
+    assert not Objective(property="e", goal="minimise", threshold=0.1).satisfied(0.2)
+    assert Objective(property="b", goal="maximise").satisfied(-1e9)
+
+
+def test_constraints_parse_systems_and_check():
+    c = Constraints(chemical_systems=["O-Ti-Sr", ["Ba", "Ti", "O"]], elements="Sr,Ba,Ti,O")
+    assert c.chemical_systems == (("O", "Ti", "Sr"), ("O", "Ti", "Ba"))
+    assert c.allows(["Sr", "Ti", "O"]) and c.allows(["Ti", "O"])
+    assert not c.allows(["Sr", "Ba", "O"])
+    with pytest.raises(ValidationError, match="Xx|element"):
+        Constraints(elements=["Xx"])
+
+
+def test_hash_ignores_store_url_but_not_settings():
+    a = minimal()
+    assert a.config_hash() == minimal(store_url="sqlite:///x.db").config_hash()
+    assert a.config_hash() != minimal(seed=1).config_hash()
+    assert a.iteration_seed(0) != a.iteration_seed(1)
+    assert a.iteration_seed(2) == minimal().iteration_seed(2)
+
+
+def test_duplicate_objectives_rejected():
+    with pytest.raises(ValidationError, match="twice"):
+        CampaignConfig(name="t", objectives=[Objective(property="a", goal="maximise")] * 2)
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(CrystaloopError, match="no campaign config"):
+        load_campaign_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nobjectives: [{property: g, goal: sideways}]\n")
+    with pytest.raises(CrystaloopError, match="sideways"):
+        load_campaign_config(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(CrystaloopError, match="mapping"):
+        load_campaign_config(bad)
