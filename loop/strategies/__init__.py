@@ -1,0 +1,1 @@
+"""Strategies: see strategies/base.py."""
