@@ -1,0 +1,55 @@
+"""Active learning: spend oracle calls where the online surrogate is most uncertain or most
+promising, retraining (the residual GP, :mod:`.posterior`) every round.
+
+Scores per candidate, with utilities u and stds s scaled per objective (:mod:`crystaloop.loop.objectives`)
+and summed with the objective weights: ``uncertainty`` → Σ w s; ``ucb`` → Σ w (u + β s);
+``greedy`` → Σ w u. The top ``k`` are picked (ties by pool order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from crystaloop.data.records import Condition
+from crystaloop.loop.config import Objective, StrategyConfig
+from crystaloop.loop.objectives import utilities, utility_scales
+from crystaloop.loop.strategies.base import Pool, StrategyState, default_conditions
+from crystaloop.loop.strategies.posterior import ResidualGP
+
+__all__ = ["ALStrategy"]
+
+
+class ALStrategy:
+    """See the module docstring."""
+
+    name = "al"
+
+    def __init__(self, objectives: Sequence[Objective], config: StrategyConfig | None = None, seed: int = 0) -> None:
+        self.objectives = tuple(objectives)
+        self.config = config or StrategyConfig(kind="al")
+        self.seed = seed
+
+    def propose(self, state: StrategyState) -> list[Condition]:
+        return default_conditions(state)
+
+    def scores(self, pool: Pool, predictions: np.ndarray) -> np.ndarray:
+        """(n,) acquisition scores (higher first); NaN-free."""
+        gp = ResidualGP(self.config.gp_components, self.config.min_labels, self.seed).fit(pool.labels)
+        mean, std = gp.posterior(pool.embeddings, predictions[..., 0], predictions[..., 1])
+        scales = utility_scales(mean, self.objectives)
+        u = np.nan_to_num(utilities(mean, self.objectives) / scales, nan=0.0)
+        s = np.nan_to_num(std / scales, nan=0.0)
+        weights = np.array([o.weight for o in self.objectives])
+        if self.config.acquisition == "uncertainty":
+            return s @ weights
+        if self.config.acquisition == "greedy":
+            return u @ weights
+        return (u + self.config.beta * s) @ weights
+
+    def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
+        if len(pool) == 0:
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(-self.scores(pool, predictions), kind="stable")
+        return np.sort(order[: min(k, len(pool))])

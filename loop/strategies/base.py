@@ -1,0 +1,116 @@
+"""The strategy port: ``propose(state) -> list[Condition]`` and ``select(pool, predictions, k) -> indices``.
+
+A :class:`Pool` is what selection sees: the scored candidates, their embeddings and the
+campaign's labelled history (embeddings, measured objective values and the surrogate's
+predictions of them). Values are in the objectives' units; ``NaN`` marks an objective that was
+not measured (or that the surrogate does not predict). Every strategy is deterministic for a
+given seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from crystaloop.data.records import Candidate, Condition
+from crystaloop.loop.config import CampaignConfig
+
+__all__ = ["Labels", "Pool", "StrategyState", "Strategy", "default_conditions", "prior_from_predictions"]
+
+
+@dataclass
+class Labels:
+    """Labelled history: embeddings (L, D), measured values (L, m), surrogate means at those
+    structures (L, m); ``NaN`` where missing."""
+
+    embeddings: np.ndarray
+    values: np.ndarray
+    prior: np.ndarray
+
+    @classmethod
+    def empty(cls, n_objectives: int, dim: int = 0) -> Labels:
+        return cls(np.zeros((0, dim)), np.zeros((0, n_objectives)), np.zeros((0, n_objectives)))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class Pool:
+    """What ``select`` chooses from.
+
+    Attributes:
+        candidates: the n scored candidates.
+        embeddings: (n, D) features of the candidates (surrogate embeddings).
+        labels: the campaign's labelled history.
+        pending: (P, D) embeddings of picks selected but not yet measured.
+        pending_prior: (P, m) the surrogate's means at the pending picks (NaN where none).
+    """
+
+    candidates: Sequence[Candidate]
+    embeddings: np.ndarray
+    labels: Labels
+    pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    pending_prior: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+
+@dataclass(frozen=True)
+class StrategyState:
+    """What ``propose`` sees: the config, the iteration and its seed, and the history so far."""
+
+    config: CampaignConfig
+    iteration: int
+    seed: int
+    n_conditions: int = 1
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Proposes generation conditions and picks which candidates the oracle measures."""
+
+    name: str
+
+    def propose(self, state: StrategyState) -> list[Condition]: ...
+
+    def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
+        """Indices (≤ k distinct, into ``pool.candidates``) to measure.
+
+        Args:
+            pool: candidates, embeddings, labels and pending picks.
+            predictions: (n, m, 2) surrogate mean and std per objective (NaN where none).
+            k: oracle calls to spend.
+        """
+        ...
+
+
+def default_conditions(state: StrategyState) -> list[Condition]:
+    """Conditions cycling through the allowed chemical systems and guidance scales, with the
+    objectives' target values (window midpoints, thresholds) as property targets."""
+    config = state.config
+    targets = {}
+    for objective in config.objectives:
+        if objective.window is not None:
+            targets[objective.property] = 0.5 * (objective.window[0] + objective.window[1])
+        elif objective.threshold is not None:
+            targets[objective.property] = objective.threshold
+    systems: list[tuple[str, ...] | None] = list(config.constraints.chemical_systems or [None])
+    if config.constraints.chemical_systems is None and config.constraints.elements is not None:
+        systems = [config.constraints.elements]
+    combos = itertools.islice(
+        itertools.cycle(itertools.product(systems, config.strategy.guidance_scales)),
+        state.iteration * state.n_conditions,
+        (state.iteration + 1) * state.n_conditions,
+    )
+    return [Condition(chemical_system=s, properties=targets, guidance_scale=g) for s, g in combos]
+
+
+def prior_from_predictions(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (n, m) from stacked predictions (n, m, 2)."""
+    return predictions[..., 0], predictions[..., 1]
