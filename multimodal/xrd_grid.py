@@ -64,9 +64,7 @@ class PatternGrid(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> PatternGrid:
         if not self.two_theta_max > self.two_theta_min:
-            raise ValueError(
-                f"two_theta_max ({self.two_theta_max}°) must exceed two_theta_min ({self.two_theta_min}°)"
-            )
+            raise ValueError(f"two_theta_max ({self.two_theta_max}°) must exceed two_theta_min ({self.two_theta_min}°)")
         return self
 
     @property
