@@ -1,7 +1,6 @@
 """Guards: validity, diversity, surrogate exploitation, synthesizability (one port, one verdict each).
 
-``build_guards(config)`` gives the guards that run before scoring (constraints, validity,
-synthesizability, diversity) and those after (exploitation, which reads the predictions).
+``build_guards(config)`` gives the enabled guards in the order they run.
 """
 
 from __future__ import annotations
@@ -33,19 +32,17 @@ __all__ = [
 ]
 
 
-def build_guards(config: GuardsConfig) -> tuple[list[Guard], list[Guard]]:
-    """The enabled guards as (before scoring, after scoring), each in the order they run.
-
-    Before scoring: constraints, validity, synthesizability, diversity (cheap, need no model;
-    diversity last so only candidates that passed the rest are kept for comparison). After
-    scoring: exploitation, which reads the surrogate's std and OOD score.
-    """
-    pre: list[Guard] = [ConstraintGuard()]
+def build_guards(config: GuardsConfig) -> list[Guard]:
+    """The enabled guards in the order they run: constraints, validity, synthesizability,
+    exploitation (reads the predictions in the context), diversity (last, so only candidates that
+    passed everything else are kept for comparison)."""
+    guards: list[Guard] = [ConstraintGuard()]
     if config.validity.enabled:
-        pre.append(ValidityGuard(config.validity))
+        guards.append(ValidityGuard(config.validity))
     if config.synthesizability.enabled:
-        pre.append(SynthesizabilityGuard(config.synthesizability))
+        guards.append(SynthesizabilityGuard(config.synthesizability))
+    if config.exploitation.enabled:
+        guards.append(ExploitationGuard(config.exploitation))
     if config.diversity.enabled:
-        pre.append(DiversityGuard(config.diversity))
-    post: list[Guard] = [ExploitationGuard(config.exploitation)] if config.exploitation.enabled else []
-    return pre, post
+        guards.append(DiversityGuard(config.diversity))
+    return guards

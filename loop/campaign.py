@@ -1,0 +1,277 @@
+"""The campaign engine: ``run_iteration`` and ``run_campaign``, plain functions over a store.
+
+One iteration: generate → score → guard → select → evaluate → update → report. Every step's
+outcome is in the store before the next step reads it, and each step starts from what the store
+says, so a process killed at any point resumes from the last completed write:
+
+* **generate** — skipped when the iteration already has candidates; otherwise all sampled
+  candidates are added in one transaction (all or none), with seeds derived from the config.
+* **score + guard** — runs on the iteration's candidates still ``generated``, in id order;
+  each gets its predictions and verdicts recorded, then ``scored`` or ``rejected``. Candidates
+  kept earlier (this iteration included) are the diversity guard's history, so a resumed run
+  reaches the verdicts an uninterrupted one would.
+* **select** — tops up the iteration's picks to the oracle budget (picks already made count,
+  and are pending points for BO), so no candidate is selected twice.
+* **evaluate** — measures each ``selected`` candidate, records the measurements, then marks it
+  ``evaluated`` (or ``failed``); a candidate measured but not yet marked is measured again
+  (oracle caches make that cheap; results overwrite by key, never duplicate).
+* **update** — labels feed the strategy's GP head at the next selection (refitted on every
+  call); the hull grows through the oracle's cache.
+* **report** — an :class:`~crystaloop.loop.report.IterationReport` from the store's contents,
+  saved with ``finish_iteration``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from crystaloop.data.records import Candidate, CandidateStatus, Verdict
+from crystaloop.data.store import CandidateFilter, CandidateStore
+from crystaloop.loop.components import Components
+from crystaloop.loop.config import CampaignConfig
+from crystaloop.loop.guards import GuardContext, collapse_report, fingerprints, residual_watch, screen
+from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
+from crystaloop.loop.report import IterationReport, PredictedHit, classify_hit, rejection_counts
+from crystaloop.loop.strategies import Labels, Pool, StrategyState
+
+__all__ = ["run_iteration", "run_campaign", "next_iteration", "iteration_candidates"]
+
+logger = logging.getLogger(__name__)
+
+_ALL = 100_000
+_KEPT = [CandidateStatus.SCORED, CandidateStatus.SELECTED, CandidateStatus.EVALUATED, CandidateStatus.FAILED]
+_PICKED = [CandidateStatus.SELECTED, CandidateStatus.EVALUATED, CandidateStatus.FAILED]
+_CONTEXT_FREE = ("constraints", "validity")
+
+
+def iteration_candidates(store: CandidateStore, campaign: str, iteration: int | None = None, status=None) -> list[Candidate]:  # noqa: ANN001
+    """The campaign's candidates (of one iteration, with given statuses), sorted by id."""
+    flt = CandidateFilter(campaign=campaign, iteration=iteration, status=status, limit=_ALL, order_by="id")
+    return store.query(flt)
+
+
+def next_iteration(store: CandidateStore, campaign: str) -> int:
+    """Index of the first iteration that has not finished (0 for a new campaign)."""
+    if campaign not in store.campaigns():
+        return 0
+    done = {r.index for r in store.iterations(campaign) if r.finished_at is not None}
+    index = 0
+    while index in done:
+        index += 1
+    return index
+
+
+# ---------------------------------------------------------------------------- steps
+def _generate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> int | None:
+    if store.count(CandidateFilter(campaign=config.name, iteration=index)) > 0:
+        return None
+    n_total = config.budget.candidates_per_iteration
+    state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)))
+    conditions = components.strategy.propose(state)
+    sizes = [n_total // len(conditions) + (j < n_total % len(conditions)) for j in range(len(conditions))]
+    candidates: list[Candidate] = []
+    for j, (condition, size) in enumerate(zip(conditions, sizes, strict=True)):
+        if size == 0:
+            continue
+        seed = config.iteration_seed(index, stream=1 + j)
+        for c in components.generator.sample(size, condition, seed=seed):
+            provenance = c.provenance.model_copy(update={"campaign": config.name, "iteration": index, "config_hash": config.config_hash()})
+            candidates.append(replace(c, provenance=provenance, status=CandidateStatus.GENERATED))
+    report = store.add_many(candidates, chunk_size=max(1, len(candidates)))
+    logger.info("iteration %d: generated %d, %d new, %d already stored", index, len(candidates), report.added, report.existing)
+    return report.existing
+
+
+def _score_and_guard(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
+    pending = iteration_candidates(store, config.name, index, [CandidateStatus.GENERATED])
+    if not pending:
+        return
+    kept = iteration_candidates(store, config.name, None, _KEPT)
+    context = GuardContext(constraints=config.constraints, known_ids=set(components.known_ids) | {c.id for c in kept})
+    if kept:
+        context.kept_fingerprints = fingerprints([c.crystal for c in kept])
+    free = [g for g in components.guards if g.name in _CONTEXT_FREE]
+    scorable = [c for c in pending if all(g.check(c, context).ok for g in free)]
+    predictions: dict[str, dict[str, tuple[float, float, str]]] = {}
+    model = ""
+    if components.surrogate is not None and scorable:
+        crystals = [c.crystal for c in scorable]
+        prediction = components.surrogate.predict(crystals)
+        model = prediction.model
+        ood = components.surrogate.ood_score(crystals)
+        predictions = {c.id: prediction.row(i) for i, c in enumerate(scorable)}
+        context.predictions = predictions
+        context.ood = {c.id: float(s) for c, s in zip(scorable, ood, strict=True)}
+        context.reference_std = {p: float(np.median(prediction.std[:, j])) for j, p in enumerate(prediction.properties)}
+    for result in screen(pending, components.guards, context):
+        cid = result.candidate.id
+        ood_verdict = [Verdict(guard="ood", ok=True, score=context.ood[cid])] if cid in context.ood else []
+        store.record(cid, predictions=predictions.get(cid), model=model, verdicts=list(result.verdicts) + ood_verdict)
+        failure = result.first_failure
+        if failure is None:
+            store.update_status(cid, CandidateStatus.SCORED)
+        else:
+            store.update_status(cid, CandidateStatus.REJECTED, note=f"{failure.guard}: {failure.reason}")
+
+
+def _objective_matrix(candidates: Sequence[Candidate], config: CampaignConfig, source: str) -> np.ndarray:
+    """(n, m, 2) predicted mean/std (source 'predicted') or (n, m) measured values ('measured')."""
+    props = [o.property for o in config.objectives]
+    if source == "predicted":
+        out = np.full((len(candidates), len(props), 2), np.nan)
+        for i, c in enumerate(candidates):
+            for j, p in enumerate(props):
+                if p in c.predictions:
+                    out[i, j] = c.predictions[p][:2]
+        return out
+    out = np.full((len(candidates), len(props)), np.nan)
+    for i, c in enumerate(candidates):
+        values = {m.property: m.value for m in c.measurements if m.status == "ok" and m.value is not None}
+        for j, p in enumerate(props):
+            out[i, j] = values.get(p, np.nan)
+    return out
+
+
+def _embed(components: Components, candidates: Sequence[Candidate]) -> np.ndarray:
+    if not candidates:
+        return np.zeros((0, 0))
+    crystals = [c.crystal for c in candidates]
+    if components.surrogate is not None:
+        return components.surrogate.embed(crystals)
+    return fingerprints(crystals)
+
+
+def _select(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
+    picked = iteration_candidates(store, config.name, index, _PICKED)
+    k = config.budget.oracle_calls_per_iteration - len(picked)
+    pool_candidates = iteration_candidates(store, config.name, index, [CandidateStatus.SCORED])
+    if k <= 0 or not pool_candidates:
+        return
+    history = [
+        c for c in iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])
+        if c.provenance.iteration is not None and c.provenance.iteration < index
+    ]
+    embeddings = _embed(components, pool_candidates)
+    labels = Labels(
+        embeddings=_embed(components, history) if history else np.zeros((0, embeddings.shape[1])),
+        values=_objective_matrix(history, config, "measured"),
+        prior=_objective_matrix(history, config, "predicted")[..., 0],
+    )
+    pool = Pool(pool_candidates, embeddings, labels)
+    if picked:
+        pool.pending = _embed(components, picked)
+        pool.pending_prior = _objective_matrix(picked, config, "predicted")[..., 0]
+    indices = components.strategy.select(pool, _objective_matrix(pool_candidates, config, "predicted"), k)
+    for i in sorted(int(i) for i in indices):
+        store.update_status(pool_candidates[i].id, CandidateStatus.SELECTED, note=f"{components.strategy.name} pick")
+    logger.info("iteration %d: selected %d of %d scored", index, len(indices), len(pool_candidates))
+
+
+def _evaluate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
+    guard = SynthesizabilityGuard(config.guards.synthesizability)
+    for candidate in iteration_candidates(store, config.name, index, [CandidateStatus.SELECTED]):
+        measurements = components.evaluator.measure(candidate.crystal)
+        measured = replace(candidate, measurements=tuple(measurements))
+        verdicts = [guard.check(measured, GuardContext())] if config.guards.synthesizability.enabled else []
+        store.record(candidate.id, measurements=measurements, verdicts=verdicts)
+        failed = [m for m in measurements if m.status != "ok"]
+        status = CandidateStatus.FAILED if failed and len(failed) == len(measurements) else CandidateStatus.EVALUATED
+        note = "; ".join(f"{m.property}: {m.reason}" for m in failed)
+        store.update_status(candidate.id, status, note=note)
+
+
+def _report(components: Components, store: CandidateStore, config: CampaignConfig, index: int, duplicates: int | None, resumed: bool, started: float) -> IterationReport:
+    candidates = iteration_candidates(store, config.name, index)
+    by_status: dict[CandidateStatus, list[Candidate]] = {s: [] for s in CandidateStatus}
+    for c in candidates:
+        by_status[c.status].append(c)
+    evaluated = by_status[CandidateStatus.EVALUATED]
+    measurable = components.evaluator.properties
+    verified, predicted = [], []
+    for c in evaluated:
+        kind = classify_hit(c, config, measurable)
+        if kind == "verified":
+            verified.append(c.id)
+        elif kind == "predicted":
+            unmeasured = {o.property: tuple(c.predictions[o.property]) for o in config.objectives if o.property not in measurable and o.property in c.predictions}
+            predicted.append(PredictedHit(id=c.id, formula=c.crystal.reduced_formula, predicted=unmeasured))
+    best: dict[str, float] = {}
+    measured = _objective_matrix(evaluated, config, "measured")
+    for j, objective in enumerate(config.objectives):
+        column = measured[:, j][np.isfinite(measured[:, j])] if len(evaluated) else np.zeros(0)
+        if column.size:
+            if objective.goal == "target":
+                low, high = objective.window or (0.0, 0.0)
+                column = column[np.argsort(np.abs(column - 0.5 * (low + high)))]
+                best[objective.property] = float(column[0])
+            else:
+                best[objective.property] = float(column.max() if objective.goal == "maximise" else column.min())
+    picks = evaluated + by_status[CandidateStatus.FAILED]
+    diversity = collapse_report(candidates)
+    return IterationReport(
+        campaign=config.name,
+        iteration=index,
+        config_hash=config.config_hash(),
+        generated=len(candidates),
+        duplicates_skipped=duplicates,
+        rejected_by_reason=rejection_counts(by_status[CandidateStatus.REJECTED], [g.name for g in components.guards]),
+        scored=len(by_status[CandidateStatus.SCORED]),
+        selected=len(by_status[CandidateStatus.SELECTED]),
+        evaluated=len(evaluated),
+        failed=len(by_status[CandidateStatus.FAILED]),
+        oracle_calls=len(picks),
+        verified_hits=verified,
+        predicted_hits=predicted,
+        best_measured=best,
+        diversity={k: float(v) for k, v in diversity.items()},
+        residuals=residual_watch(evaluated, config.objectives),
+        resumed=resumed,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+# ---------------------------------------------------------------------------- public API
+def run_iteration(components: Components, store: CandidateStore, config: CampaignConfig, index: int | None = None) -> IterationReport:
+    """Run (or resume) one iteration and return its report; see the module docstring.
+
+    Args:
+        components: generator, evaluator, strategy, guards and surrogate.
+        store: where every step is persisted.
+        config: the campaign; its ``name`` is the campaign id.
+        index: iteration to run; ``None`` → the first unfinished one.
+    """
+    started = time.perf_counter()
+    store.ensure_campaign(config.name, name=config.name, config_json=config.model_dump_json(exclude={"store_url"}), config_hash=config.config_hash())
+    index = next_iteration(store, config.name) if index is None else index
+    resumed = any(r.index == index for r in store.iterations(config.name))
+    store.start_iteration(config.name, index)
+    duplicates = _generate(components, store, config, index)
+    _score_and_guard(components, store, config, index)
+    _select(components, store, config, index)
+    _evaluate(components, store, config, index)
+    report = _report(components, store, config, index, duplicates, resumed or duplicates is None, started)
+    store.finish_iteration(config.name, index, report.model_dump_json())
+    logger.info(
+        "iteration %d of %s: %d generated, %d evaluated, %d verified hits, %d predicted-only",
+        index, config.name, report.generated, report.evaluated, len(report.verified_hits), len(report.predicted_hits),
+    )
+    return report
+
+
+def run_campaign(components: Components, store: CandidateStore, config: CampaignConfig) -> list[IterationReport]:
+    """Run the remaining iterations of the budget; finished ones are read back, not rerun."""
+    reports = []
+    for index in range(config.budget.iterations):
+        finished = [r for r in store.iterations(config.name) if r.index == index and r.finished_at is not None] if config.name in store.campaigns() else []
+        if finished and finished[0].report_json:
+            reports.append(IterationReport.model_validate(json.loads(finished[0].report_json)))
+            continue
+        reports.append(run_iteration(components, store, config, index))
+    return reports
+

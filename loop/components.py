@@ -1,0 +1,196 @@
+"""What a campaign runs on, built by name from plain registries.
+
+* :data:`GENERATORS` — ``diffusion`` (the trained model, imported lazily) and ``dataset-replay``.
+* surrogates — shipped ensembles by name or checkpoints by path, combined by :class:`SurrogateSet`.
+* :data:`ORACLE_KINDS` — the MLIPs of :mod:`crystaloop.surrogates.oracles` (``chgnet``,
+  ``sevennet``, ``emt``) wrapped by :class:`MLIPEvaluator` (relaxed energy, e_above_hull from
+  :class:`~crystaloop.surrogates.hull.EnergyAboveHull`, bulk modulus from the EOS fit), and
+  ``replay`` (:class:`~crystaloop.loop.replay.ReplayOracle`).
+
+An unknown name raises :class:`~crystaloop.data.errors.UnknownComponentError` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from crystaloop.data.crystal import Crystal
+from crystaloop.data.errors import CrystaloopError, UnknownComponentError
+from crystaloop.data.records import Measurement, Prediction
+from crystaloop.generator.base import Generator
+from crystaloop.loop.config import MLIP_PROPERTIES, CampaignConfig, GeneratorChoice, OracleChoice
+from crystaloop.loop.guards import Guard, build_guards
+from crystaloop.loop.replay import DatasetReplayGenerator, ReplayOracle
+from crystaloop.loop.strategies import Strategy, make_strategy
+
+__all__ = [
+    "Evaluator",
+    "MLIPEvaluator",
+    "SurrogateSet",
+    "Components",
+    "GENERATORS",
+    "ORACLE_KINDS",
+    "make_generator",
+    "make_evaluator",
+    "build_components",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Evaluator(Protocol):
+    """Measures the campaign's properties of one crystal with one oracle."""
+
+    name: str
+    properties: tuple[str, ...]
+
+    def measure(self, crystal: Crystal) -> list[Measurement]: ...
+
+
+class MLIPEvaluator:
+    """An ASE oracle measuring ``energy_per_atom`` (relaxed), ``e_above_hull`` and ``bulk_modulus``."""
+
+    def __init__(self, oracle, properties: Sequence[str]) -> None:  # noqa: ANN001 - an ASEOracle
+        unknown = [p for p in properties if p not in MLIP_PROPERTIES]
+        if unknown:
+            raise UnknownComponentError("MLIP property", unknown[0], MLIP_PROPERTIES)
+        from crystaloop.surrogates.hull import EnergyAboveHull
+
+        self.oracle = oracle
+        self.name = oracle.name
+        self.properties = tuple(properties)
+        self.hull = EnergyAboveHull(oracle)
+
+    def measure(self, crystal: Crystal) -> list[Measurement]:
+        relaxed = self.oracle.relax([crystal])[0]
+        energy = relaxed.to_measurement(self.name)
+        out = [energy] if "energy_per_atom" in self.properties else []
+        if "e_above_hull" in self.properties:
+            out += self.hull.e_above_hull([crystal], [relaxed.energy_per_atom])
+        if "bulk_modulus" in self.properties:
+            from crystaloop.surrogates.eos import bulk_modulus
+
+            out.append(bulk_modulus(crystal, self.oracle))
+        return out
+
+
+@dataclass
+class SurrogateSet:
+    """Several property ensembles side by side: predictions and embeddings concatenated, the
+    OOD score the largest of the members'."""
+
+    members: list = field(default_factory=list)
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        return tuple(p for m in self.members for p in m.properties)
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.members)
+
+    def predict(self, crystals: Sequence[Crystal]) -> Prediction:
+        parts = [m.predict(crystals) for m in self.members]
+        return Prediction(
+            mean=np.concatenate([p.mean for p in parts], axis=1),
+            std=np.concatenate([p.std for p in parts], axis=1),
+            properties=tuple(q for p in parts for q in p.properties),
+            units=tuple(u for p in parts for u in p.units),
+            model=self.name,
+        )
+
+    def embed(self, crystals: Sequence[Crystal]) -> np.ndarray:
+        return np.concatenate([m.embed(crystals) for m in self.members], axis=1)
+
+    def ood_score(self, crystals: Sequence[Crystal]) -> np.ndarray:
+        scores = [m.ood_score(crystals) for m in self.members if m.reference_embeddings is not None]
+        return np.max(np.stack(scores), axis=0) if scores else np.ones(len(crystals))
+
+
+def _diffusion(choice: GeneratorChoice) -> Generator:
+    import importlib
+
+    try:
+        module = importlib.import_module("crystaloop.generator.diffusion")
+    except ImportError as exc:
+        raise CrystaloopError(f"the diffusion generator is not available in this build ({exc})") from None
+    if not choice.checkpoint:
+        raise CrystaloopError("generator kind 'diffusion' needs checkpoint: <path to a trained model>")
+    return module.DiffusionGenerator.load(choice.checkpoint)
+
+
+def _dataset_replay(choice: GeneratorChoice) -> Generator:
+    from crystaloop.data.datasets import load_dataset
+
+    if not choice.dataset:
+        raise CrystaloopError("generator kind 'dataset-replay' needs dataset: <spec such as perov_5/val>")
+    return DatasetReplayGenerator.from_dataset(load_dataset(choice.dataset), perturb=choice.perturb)
+
+
+GENERATORS: dict[str, Callable[[GeneratorChoice], Generator]] = {"diffusion": _diffusion, "dataset-replay": _dataset_replay}
+
+
+def make_generator(choice: GeneratorChoice) -> Generator:
+    if choice.kind not in GENERATORS:
+        raise UnknownComponentError("generator", choice.kind, GENERATORS)
+    return GENERATORS[choice.kind](choice)
+
+
+ORACLE_KINDS = ("chgnet", "sevennet", "emt", "replay")
+
+
+def make_evaluator(choice: OracleChoice) -> Evaluator:
+    if choice.kind not in ORACLE_KINDS:
+        raise UnknownComponentError("oracle", choice.kind, ORACLE_KINDS)
+    if choice.kind == "replay":
+        from crystaloop.data.datasets import load_dataset
+
+        if not choice.dataset:
+            raise CrystaloopError("oracle kind 'replay' needs dataset: <spec such as perov_5/val>")
+        return ReplayOracle(load_dataset(choice.dataset), choice.measure)
+    from crystaloop.surrogates.oracles import OracleConfig, RelaxConfig, oracle_from_config
+
+    config = OracleConfig(kind=choice.kind, relax=RelaxConfig(fmax=choice.fmax, max_steps=choice.max_steps), cache_url=choice.cache_url)
+    return MLIPEvaluator(oracle_from_config(config), choice.measure)
+
+
+def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:
+    """The configured surrogates, or ``None`` when there are none."""
+    if not config.surrogates:
+        return None
+    from crystaloop.surrogates.ensemble import PropertyEnsemble
+    from crystaloop.surrogates.shipped import shipped_surrogate_path
+
+    members = []
+    for choice in config.surrogates:
+        path = shipped_surrogate_path(choice.name) if choice.kind == "shipped" else choice.path
+        members.append(PropertyEnsemble.load(path))
+    return SurrogateSet(members)
+
+
+@dataclass
+class Components:
+    """Everything :func:`crystaloop.loop.campaign.run_iteration` calls."""
+
+    generator: Generator
+    evaluator: Evaluator
+    strategy: Strategy
+    guards: list[Guard]
+    surrogate: SurrogateSet | None = None
+    known_ids: set[str] = field(default_factory=set)
+
+
+def build_components(config: CampaignConfig) -> Components:
+    """Resolve every component the config names (weights load here)."""
+    return Components(
+        generator=make_generator(config.generator),
+        evaluator=make_evaluator(config.oracle),
+        strategy=make_strategy(config),
+        guards=build_guards(config.guards),
+        surrogate=load_surrogates(config),
+    )

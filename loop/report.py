@@ -1,0 +1,104 @@
+"""Iteration reports and what counts as a hit.
+
+A **verified hit** is an evaluated candidate for which the oracle measured every objective
+property and every measured value meets its objective (window, threshold), and, where the oracle
+measured ``e_above_hull``, it lies within the synthesizability window. When some objective
+property is beyond the oracle (a band gap from an MLIP), the candidate can at most be a
+**predicted hit**: the measured objectives pass and the unmeasured ones pass on the surrogate's
+prediction, reported with that prediction's std and never counted as verified.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crystaloop.data.records import Candidate, CandidateStatus
+from crystaloop.loop.config import CampaignConfig
+
+__all__ = ["IterationReport", "PredictedHit", "classify_hit"]
+
+
+class PredictedHit(BaseModel):
+    """A candidate whose unmeasured objectives pass only on the surrogate's prediction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    formula: str
+    predicted: dict[str, tuple[float, float, str]] = Field(description="property → (mean, std, units), not verified")
+
+
+class IterationReport(BaseModel):
+    """Summary of one iteration, stored as JSON with the iteration in the store.
+
+    Attributes:
+        generated: candidates of this iteration in the store (new crystals only).
+        duplicates_skipped: generated crystals already in the store (known when generation ran
+            in this process; ``None`` after a resume that skipped generation).
+        rejected_by_reason: guard → rejections (first failing guard of each candidate).
+        scored, selected, evaluated, failed: candidates per final status this iteration.
+        oracle_calls: measurements attempted (evaluated + failed).
+        verified_hits: ids of oracle-verified hits (see the module docstring).
+        predicted_hits: candidates passing only on surrogate predictions (never verified).
+        best_measured: objective property → best oracle value this iteration.
+        diversity: unique fraction, unique formulas, Vendi score of the generated batch.
+        residuals: oracle-minus-surrogate watch (see guards.exploitation.residual_watch).
+        resumed: whether this iteration continued after an interruption.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: str
+    iteration: int
+    config_hash: str
+    generated: int = 0
+    duplicates_skipped: int | None = None
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    scored: int = 0
+    selected: int = 0
+    evaluated: int = 0
+    failed: int = 0
+    oracle_calls: int = 0
+    verified_hits: list[str] = Field(default_factory=list)
+    predicted_hits: list[PredictedHit] = Field(default_factory=list)
+    best_measured: dict[str, float] = Field(default_factory=dict)
+    diversity: dict[str, float] = Field(default_factory=dict)
+    residuals: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
+    resumed: bool = False
+    seconds: float = 0.0
+
+
+def classify_hit(candidate: Candidate, config: CampaignConfig, measurable: Sequence[str]) -> str | None:
+    """``"verified"``, ``"predicted"`` or ``None`` for one candidate (see the module docstring)."""
+    if candidate.status != CandidateStatus.EVALUATED:
+        return None
+    measured = {m.property: m.value for m in candidate.measurements if m.status == "ok" and m.value is not None}
+    hull = measured.get("e_above_hull")
+    if hull is not None and config.guards.synthesizability.enabled and hull > config.guards.synthesizability.max_e_above_hull:
+        return None
+    verdict = "verified"
+    for objective in config.objectives:
+        if objective.property in measured:
+            if not objective.satisfied(measured[objective.property]):
+                return None
+        elif objective.property in measurable:
+            return None  # the oracle should have measured it and did not
+        elif objective.property in candidate.predictions and objective.satisfied(candidate.predictions[objective.property][0]):
+            verdict = "predicted"
+        else:
+            return None
+    return verdict
+
+
+def rejection_counts(candidates: Sequence[Candidate], guard_order: Sequence[str]) -> dict[str, int]:
+    """Guard → number of rejected candidates whose first failing guard (in run order) it was."""
+    counts: Counter[str] = Counter()
+    rank = {name: i for i, name in enumerate(guard_order)}
+    for candidate in candidates:
+        failing = sorted((v for v in candidate.verdicts if not v.ok), key=lambda v: rank.get(v.guard, len(rank)))
+        if failing:
+            counts[failing[0].guard] += 1
+    return dict(sorted(counts.items()))
