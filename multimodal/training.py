@@ -60,8 +60,10 @@ class TrainConfig(BaseModel):
     max_train: int | None = Field(None, ge=2, description="use only the first n training crystals (tests, smoke runs)")
 
     def digest(self) -> str:
-        """sha256 of the config (what a resume must match)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """sha256 of what shapes the result (a resume must match it; threads, time budget and
+        checkpoint interval may change between the interrupted run and its resumption)."""
+        relevant = self.model_dump_json(exclude={"threads", "max_minutes", "checkpoint_every"})
+        return hashlib.sha256(relevant.encode()).hexdigest()[:16]
 
 
 class TrainingData:
@@ -207,7 +209,8 @@ def train(
     }
     model.metadata = {"train_config": config.model_dump(mode="json"), "data_hash": data.data_hash, "metrics": report}
     save_checkpoint(model, out)
-    resume_path.unlink(missing_ok=True)
+    if len(history) == config.epochs:
+        resume_path.unlink(missing_ok=True)  # finished; a run stopped by max_minutes keeps it to resume
     return model, report
 
 
