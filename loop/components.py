@@ -121,7 +121,7 @@ def _diffusion(choice: GeneratorChoice) -> Generator:
         raise CrystaloopError(f"the diffusion generator is not available in this build ({exc})") from None
     if not choice.checkpoint:
         raise CrystaloopError("generator kind 'diffusion' needs checkpoint: <path to a trained model>")
-    return module.DiffusionGenerator.load(choice.checkpoint)
+    return module.DiffusionGenerator.from_checkpoint(choice.checkpoint)
 
 
 def _dataset_replay(choice: GeneratorChoice) -> Generator:

@@ -1,0 +1,55 @@
+"""``crystaloop campaign run CONFIG [--store URL] [--resume]``: run a closed-loop campaign."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from crystaloop.commands.common import console, fail
+
+__all__ = ["campaign_app"]
+
+campaign_app = typer.Typer(help="Closed-loop campaigns: generate, guard, select, measure, learn.", no_args_is_help=True)
+logger = logging.getLogger(__name__)
+
+
+@campaign_app.command("run")
+def run(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML (see examples/).")],
+    store: Annotated[Optional[str], typer.Option("--store", help="SQLAlchemy URL of the store; default: the config's store_url, then $CRYSTALOOP_DB_URL, then sqlite:///crystaloop.db.")] = None,  # noqa: UP045
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a campaign that already has iterations in the store.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+) -> None:
+    """Run the campaign's remaining iterations, one report line per iteration."""
+    import torch
+    from rich.table import Table
+
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.store import CandidateStore, redact_url
+    from crystaloop.loop.campaign import run_campaign
+    from crystaloop.loop.components import build_components
+    from crystaloop.loop.config import load_campaign_config
+
+    torch.set_num_threads(threads)
+    try:
+        campaign = load_campaign_config(config)
+        with CandidateStore(store or campaign.store_url) as db:
+            started = campaign.name in db.campaigns() and bool(db.iterations(campaign.name))
+            if started and not resume:
+                raise fail(f"campaign {campaign.name!r} already has iterations in {redact_url(db.url)}; pass --resume to continue it")
+            reports = run_campaign(build_components(campaign), db, campaign)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"campaign {campaign.name} ({campaign.config_hash()})")
+    for column in ("iteration", "generated", "rejected", "evaluated", "failed", "verified hits", "predicted only", "best measured"):
+        table.add_column(column)
+    for r in reports:
+        best = ", ".join(f"{k}={v:.3g}" for k, v in r.best_measured.items())
+        table.add_row(
+            str(r.iteration), str(r.generated), str(sum(r.rejected_by_reason.values())), str(r.evaluated), str(r.failed),
+            str(len(r.verified_hits)), str(len(r.predicted_hits)), best,
+        )
+    console.print(table)
