@@ -17,6 +17,9 @@ typical filters (formulas, the element list for chemical-system searches, ``last
 ``updated_at``, campaign + iteration, nelements + nsites, measured and predicted property values).
 Several end with ``id`` so that an equality filter's first page comes out of the index already in
 the API's default order.
+
+Revision 0003 added ``candidate_embeddings``: one vector per (candidate, embedding model), for
+multimodal retrieval (:mod:`crystaloop.data.store.embeddings`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -58,6 +62,7 @@ __all__ = [
     "MeasurementRow",
     "VerdictRow",
     "StatusHistoryRow",
+    "EmbeddingRow",
 ]
 
 NAMING_CONVENTION = {
@@ -284,3 +289,22 @@ class StatusHistoryRow(Base):
     to_status: Mapped[str] = mapped_column(String(16), nullable=False)
     note: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class EmbeddingRow(Base):
+    """A candidate's embedding by one model: ``dim`` float32 values, little-endian bytes in ``vector``.
+
+    Keyed by (candidate, model); re-embedding with the same model overwrites. The index on
+    ``model`` serves loading every vector of one model for a brute-force search.
+    """
+
+    __tablename__ = "candidate_embeddings"
+    __table_args__ = (Index("ix_candidate_embeddings_model_candidate_id", "model", "candidate_id"),)
+
+    candidate_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -32,6 +32,7 @@ from crystaloop.data.errors import StatusTransitionError, StoreError
 from crystaloop.data.records import Candidate, CandidateStatus, Measurement, Prediction, Verdict, check_transition
 from crystaloop.data.store import rows as R
 from crystaloop.data.store.campaigns import CampaignMixin
+from crystaloop.data.store.embeddings import EmbeddingMixin
 from crystaloop.data.store.engine import create_store_engine, redact_url, resolve_store_url, write_transaction
 from crystaloop.data.store.migrate import check_revision, head_revision, upgrade
 from crystaloop.data.store.models import AddReport, IterationRecord, StatusChange
@@ -70,7 +71,7 @@ _UPSERT_KEYS = {
 }
 
 
-class CandidateStore(CampaignMixin):
+class CandidateStore(CampaignMixin, EmbeddingMixin):
     """Candidates, their status history and results in a SQL database (SQLite or PostgreSQL).
 
     Args:
