@@ -1,0 +1,35 @@
+"""Console, error exit and YAML reading shared by the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+__all__ = ["console", "err_console", "fail", "read_yaml_mapping"]
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the exit (code 2) to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def read_yaml_mapping(path: Path | None, what: str) -> dict[str, Any]:
+    """Read a YAML mapping (empty dict for ``None``); bad files exit naming the file."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise fail(f"cannot read {what} {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise fail(f"{what} {path} must be a mapping of fields, got {type(loaded).__name__}")
+    return loaded

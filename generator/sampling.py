@@ -1,0 +1,182 @@
+"""Reverse processes: ancestral predictor-corrector (the 1000-step protocol) and strided DDIM.
+
+One reverse step from t to s < t (s = 0 ends):
+
+* lattice: x̂₀ = (L_t − √(1−ᾱ_t) ε̂)/√ᾱ_t, then the DDIM update with η = 1 (``pc``: the DDPM
+  posterior, exact ancestral sampling when s = t − 1) or η = 0 (``ddim``: deterministic);
+* coordinates: variance-exploding step on the torus with score ŝ = output · √E[score²]:
+  ancestral ``F_s = F_t + (σ_t² − σ_s²) ŝ + √(σ_s²(σ_t² − σ_s²)/σ_t²) z`` (pc) or the
+  probability-flow step ``F_s = F_t + ½(σ_t² − σ_s²) ŝ`` (ddim); ``pc`` first runs one Langevin
+  corrector step at σ_t with size ``corrector_step · (σ_t/σ_min)²`` (DiffCSP's schedule);
+* species (de novo): each masked site is revealed with probability (t − s)/t, drawn from the
+  predicted distribution restricted to the allowed elements (chemical system).
+
+Classifier-free guidance mixes the conditional and unconditional outputs when a condition is
+given and ``guidance_scale ≠ 1`` (two network calls per step).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from crystaloop.generator.config import SamplerConfig
+from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
+from crystaloop.generator.model import CrystalDiffusion
+
+__all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch"]
+
+logger = logging.getLogger(__name__)
+
+# Frobenius norm of a normalised lattice (volume ≈ 1; √3 for a cube) stays well below this.
+# Shrinking the clean-lattice estimate to this norm keeps the first steps (ᾱ_T ≈ 0, division by
+# √ᾱ_t) finite, like DDPM's x̂₀ clipping, while staying rotation equivariant (a norm, not a box).
+_LATTICE_CLIP = 10.0
+
+
+@dataclass
+class SampleRequest:
+    """What to sample, one entry per crystal (B crystals).
+
+    Attributes:
+        num_atoms: (B,) sites per crystal.
+        tokens: (N,) fixed species tokens (structure prediction) or ``None`` (de novo).
+        allowed: (B, K) bool, species a de novo crystal may use (``None`` = all).
+        properties: (B, P) raw property targets, NaN = unconditioned (``None`` = none).
+        embeddings: (B, E) conditioning vectors (``None`` = none).
+        guidance_scale: classifier-free guidance weight w (1 = plain conditional).
+    """
+
+    num_atoms: torch.Tensor
+    tokens: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+    properties: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+    guidance_scale: float = 1.0
+
+
+@dataclass
+class RawSamples:
+    """Sampler output before conversion to crystals.
+
+    Attributes: lattice (B, 3, 3) Å; frac (N, 3); numbers (N,) atomic numbers; num_atoms (B,);
+    seconds: wall time of the reverse process.
+    """
+
+    lattice: np.ndarray
+    frac: np.ndarray
+    numbers: np.ndarray
+    num_atoms: np.ndarray
+    seconds: float
+
+    def split(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per-crystal (lattice, frac, numbers)."""
+        bounds = np.concatenate([[0], np.cumsum(self.num_atoms)])
+        return [(self.lattice[i], self.frac[bounds[i]:bounds[i + 1]], self.numbers[bounds[i]:bounds[i + 1]])
+                for i in range(len(self.num_atoms))]
+
+
+def step_grid(timesteps: int, steps: int) -> list[int]:
+    """Descending steps T = t_0 > … > t_K = 0 evenly strided (K = min(steps, T))."""
+    steps = min(steps, timesteps)
+    grid = np.round(np.linspace(timesteps, 0, steps + 1)).astype(int)
+    return [int(t) for t in grid]
+
+
+@torch.no_grad()
+def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: SamplerConfig, *, seed: int,
+                 on_step: Callable[[int, int], None] | None = None,
+                 initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> RawSamples:
+    """Run the reverse process for one batch; deterministic for a given seed (and device).
+
+    ``initial`` = (lattice (B, 3, 3) normalised, frac (N, 3)) replaces the prior draw at t = T
+    (used to check that the noise → sample map is equivariant).
+    """
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
+
+    started = time.perf_counter()
+    net = CanonicalFrame(model.denoiser) if config.canonical_frame else model.denoiser
+    schedule, norm = model.schedule, model.normalisation
+    num_atoms = request.num_atoms.to(device)
+    b, n = len(num_atoms), int(num_atoms.sum())
+    batch = torch.repeat_interleave(torch.arange(b, device=device), num_atoms)
+    denovo = request.tokens is None
+    tokens = torch.full((n,), model.mask_token, dtype=torch.long, device=device) if denovo else request.tokens.to(device)
+    conditions = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+                  for k, v in model.condition_tensors(b, request.properties, request.embeddings).items()}
+    conditioned = bool(conditions["property_present"].any() or conditions["embedding_present"].any())
+    lattice0 = randn(b, 3, 3)
+    frac0 = torch.rand(n, 3, generator=generator).to(device=device, dtype=dtype)
+    if initial is not None:
+        lattice0, frac0 = initial[0].to(device=device, dtype=lattice0.dtype), initial[1].to(device=device, dtype=frac0.dtype)
+    state = NoisyBatch(lattice=lattice0, frac=frac0, tokens=tokens,
+                       batch=batch, num_atoms=num_atoms, t=torch.full((b,), schedule.timesteps, device=device), **conditions)
+    species_bias = None
+    if request.allowed is not None:
+        species_bias = torch.where(request.allowed.to(device), 0.0, float("-inf"))[batch]
+
+    def evaluate(x: NoisyBatch) -> DenoiserOutput:
+        if not conditioned:
+            return net(x.without_conditions())
+        out = net(x)
+        if request.guidance_scale != 1.0:
+            out = out.guided(net(x.without_conditions()), request.guidance_scale)
+        return out
+
+    eta = 1.0 if config.method == "pc" else 0.0
+    grid = step_grid(schedule.timesteps, config.steps)
+    for index, (t, s) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
+        sigma_t, sigma_s = schedule.sigma[t], schedule.sigma[s]
+        if config.method == "pc" and config.corrector_step > 0:
+            out = evaluate(state.replace(t=torch.full((b,), t, device=device)))
+            score = out.coord_score * schedule.sigma_norm[t].sqrt()
+            step = config.corrector_step * (sigma_t / schedule.sigma[1]) ** 2
+            frac = state.frac + step * score + (2 * step).sqrt() * randn(n, 3)
+            state = state.replace(frac=torch.remainder(frac, 1.0))
+        out = evaluate(state.replace(t=torch.full((b,), t, device=device)))
+        # lattice (DDIM with η)
+        ab_t, ab_s = schedule.alpha_bar[t], schedule.alpha_bar[s]
+        x0 = (state.lattice - (1 - ab_t).sqrt() * out.lattice_noise) / ab_t.sqrt()
+        size = torch.linalg.matrix_norm(x0).clamp(min=1e-12).view(-1, 1, 1)
+        x0 = x0 * (_LATTICE_CLIP / size).clamp(max=1.0)
+        noise_scale = eta * (((1 - ab_s) / (1 - ab_t)) * (1 - ab_t / ab_s)).clamp(min=0).sqrt()
+        direction = (1 - ab_s - noise_scale**2).clamp(min=0).sqrt()
+        lattice = ab_s.sqrt() * x0 + direction * out.lattice_noise + noise_scale * randn(b, 3, 3)
+        # coordinates (variance exploding on the torus)
+        score = out.coord_score * schedule.sigma_norm[t].sqrt()
+        gap = sigma_t**2 - sigma_s**2
+        if eta > 0:
+            frac = state.frac + gap * score + (sigma_s**2 * gap / sigma_t**2).sqrt() * randn(n, 3)
+        else:
+            frac = state.frac + 0.5 * gap * score
+        # species (absorbing state)
+        tokens = state.tokens
+        if denovo:
+            logits = out.species_logits if species_bias is None else out.species_logits + species_bias
+            probs = torch.softmax(logits.double(), -1).float().cpu()
+            draw = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(device)
+            reveal_probability = (schedule.mask_rate[t] - schedule.mask_rate[s]) / schedule.mask_rate[t]
+            reveal = (tokens == model.mask_token) & (torch.rand(n, generator=generator).to(device=device, dtype=dtype) < reveal_probability)
+            tokens = torch.where(reveal, draw, tokens)
+        state = state.replace(lattice=lattice, frac=torch.remainder(frac, 1.0), tokens=tokens)
+        if on_step is not None:
+            on_step(index + 1, len(grid) - 1)
+
+    scale = norm.lattice_scale(num_atoms).view(-1, 1, 1)
+    numbers = norm.species[state.tokens.clamp(max=model.mask_token - 1)]
+    return RawSamples(
+        lattice=(state.lattice * scale).double().cpu().numpy(),
+        frac=state.frac.double().cpu().numpy(),
+        numbers=numbers.cpu().numpy(),
+        num_atoms=num_atoms.cpu().numpy(),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,74 @@
+"""Noise schedules of the three forward processes, and the wrapped normal on the torus.
+
+* Lattice: DDPM with ``ᾱ_t`` from a cosine (Nichol & Dhariwal 2021) or linear β schedule,
+  ``L_t = √ᾱ_t L_0 + √(1-ᾱ_t) ε``.
+* Fractional coordinates: variance-exploding wrapped normal on the unit torus,
+  ``F_t = (F_0 + σ_t ε) mod 1`` with σ_t geometric between ``sigma_min`` and ``sigma_max``
+  (the DiffCSP choice, Jiao et al. 2023). The score of the wrapped normal is a sum over images.
+* Species: absorbing-state discrete diffusion; a site is masked with probability ``t / T``.
+
+Index convention: ``t = 0`` is clean data, ``t = T`` pure noise; arrays hold T + 1 entries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["NoiseSchedule", "wrapped_normal_score"]
+
+_IMAGES = 10  # images k ∈ [-10, 10] in the wrapped-normal sum; exact to float precision for σ ≤ 1
+
+
+def wrapped_normal_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """∂/∂x log p(x) of the wrapped normal with scale ``sigma`` (same shape as x, broadcast).
+
+    ``p(x) = Σ_k N(x + k; 0, σ²)``. Args ``x`` (any shape, torus units), ``sigma`` broadcastable.
+    """
+    k = torch.arange(-_IMAGES, _IMAGES + 1, dtype=x.dtype, device=x.device)
+    shifted = x.unsqueeze(-1) + k  # (..., 2K+1)
+    sigma = sigma.unsqueeze(-1)
+    log_w = -(shifted**2) / (2 * sigma**2)
+    weights = torch.softmax(log_w, dim=-1)
+    return (weights * (-shifted / sigma**2)).sum(-1)
+
+
+def _score_second_moment(sigma: float, points: int = 4001) -> float:
+    """E[score²] under the wrapped normal (numerical integral over one period)."""
+    x = torch.linspace(-0.5, 0.5, points, dtype=torch.float64)
+    k = torch.arange(-_IMAGES, _IMAGES + 1, dtype=torch.float64)
+    density = torch.exp(-((x.unsqueeze(-1) + k) ** 2) / (2 * sigma**2)).sum(-1) / math.sqrt(2 * math.pi * sigma**2)
+    score = wrapped_normal_score(x, torch.tensor(sigma, dtype=torch.float64))
+    return float(torch.trapezoid(density * score**2, x))
+
+
+class NoiseSchedule(torch.nn.Module):
+    """Per-step tables for the lattice (ᾱ), coordinates (σ, E[score²]) and species (mask rate).
+
+    Buffers (all shape (T + 1,), index 0 = clean): ``alpha_bar``, ``sigma``, ``sigma_norm``,
+    ``mask_rate``.
+    """
+
+    def __init__(self, timesteps: int, lattice_schedule: str, sigma_min: float, sigma_max: float) -> None:
+        super().__init__()
+        self.timesteps = timesteps
+        steps = torch.arange(timesteps + 1, dtype=torch.float64)
+        if lattice_schedule == "cosine":
+            s = 0.008
+            f = torch.cos((steps / timesteps + s) / (1 + s) * math.pi / 2) ** 2
+            alpha_bar = f / f[0]
+            betas = (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
+        elif lattice_schedule == "linear":
+            betas = torch.linspace(1e-4, 0.02, timesteps, dtype=torch.float64)
+        else:
+            raise ValueError(f"unknown lattice_schedule {lattice_schedule!r}; allowed: cosine, linear")
+        alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
+        sigma = torch.zeros(timesteps + 1, dtype=torch.float64)
+        sigma[1:] = sigma_min * (sigma_max / sigma_min) ** ((steps[1:] - 1) / max(timesteps - 1, 1))
+        sigma_norm = torch.ones(timesteps + 1, dtype=torch.float64)
+        sigma_norm[1:] = torch.tensor([_score_second_moment(float(s)) for s in sigma[1:]], dtype=torch.float64)
+        self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+        self.register_buffer("sigma", sigma.float(), persistent=False)
+        self.register_buffer("sigma_norm", sigma_norm.float(), persistent=False)
+        self.register_buffer("mask_rate", (steps / timesteps).float(), persistent=False)
