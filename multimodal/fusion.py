@@ -16,6 +16,7 @@ input normalisation, text model version, training-data hash, metrics and weights
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -204,6 +205,8 @@ def save_checkpoint(model: FusionModel, path: str | Path, *, extra: dict[str, An
 def load_checkpoint(path: str | Path) -> tuple[FusionModel, dict[str, Any]]:
     """(model in eval mode, the checkpoint's payload without weights) from :func:`save_checkpoint`.
 
+    The payload gains ``checkpoint_hash``, the sha256 of the file (names the model's embeddings).
+
     Raises:
         CrystaloopError: missing file, another format, or a config this code cannot build.
     """
@@ -222,4 +225,6 @@ def load_checkpoint(path: str | Path) -> tuple[FusionModel, dict[str, Any]]:
     model.load_state_dict(payload["state_dict"])
     model.metadata = dict(payload.get("metadata", {}))
     model.eval()
-    return model, {k: v for k, v in payload.items() if k != "state_dict"}
+    info = {k: v for k, v in payload.items() if k != "state_dict"}
+    info["checkpoint_hash"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return model, info

@@ -1,0 +1,241 @@
+"""``crystaloop multimodal train|eval|index`` and ``crystaloop search``.
+
+``search`` ranks the candidates of the store against a text, a measured powder pattern or a
+structure file, through the fusion model's shared latent; candidates the model has not embedded
+yet are embedded first (stored with the candidates, keyed by the checkpoint's hash).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional  # noqa: UP035 - typer needs Optional on 3.11
+
+import typer
+
+from crystaloop.commands.common import console, err_console, fail, read_yaml_mapping
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from crystaloop.multimodal.fusion import FusionModel
+
+__all__ = ["multimodal_app", "search", "train", "evaluate", "index"]
+
+multimodal_app = typer.Typer(
+    help="Structure / XRD / text encoders in one latent: train, evaluate, index.", no_args_is_help=True
+)
+logger = logging.getLogger(__name__)
+
+ModelOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--model", help="Fusion checkpoint (.pt); default: the shipped one (multimodal/shipped/fusion.pt)."),
+]
+StoreOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--store", help="SQLAlchemy URL of the store; default $CRYSTALOOP_DB_URL or sqlite:///crystaloop.db"),
+]
+
+
+def _load_model(path: Path | None) -> tuple[FusionModel, dict[str, Any]]:
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.multimodal.fusion import load_checkpoint
+    from crystaloop.multimodal.pretrained import shipped_checkpoint
+
+    try:
+        return load_checkpoint(path or shipped_checkpoint())
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+
+
+@multimodal_app.command("train")
+def train(
+    out: Annotated[
+        Path, typer.Option("--out", help="Checkpoint to write; an interrupted run resumes from <out>.resume.pt.")
+    ],
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML of TrainConfig fields.")] = None,  # noqa: UP045
+    data: Annotated[
+        Optional[list[str]],
+        typer.Option("--data", help="Training data (repeatable); default perov_5/train and carbon_24/train."),
+    ] = None,  # noqa: UP045
+    val: Annotated[
+        Optional[list[str]], typer.Option("--val", help="Validation data (repeatable); default the shipped val splits.")
+    ] = None,  # noqa: UP045
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,  # noqa: UP045
+    latent_dim: Annotated[Optional[int], typer.Option("--dim", min=2, help="Width of the shared latent.")] = None,  # noqa: UP045
+    max_minutes: Annotated[
+        Optional[float], typer.Option("--max-minutes", help="Stop after the epoch that passes this wall time.")
+    ] = None,  # noqa: UP045
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+) -> None:
+    """Contrastive training of the structure, XRD and text encoders; prints validation recall@k."""
+    from pydantic import ValidationError
+
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
+    from crystaloop.multimodal.training import TrainConfig
+    from crystaloop.multimodal.training import train as run_training
+
+    fields = read_yaml_mapping(config, "training config")
+    fields.update({"seed": seed, "threads": threads})
+    overrides = {
+        "train": tuple(data) if data else None,
+        "val": tuple(val) if val else None,
+        "epochs": epochs,
+        "max_minutes": max_minutes,
+    }
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    if latent_dim is not None:
+        fields["model"] = {**fields.get("model", {}), "latent_dim": latent_dim}
+    try:
+        settings = TrainConfig(**fields)
+        _, report = run_training(settings, out, resume=resume)
+    except ValidationError as exc:
+        raise fail(f"bad training config: {describe_validation_error(exc)}") from None
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"checkpoint: {out} ({report['epochs_run']} epochs, {report['minutes']:.1f} min, final loss {report['losses'][-1]:.3f})"
+    )
+    for split, metrics in report["val"].items():
+        _print_metrics(split, metrics)
+
+
+def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{name}: retrieval among {metrics['n']} structures")
+    table.add_column("query → structure")
+    for k in (1, 5, 10):
+        table.add_column(f"recall@{k}", justify="right")
+    for row in ("text_to_structure", "xrd_to_structure", "augmented_xrd_to_structure", "composition_only", "random"):
+        table.add_row(row.replace("_", " "), *(f"{metrics[row][f'recall@{k}']:.3f}" for k in (1, 5, 10)))
+    console.print(table)
+
+
+@multimodal_app.command("eval")
+def evaluate(
+    data: Annotated[str, typer.Option("--data", help="Any CDVAE CSV (or folder / extxyz / shipped split).")],
+    out: Annotated[Path, typer.Option("--out", help="metrics.json to write.")] = Path("metrics.json"),
+    model: ModelOption = None,
+) -> None:
+    """Recall@1/5/10 of text→structure and XRD→structure among all structures of a file, with baselines."""
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.multimodal.training import evaluate as run_evaluation
+
+    fusion, info = _load_model(model)
+    try:
+        metrics = run_evaluation(fusion, data)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    metrics.update({"data": data, "model": str(model or "shipped"), "checkpoint_hash": info["checkpoint_hash"]})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2))
+    _print_metrics(data, metrics)
+    console.print(f"metrics: {out}")
+
+
+@multimodal_app.command("index")
+def index(model: ModelOption = None, store: StoreOption = None) -> None:
+    """Embed every stored candidate the model has not embedded yet."""
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.store import CandidateStore
+    from crystaloop.multimodal.store_index import embedding_name, index_store
+
+    fusion, info = _load_model(model)
+    try:
+        with CandidateStore(store) as candidates:
+            added = index_store(candidates, fusion, embedding_name(info), progress=True)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"embedded {added} candidates as {embedding_name(info)}")
+
+
+def _query_embedding(
+    fusion: FusionModel, text: str | None, xrd: Path | None, like: Path | None, wavelength: float | None
+) -> np.ndarray:
+    from crystaloop.data.datasets import parse_structure_text
+    from crystaloop.multimodal.xrd_io import read_pattern
+
+    if text is not None:
+        return fusion.embed("text", [text])[0]
+    if xrd is not None:
+        return fusion.embed("xrd", read_pattern(xrd, fusion.config.grid, wavelength=wavelength)[None])[0]
+    if like is None or not like.is_file():
+        raise fail(f"no structure file at {like}")
+    fmt = "cif" if like.suffix.lower() == ".cif" else "poscar"
+    return fusion.embed("structure", [parse_structure_text(like.read_text(), fmt)])[0]
+
+
+def search(
+    text: Annotated[Optional[str], typer.Option("--text", help="Describe the crystal in words.")] = None,  # noqa: UP045
+    xrd: Annotated[
+        Optional[Path],
+        typer.Option("--xrd", help="Measured powder pattern: two-column .xy/.csv, 2θ (degrees) and intensity."),
+    ] = None,  # noqa: UP045
+    like: Annotated[
+        Optional[Path], typer.Option("--like", help="A structure file (CIF or POSCAR) to find neighbours of.")
+    ] = None,  # noqa: UP045
+    top: Annotated[int, typer.Option("--top", min=1, help="How many candidates to list.")] = 10,
+    wavelength: Annotated[
+        Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα 1.54184).")
+    ] = None,  # noqa: UP045
+    model: ModelOption = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
+) -> None:
+    """Rank the store's candidates by similarity to a text, an XRD pattern or a structure."""
+    from rich.table import Table
+
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.records import CandidateStatus
+    from crystaloop.data.store import CandidateStore
+    from crystaloop.multimodal.store_index import embedding_name, index_store, search_store
+
+    given = [name for name, value in (("--text", text), ("--xrd", xrd), ("--like", like)) if value is not None]
+    if len(given) != 1:
+        raise fail(f"give exactly one of --text, --xrd, --like (got {', '.join(given) or 'none'})")
+    fusion, info = _load_model(model)
+    name = embedding_name(info)
+    try:
+        query = _query_embedding(fusion, text, xrd, like, wavelength)
+        with CandidateStore(store) as candidates:
+            added = index_store(candidates, fusion, name, progress=True)
+            if added:
+                err_console.print(f"embedded {added} new candidates", highlight=False)
+            hits = search_store(candidates, name, query, top=top)
+            rows = [(hit, candidates.get(hit.key)) for hit in hits]
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        payload = [
+            {
+                "rank": h.rank + 1,
+                "id": h.key,
+                "score": h.score,
+                "formula": c.crystal.reduced_formula,
+                "status": CandidateStatus(c.status).value,
+            }
+            for h, c in rows
+        ]
+        console.print_json(json.dumps(payload))
+        return
+    table = Table(title=f"top {len(rows)} by cosine similarity ({' '.join(given)})")
+    for column in ("rank", "score", "formula", "sites", "status", "id"):
+        table.add_column(column, justify="right" if column in ("rank", "score", "sites") else "left")
+    for hit, candidate in rows:
+        crystal = candidate.crystal
+        table.add_row(
+            str(hit.rank + 1),
+            f"{hit.score:.3f}",
+            crystal.reduced_formula,
+            str(crystal.n_sites),
+            CandidateStatus(candidate.status).value,
+            hit.key,
+        )
+    console.print(table)
+
+
+multimodal_app.command("search")(search)
