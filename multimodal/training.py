@@ -237,9 +237,10 @@ def evaluate(
     """Retrieval among all structures of a split: text→structure and XRD→structure (clean and augmented).
 
     Returns recall@1/5/10 and mean rank of each, the random-ranking expectation and the
-    composition-only baseline, all over the same n structures.
+    composition-only baseline, all over the same n structures. ``config`` supplies the
+    augmentation and the number of text variants whose cached views to reuse (default: none).
     """
-    config = config or TrainConfig()
+    config = config or TrainConfig(text_variants=0)  # only the full descriptions are needed here
     dataset = spec if isinstance(spec, CrystalDataset) else load_dataset(spec)
     views = prepare_views(dataset, grid=model.config.grid, variants=config.text_variants, seed=config.seed)
     model.eval()
