@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from crystaloop.commands.generator import generator_app
+from crystaloop.commands.generator import generate, generator_app
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -35,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(surrogate_app, name="surrogate")
 app.add_typer(oracle_app, name="oracle")
 app.add_typer(generator_app, name="generator")
+app.command("generate")(generate)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)

@@ -85,3 +85,222 @@ def train(
     last = metrics["history"][-1] if metrics["history"] else {}
     console.print(f"trained {metrics['epochs']} epochs; last: {last}")
     console.print(f"checkpoint: [bold]{out}[/]")
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console)
+
+
+@generator_app.command("list")
+def list_generators() -> None:
+    """Shipped generator checkpoints: vocabulary, conditioning, training epochs."""
+    from rich.table import Table
+
+    from crystaloop.generator.checkpoint import load_checkpoint
+    from crystaloop.generator.shipped import _ROOT, SHIPPED_GENERATORS
+
+    table = Table("name", "file", "species", "conditions", "epochs", "reproduce")
+    for name, command in SHIPPED_GENERATORS.items():
+        path = _ROOT / f"{name}.pt"
+        if not path.exists():
+            table.add_row(name, "missing", "", "", "", command)
+            continue
+        payload = load_checkpoint(path)
+        species = len(payload["normalisation"]["species"])
+        props = ", ".join(payload["config"]["network"]["properties"]) or "-"
+        epochs = str(payload["metrics"].get("epochs", "?"))
+        table.add_row(name, str(path), str(species), props, epochs, command.format(epochs=epochs))
+    console.print(table)
+
+
+@generator_app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Option("--model", help="Checkpoint file or shipped name (perov_5, carbon_24).")],
+    data: Annotated[str, typer.Option("--data", help="Test data: any CDVAE CSV, folder, extxyz or shipped name/split.")],
+    out: Annotated[Path, typer.Option("--out", help="metrics.json to write (a .md table is written beside it).")],
+    mode: Annotated[str, typer.Option("--mode", help="csp (composition given) or dng (de novo).")] = "csp",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N test structures (csp) / draw N samples (dng).")] = None,  # noqa: UP045
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse steps.")] = 1000,
+    method: Annotated[str, typer.Option("--method", help="pc (predictor-corrector) or ddim.")] = "pc",
+    coverage_limit: Annotated[int, typer.Option("--coverage-limit", min=0, help="Structures used for COV-R/COV-P (fingerprints are slow; 0 skips).")] = 300,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
+) -> None:
+    """Evaluate a generator: CSP match rate / RMSE, or de novo validity, coverage and distances."""
+    import json
+
+    import numpy as np
+    import torch
+    from pydantic import ValidationError
+
+    from crystaloop.data.datasets import load_dataset
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
+    from crystaloop.generator.config import SamplerConfig
+    from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
+    from crystaloop.generator.evaluation import csp_metrics, dng_metrics, markdown_table
+    from crystaloop.generator.sampling import SampleRequest
+    from crystaloop.generator.shipped import resolve_generator_checkpoint
+
+    if mode not in ("csp", "dng"):
+        raise fail(f"--mode must be csp or dng, got {mode!r}")
+    torch.set_num_threads(threads)
+    try:
+        sampler = SamplerConfig(steps=steps, method=method)
+        generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(model), sampler)
+        test = load_dataset(data)
+    except ValidationError as exc:
+        raise fail(describe_validation_error(exc)) from None
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    references = test.crystals[:limit] if (limit and mode == "csp") else test.crystals
+    rng = np.random.default_rng(seed)
+    try:
+        if mode == "csp":
+            tokens = torch.cat([generator.model.normalisation.tokens(c.numbers, where=f"{data} item {i}") for i, c in enumerate(references)])
+            request = SampleRequest(num_atoms=torch.tensor([c.n_sites for c in references]), tokens=tokens)
+        else:
+            request = generator.request(limit or len(references), None, rng)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    total_steps = steps * ((len(request.num_atoms) + sampler.batch_size - 1) // sampler.batch_size)
+    with _progress() as bar:
+        task = bar.add_task(f"sampling ({method}, {steps} steps)", total=total_steps)
+        done = [0]
+
+        def on_step(step: int, total: int) -> None:
+            done[0] += 1
+            bar.update(task, completed=done[0])
+
+        raw = generator.sample_raw(request, seed=seed, on_step=on_step)
+        samples = [crystal_from_sample(*parts) for parts in raw.split()]
+        scoring = bar.add_task("scoring", total=None)
+
+        def on_score(i: int, n: int) -> None:
+            bar.update(scoring, completed=i, total=n)
+
+        if mode == "csp":
+            metrics = csp_metrics(references, samples, progress=on_score)
+        else:
+            metrics = dng_metrics(samples, references, dataset=data, coverage_limit=coverage_limit, seed=seed, progress=on_score)
+    metrics.update({"mode": mode, "data": data, "model": model, "steps": steps, "method": method, "seed": seed,
+                    "sampling_seconds": raw.seconds, "structures_per_second": len(samples) / raw.seconds, "threads": threads})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2))
+    table = markdown_table(metrics, f"{mode.upper()} — {model} on {data} ({steps} {method} steps)")
+    out.with_suffix(".md").write_text(table)
+    console.print(table)
+    console.print(f"metrics: [bold]{out}[/]")
+
+
+def _parse_targets(targets: list[str]) -> dict[str, float]:
+    parsed = {}
+    for item in targets:
+        name, sep, value = item.partition("=")
+        try:
+            parsed[name.strip()] = float(value)
+        except ValueError:
+            raise fail(f"--target {item!r} must look like name=value, e.g. dir_gap=2.0") from None
+        if not sep or not name.strip():
+            raise fail(f"--target {item!r} must look like name=value, e.g. dir_gap=2.0")
+    return parsed
+
+
+def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] | None) -> str:
+    elements = set(composition or {}) | set(system or ())
+    return "carbon_24" if elements == {"C"} else "perov_5"
+
+
+def write_structures(path: Path, candidates: list) -> None:
+    """Write candidates as CIF (one data block each), extended XYZ, or JSON, by extension."""
+    import json
+
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".cif":
+        from pymatgen.io.cif import CifWriter
+
+        blocks = []
+        for candidate in candidates:
+            text = str(CifWriter(candidate.crystal.to_pymatgen()))
+            blocks.append(text.replace("data_", f"data_{candidate.id[:12]}_", 1))
+        path.write_text("\n".join(blocks))
+    elif suffix in (".xyz", ".extxyz"):
+        from ase.io import write
+
+        atoms = []
+        for candidate in candidates:
+            a = candidate.crystal.to_ase()
+            a.info["crystaloop_id"] = candidate.id
+            atoms.append(a)
+        write(str(path), atoms, format="extxyz")
+    elif suffix == ".json":
+        rows = [{"id": c.id, "formula": c.crystal.reduced_formula, "crystal": c.crystal.to_dict(),
+                 "condition": c.condition.model_dump(mode="json") if c.condition else None,
+                 "provenance": c.provenance.model_dump(mode="json")} for c in candidates]
+        path.write_text(json.dumps(rows, indent=1))
+    else:
+        raise fail(f"--out {path}: unknown extension {suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
+
+
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Output file: .cif, .xyz/.extxyz or .json.")],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Structures to generate.")] = 8,
+    composition: Annotated[Optional[str], typer.Option("--composition", help="Structure prediction for this formula (cell contents), e.g. SrTiO3.")] = None,  # noqa: UP045
+    chemsys: Annotated[Optional[str], typer.Option("--chemsys", help="De novo within these elements, e.g. Ba-Ti-O.")] = None,  # noqa: UP045
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="Property target name=value (repeatable), e.g. dir_gap=2.0.")] = None,  # noqa: UP045
+    guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale (1 = plain conditional).")] = 1.0,
+    num_atoms: Annotated[Optional[int], typer.Option("--num-atoms", min=1, help="Sites per cell for de novo (default: drawn from the training data).")] = None,  # noqa: UP045
+    model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint file or shipped name (default: perov_5, carbon_24 for pure carbon).")] = None,  # noqa: UP045
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse steps.")] = 1000,
+    method: Annotated[str, typer.Option("--method", help="pc or ddim.")] = "pc",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL.")] = None,  # noqa: UP045
+) -> None:
+    """Generate crystals: structure prediction (--composition) or de novo (--chemsys), optionally guided."""
+    from pydantic import ValidationError
+
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
+    from crystaloop.data.records import Condition
+    from crystaloop.generator.config import SamplerConfig
+    from crystaloop.generator.diffusion import DiffusionGenerator
+    from crystaloop.generator.shipped import resolve_generator_checkpoint
+
+    if out.suffix.lower() not in (".cif", ".xyz", ".extxyz", ".json"):
+        raise fail(f"--out {out}: unknown extension {out.suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
+    try:
+        comp = None
+        if composition:
+            from pymatgen.core import Composition
+
+            try:
+                parsed = Composition(composition)
+            except Exception as exc:  # pymatgen raises ValueError or its own errors
+                raise CrystaloopError(f"--composition {composition!r} is not a chemical formula: {exc}") from None
+            if any(abs(v - round(v)) > 1e-6 for v in parsed.values()):
+                raise CrystaloopError(f"--composition {composition!r} must have whole-number counts (cell contents)")
+            comp = {str(el): int(round(v)) for el, v in parsed.items()}
+        system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
+        condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
+                              guidance_scale=guidance, num_atoms=num_atoms)
+        checkpoint = resolve_generator_checkpoint(model or _default_model(comp, system))
+        generator = DiffusionGenerator.from_checkpoint(checkpoint, SamplerConfig(steps=steps, method=method))
+        with _progress() as bar:
+            task = bar.add_task(f"sampling {n} ({method}, {steps} steps)", total=None)
+            candidates = generator.sample(n, condition, seed=seed)
+            bar.update(task, completed=1, total=1)
+    except ValidationError as exc:
+        raise fail(describe_validation_error(exc)) from None
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    write_structures(out, candidates)
+    formulas = ", ".join(sorted({c.crystal.reduced_formula for c in candidates}))
+    console.print(f"wrote {len(candidates)} structures ({formulas}) to [bold]{out}[/]"
+                  + (f"; {generator.last_dropped} collapsed samples dropped" if generator.last_dropped else ""))
+    if store:
+        from crystaloop.data.store import CandidateStore
+
+        with CandidateStore(store) as candidate_store:
+            report = candidate_store.add_many(candidates)
+        console.print(f"store: added {report.added}, already stored {report.existing}")

@@ -56,16 +56,16 @@ def train(
     ],
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML of TrainConfig fields.")] = None,  # noqa: UP045
     data: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--data", help="Training data (repeatable); default perov_5/train and carbon_24/train."),
     ] = None,  # noqa: UP045
     val: Annotated[
-        Optional[list[str]], typer.Option("--val", help="Validation data (repeatable); default the shipped val splits.")
+        list[str] | None, typer.Option("--val", help="Validation data (repeatable); default the shipped val splits.")
     ] = None,  # noqa: UP045
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,  # noqa: UP045
     latent_dim: Annotated[Optional[int], typer.Option("--dim", min=2, help="Width of the shared latent.")] = None,  # noqa: UP045
     max_minutes: Annotated[
-        Optional[float], typer.Option("--max-minutes", help="Stop after the epoch that passes this wall time.")
+        float | None, typer.Option("--max-minutes", help="Stop after the epoch that passes this wall time.")
     ] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
@@ -172,15 +172,15 @@ def _query_embedding(
 def search(
     text: Annotated[Optional[str], typer.Option("--text", help="Describe the crystal in words.")] = None,  # noqa: UP045
     xrd: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--xrd", help="Measured powder pattern: two-column .xy/.csv, 2θ (degrees) and intensity."),
     ] = None,  # noqa: UP045
     like: Annotated[
-        Optional[Path], typer.Option("--like", help="A structure file (CIF or POSCAR) to find neighbours of.")
+        Path | None, typer.Option("--like", help="A structure file (CIF or POSCAR) to find neighbours of.")
     ] = None,  # noqa: UP045
     top: Annotated[int, typer.Option("--top", min=1, help="How many candidates to list.")] = 10,
     wavelength: Annotated[
-        Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα 1.54184).")
+        float | None, typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα 1.54184).")
     ] = None,  # noqa: UP045
     model: ModelOption = None,
     store: StoreOption = None,

@@ -191,5 +191,6 @@ def strip_for_shipping(source: Path, target: Path) -> None:
     """Copy a checkpoint without its ``training`` section (EMA weights only, ~3× smaller)."""
     payload = load_checkpoint(source)
     payload.pop("training", None)
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, target)
