@@ -11,26 +11,18 @@ import torch
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.testing import assert_invariant, assert_supercell, random_crystal
-from crystaloop.multimodal.encoders import Encoder, XRDEncoderConfig
+from crystaloop.multimodal.encoders import Encoder
 from crystaloop.multimodal.features import DatasetViews
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, clip_loss, load_checkpoint, save_checkpoint
-from crystaloop.multimodal.structure import StructureEncoderConfig
 from crystaloop.multimodal.text import LayerMixHead
 from crystaloop.multimodal.xrd import simulate_patterns
 from crystaloop.multimodal.xrd_grid import N_POINTS
 
-TINY = FusionConfig(
-    latent_dim=8,
-    structure=StructureEncoderConfig(hidden=8, n_layers=2, n_rbf=8, cutoff=4.0, max_neighbors=12),
-    xrd=XRDEncoderConfig(channels=(4, 8), hidden=16, position_bins=8),
-    text_hidden=16,
-)
-
 
 @pytest.fixture
-def model() -> FusionModel:
+def model(tiny_config: FusionConfig) -> FusionModel:
     torch.manual_seed(0)
-    return FusionModel(TINY).eval()
+    return FusionModel(tiny_config).eval()
 
 
 @pytest.fixture
@@ -97,13 +89,15 @@ def test_layer_mix_weights_are_a_distribution_over_layers() -> None:
     assert (head(features) - head(changed)).abs().max() < (head(features) - head(features.flip(1))).abs().max()
 
 
-def test_checkpoint_round_trip_is_self_describing(model: FusionModel, crystals: list[Crystal], tmp_path: Path) -> None:
+def test_checkpoint_round_trip_is_self_describing(
+    model: FusionModel, crystals: list[Crystal], tmp_path: Path, tiny_config: FusionConfig
+) -> None:
     model.metadata = {"data_hash": "abc", "metrics": {"recall@1": 0.5}}
     path = save_checkpoint(model, tmp_path / "m.pt")
     payload = torch.load(path, weights_only=True)
     assert {"format", "config", "normalisation", "text_model", "metadata", "state_dict"} <= set(payload)
     loaded, meta = load_checkpoint(path)
-    assert loaded.config == TINY and meta["metadata"]["data_hash"] == "abc"
+    assert loaded.config == tiny_config and meta["metadata"]["data_hash"] == "abc"
     assert np.array_equal(loaded.embed("structure", crystals), model.embed("structure", crystals))
     torch.save({"format": "other"}, tmp_path / "bad.pt")
     with pytest.raises(CrystaloopError, match="not a multimodal fusion checkpoint"):
@@ -118,7 +112,7 @@ def test_clip_loss_prefers_aligned_pairs() -> None:
     assert float(clip_loss({"a": aligned, "b": shuffled}, scale)) > np.log(16) - 1.0
 
 
-def test_training_a_tiny_model_lowers_the_loss_and_resumes(tmp_path: Path) -> None:
+def test_training_a_tiny_model_lowers_the_loss_and_resumes(tmp_path: Path, tiny_config: FusionConfig) -> None:
     from crystaloop.data.datasets import CrystalDataset
     from crystaloop.multimodal.training import TrainConfig, TrainingData, train
 
@@ -127,8 +121,8 @@ def test_training_a_tiny_model_lowers_the_loss_and_resumes(tmp_path: Path) -> No
     rng = np.random.default_rng(0)
     text = rng.standard_normal((48, 1, 7, 384)).astype(np.float16)  # stand-in features, one per crystal
     views = DatasetViews("tiny", simulate_patterns(many), [["t"]] * 48, text)
-    data = TrainingData([dataset], [views], TINY)
-    config = TrainConfig(model=TINY, epochs=8, batch_size=16, lr=5e-3, val=(), text_variants=0, seed=3)
+    data = TrainingData([dataset], [views], tiny_config)
+    config = TrainConfig(model=tiny_config, epochs=8, batch_size=16, lr=5e-3, val=(), text_variants=0, seed=3)
     _, report = train(config, tmp_path / "tiny.pt", data=data, progress=False)
     losses = report["losses"]
     assert len(losses) == 8 and losses[-1] < losses[0] - 0.3

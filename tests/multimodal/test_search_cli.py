@@ -15,20 +15,11 @@ from crystaloop.commands.multimodal import multimodal_app, search
 from crystaloop.data.records import Candidate, Provenance
 from crystaloop.data.store import CandidateStore
 from crystaloop.data.testing import random_crystal
-from crystaloop.multimodal.encoders import XRDEncoderConfig
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, load_checkpoint, save_checkpoint
 from crystaloop.multimodal.store_index import embedding_name, index_store, search_store
-from crystaloop.multimodal.structure import StructureEncoderConfig
 from crystaloop.multimodal.xrd import simulate_pattern
 from crystaloop.multimodal.xrd_grid import two_theta_grid
 from crystaloop.multimodal.xrd_io import write_xy
-
-TINY = FusionConfig(
-    latent_dim=8,
-    structure=StructureEncoderConfig(hidden=8, n_layers=1, n_rbf=8, cutoff=4.0, max_neighbors=12),
-    xrd=XRDEncoderConfig(channels=(4, 8), hidden=16, position_bins=8),
-    text_hidden=16,
-)
 
 
 @pytest.fixture
@@ -40,9 +31,9 @@ def app() -> typer.Typer:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, str, list]:
+def setup(tmp_path: Path, tiny_config: FusionConfig) -> tuple[Path, str, list]:
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(FusionModel(TINY), tmp_path / "tiny.pt")
+    checkpoint = save_checkpoint(FusionModel(tiny_config), tmp_path / "tiny.pt")
     url = f"sqlite:///{tmp_path / 'store.db'}"
     provenance = Provenance(component="search-tests", version="0", seed=5)
     crystals = [random_crystal(np.random.default_rng(40 + i), n_sites=2 + i % 4) for i in range(12)]
