@@ -1,1 +1,15 @@
-"""crystaloop.multimodal: see DESIGN.md; built by its own issue."""
+"""crystaloop.multimodal: structure, powder-XRD and text encoders fused in one latent; retrieval.
+
+Modules (import what you need; nothing heavy is imported here):
+
+* :mod:`.xrd_grid`: the one 2θ grid (5–90°, 0.05°, Cu Kα) and peak profile every XRD piece uses;
+* :mod:`.xrd`: simulated powder patterns and measurement-like augmentation;
+* :mod:`.xrd_io`: measured two-column ``.xy`` / ``.csv`` patterns onto the grid;
+* :mod:`.describe`: a fast text describer of crystals;
+* :mod:`.text`: frozen MiniLM layer features and the learned layer mix;
+* :mod:`.structure`: the invariant structure GNN; :mod:`.encoders`: the XRD CNN and the
+  ``Encoder`` port; :mod:`.fusion`: the CLIP-style fusion model and its checkpoints;
+* :mod:`.features`: cached per-dataset views; :mod:`.training`: training and evaluation;
+* :mod:`.retrieval`: cosine index and recall metrics; :mod:`.store_index`: embeddings in the
+  candidate store; :mod:`.pretrained`: the shipped checkpoint.
+"""
