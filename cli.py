@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from crystaloop.commands.campaign import campaign_app
 from crystaloop.commands.generator import generate, generator_app
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ app.add_typer(surrogate_app, name="surrogate")
 app.add_typer(oracle_app, name="oracle")
 app.add_typer(generator_app, name="generator")
 app.command("generate")(generate)
+app.add_typer(campaign_app, name="campaign")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)

@@ -4,10 +4,10 @@ Inputs are a batch of noisy crystals (normalised lattice rows ``L`` (B, 3, 3), f
 coordinates ``F`` (N, 3), species tokens (N,), the step ``t`` (B,)) and optional conditions.
 What makes the outputs transform as they should:
 
-* **Rotation** of the Cartesian frame (``L → L Rᵀ``): the network sees the lattice only through
-  its metric ``G = L Lᵀ`` (invariant), so node features, coordinate scores (fractional) and
-  species logits are invariant; the lattice noise estimate is ``ε̂ = Φ L`` with ``Φ`` built from
-  invariants, hence ``ε̂ → ε̂ Rᵀ`` (equivariant).
+* **Rotation** of the Cartesian frame (``L → L Rᵀ``): the lattice is represented and diffused
+  as its symmetric polar factor ``S = (L Lᵀ)^{1/2}``, which carries no orientation (every
+  rotated copy maps to the same S); the network reads S and its metric S Sᵀ, so every output is
+  invariant: coordinate scores are fractional, the lattice noise estimate is a symmetric matrix.
 * **Site permutation**: messages are summed over pairs and pooled by mean; outputs per site follow
   their site.
 * **Fractional translation** (``F → F + c mod 1``): pair features are Fourier features
@@ -15,8 +15,9 @@ What makes the outputs transform as they should:
   wrapping (integer k).
 * **Lattice basis change** (``L → M L``, ``F → F M⁻¹`` for unimodular M): fractional features
   depend on the basis, so :class:`CanonicalFrame` evaluates the network in the canonical
-  reduced basis of :mod:`crystaloop.data.canonical` and maps the outputs back (``ε̂ → M ε̂``;
-  the coordinate score is a covector, ``s → s Mᵀ``). Training data are stored in that basis.
+  reduced basis of :mod:`crystaloop.data.canonical` and maps the outputs back (the clean-lattice
+  estimate is the same lattice in the new basis, metric ``M G Mᵀ``; the coordinate score is a
+  covector, ``s → s Mᵀ``). Training data are stored in that basis.
 
 The architecture follows the CSPNet design of DiffCSP (Jiao et al., NeurIPS 2023): fully
 connected pairs inside the cell, lattice metric and periodic Fourier features on every edge.
@@ -34,7 +35,7 @@ from torch import nn
 from crystaloop.data.canonical import canonical_bases
 from crystaloop.generator.config import NetworkConfig
 
-__all__ = ["NoisyBatch", "DenoiserOutput", "CrystalDenoiser", "CanonicalFrame", "pair_index"]
+__all__ = ["NoisyBatch", "DenoiserOutput", "CrystalDenoiser", "CanonicalFrame", "pair_index", "symmetric_polar"]
 
 
 @dataclass
@@ -83,7 +84,7 @@ class DenoiserOutput:
     """Network outputs.
 
     Attributes:
-        lattice_noise: (B, 3, 3) estimate of the lattice noise ε.
+        lattice_noise: (B, 3, 3) symmetric estimate of the lattice noise ε.
         coord_score: (N, 3) normalised score of the wrapped normal on fractional coordinates.
         species_logits: (N, K) logits over the K real species (no mask class).
     """
@@ -118,6 +119,22 @@ def pair_index(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     src = offsets[crystal] + local // n
     dst = offsets[crystal] + local % n
     return src, dst
+
+
+def _symmetric_from_six(six: torch.Tensor) -> torch.Tensor:
+    """(B, 6) as (S11, S22, S33, S23, S13, S12) → (B, 3, 3) symmetric."""
+    rows = [
+        torch.stack([six[:, 0], six[:, 5], six[:, 4]], -1),
+        torch.stack([six[:, 5], six[:, 1], six[:, 3]], -1),
+        torch.stack([six[:, 4], six[:, 3], six[:, 2]], -1),
+    ]
+    return torch.stack(rows, 1)
+
+
+def symmetric_polar(lattice: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) row lattices → their symmetric polar factors (L Lᵀ)^{1/2}."""
+    values, vectors = torch.linalg.eigh(lattice @ lattice.transpose(1, 2))
+    return (vectors * values.clamp(min=0).sqrt().unsqueeze(1)) @ vectors.transpose(1, 2)
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -167,12 +184,12 @@ class CrystalDenoiser(nn.Module):
         self.property_value = nn.Linear(max(n_props, 1), h)
         self.property_flag = nn.Linear(max(n_props, 1), h)
         self.embedding_mlp = _mlp(config.embedding_dim, h, h) if config.embedding_dim else None
-        edge_features = 6 + 6 * config.fourier_frequencies
+        edge_features = 12 + 6 * config.fourier_frequencies
         self.layers = nn.ModuleList(_Layer(h, edge_features) for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(h)
         self.coord_head = nn.Linear(h, 3, bias=False)
         self.species_head = _mlp(h, h, num_species)
-        self.lattice_head = _mlp(h, h, 9)
+        self.lattice_head = _mlp(h + 12, h, 6)  # pooled sites + the lattice itself (direct path)
         frequencies = torch.arange(1, config.fourier_frequencies + 1, dtype=torch.float32)
         self.register_buffer("frequencies", frequencies, persistent=False)
 
@@ -192,8 +209,11 @@ class CrystalDenoiser(nn.Module):
     def forward(self, x: NoisyBatch) -> DenoiserOutput:
         lattice = x.lattice
         src, dst = pair_index(x.num_atoms)
-        metric = lattice @ lattice.transpose(1, 2)  # (B, 3, 3), rotation invariant
-        metric6 = metric[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        # the state is the symmetric lattice S (rotation-free); its entries keep the signs of a
+        # noisy, possibly indefinite S that the metric S Sᵀ would lose; the metric gives geometry
+        rows, cols = [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]
+        metric = lattice @ lattice.transpose(1, 2)
+        metric6 = torch.cat([lattice[:, rows, cols], metric[:, rows, cols]], dim=-1)  # (B, 12)
         diff = x.frac[src] - x.frac[dst]  # (E, 3)
         angle = 2 * math.pi * diff.unsqueeze(-1) * self.frequencies  # (E, 3, K)
         fourier = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(1)
@@ -206,26 +226,34 @@ class CrystalDenoiser(nn.Module):
         h = self.final_norm(h)
         pooled = torch.zeros(len(x.num_atoms), h.shape[1], device=h.device, dtype=h.dtype).index_add_(0, x.batch, h)
         pooled = pooled / x.num_atoms.unsqueeze(-1).to(h.dtype)
-        phi = self.lattice_head(pooled).view(-1, 3, 3)
+        six = self.lattice_head(torch.cat([pooled, metric6], dim=-1))  # (B, 6): S11 S22 S33 S23 S13 S12 of the symmetric noise
+        noise = _symmetric_from_six(six)
         return DenoiserOutput(
-            lattice_noise=phi @ lattice,
+            lattice_noise=noise,
             coord_score=self.coord_head(h),
             species_logits=self.species_head(h),
         )
 
 
 class CanonicalFrame(nn.Module):
-    """Wraps a denoiser so its outputs are exactly equivariant to lattice basis changes.
+    """Wraps a denoiser so its clean-lattice estimate is exactly equivariant to basis changes.
 
     For each crystal the unimodular ``M`` taking ``L`` to the canonical reduced basis
     (``L_c = M L``) is found with :func:`crystaloop.data.canonical.canonical_bases`; the network
-    sees ``(L_c, F M⁻¹ mod 1)`` and its outputs are mapped back: lattice noise ``M⁻¹ ε̂_c``,
-    coordinate score ``s_c M⁻ᵀ``, species logits unchanged. Costs ~1 ms per crystal (numpy).
+    sees ``(S_c = polar(L_c), F M⁻¹ mod 1)``. Outputs are mapped back: the clean-lattice estimate
+    ``x̂₀_c = (S_c − √(1−ᾱ) ε̂_c)/√ᾱ`` becomes ``x̂₀ = polar(M⁻¹ x̂₀_c)`` (same lattice, original
+    basis) and the noise estimate is re-derived from it for ``polar(L)``; the coordinate score
+    maps as a covector, ``s_c M⁻ᵀ``; species logits are unchanged. ~1 ms per crystal (numpy).
+
+    Args:
+        denoiser: the network.
+        alpha_bar: (T + 1,) the lattice schedule's ᾱ_t (needed to map the noise estimate).
     """
 
-    def __init__(self, denoiser: CrystalDenoiser) -> None:
+    def __init__(self, denoiser: CrystalDenoiser, alpha_bar: torch.Tensor) -> None:
         super().__init__()
         self.denoiser = denoiser
+        self.register_buffer("alpha_bar", alpha_bar, persistent=False)
 
     @staticmethod
     def transforms(lattice: torch.Tensor) -> torch.Tensor:
@@ -233,7 +261,7 @@ class CanonicalFrame(nn.Module):
         out = []
         for single in lattice.detach().cpu().double().numpy():
             try:
-                canonical = canonical_bases(single)[0]
+                canonical = canonical_bases(single, metric_tol=1e-9)[0]
                 out.append(np.rint(canonical @ np.linalg.inv(single)))
             except (np.linalg.LinAlgError, ValueError):  # degenerate noisy lattice: keep its basis
                 out.append(np.eye(3))
@@ -243,9 +271,14 @@ class CanonicalFrame(nn.Module):
         m = self.transforms(x.lattice)
         m_inv = torch.linalg.inv(m)
         frac = torch.remainder(torch.einsum("ni,nij->nj", x.frac, m_inv[x.batch]), 1.0)
-        out = self.denoiser(x.replace(lattice=m @ x.lattice, frac=frac))
+        canonical = symmetric_polar(m @ x.lattice)
+        out = self.denoiser(x.replace(lattice=canonical, frac=frac))
+        ab = self.alpha_bar[x.t].to(x.lattice.dtype).view(-1, 1, 1)
+        clean_canonical = (canonical - (1 - ab).sqrt() * out.lattice_noise) / ab.sqrt()
+        clean = symmetric_polar(m_inv @ clean_canonical)
+        noise = (symmetric_polar(x.lattice) - ab.sqrt() * clean) / (1 - ab).sqrt()
         return DenoiserOutput(
-            lattice_noise=m_inv @ out.lattice_noise,
+            lattice_noise=noise,
             coord_score=torch.einsum("ni,nji->nj", out.coord_score, m_inv[x.batch]),
             species_logits=out.species_logits,
         )

@@ -2,8 +2,9 @@
 
 A crystal becomes three tensors (see :mod:`crystaloop.generator.schedules` for the noise):
 
-* lattice rows in the canonical reduced basis, oriented lower-triangular and divided by
-  ``(v̄ N)^{1/3}`` (v̄ = mean volume per atom of the training data, Å³), so every normalised
+* the lattice in the canonical reduced basis as its symmetric polar factor ``S = (L Lᵀ)^{1/2}``
+  (six numbers, invariant to rotations of the Cartesian frame: the model's input and the
+  diffused variable carry no orientation), divided by ``(v̄ N)^{1/3}`` (v̄ = mean volume per atom of the training data, Å³), so every normalised
   lattice has volume ≈ 1 whatever its size: the DDPM prior N(0, I) is on the right scale for
   5-atom perovskites and 24-atom carbon alike;
 * fractional coordinates in [0, 1) (the torus);
@@ -32,23 +33,35 @@ from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.denoiser import CrystalDenoiser, DenoiserOutput, NoisyBatch
 from crystaloop.generator.schedules import NoiseSchedule, wrapped_normal_score
 
-__all__ = ["Normalisation", "CrystalDiffusion", "canonical_lattice"]
+__all__ = ["Normalisation", "CrystalDiffusion", "canonical_lattice", "symmetric_lattice", "symmetric_noise"]
+
+
+def symmetric_noise(batch: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, 3, 3) symmetric matrices with the six upper-triangle entries i.i.d. N(0, 1)."""
+    upper = torch.triu(torch.randn(batch, 3, 3, generator=generator))
+    return upper + upper.transpose(1, 2) - torch.diag_embed(torch.diagonal(upper, dim1=1, dim2=2))
+
+
+def symmetric_lattice(lattice: np.ndarray) -> np.ndarray:
+    """The rotation-free representative ``S = (L Lᵀ)^{1/2}`` of a row lattice (3, 3).
+
+    ``L = S U`` (polar decomposition, U orthogonal), so S has the same rows' lengths and angles:
+    the same lattice, rotated; any rotated copy ``L Rᵀ`` gives the same S.
+    """
+    values, vectors = np.linalg.eigh(lattice @ lattice.T)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
 def canonical_lattice(crystal: Crystal) -> tuple[np.ndarray, np.ndarray]:
-    """The crystal in its canonical reduced basis, lower-triangular orientation.
+    """The crystal in its canonical reduced basis, as the symmetric lattice S (rotation-free).
 
-    Returns (lattice (3, 3) Å, frac (N, 3) in [0, 1)); the same structure as ``crystal``.
+    Returns (lattice (3, 3) Å, symmetric; frac (N, 3) in [0, 1)); the same structure as
+    ``crystal`` up to a rotation.
     """
     basis = canonical_bases(crystal.lattice)[0]
     transform = np.rint(basis @ np.linalg.inv(crystal.lattice))  # basis = M L
     frac = np.remainder(crystal.frac_coords @ np.linalg.inv(transform), 1.0)
-    # orient: QR of basisᵀ gives basis = Rᵀ Qᵀ; the rows of Rᵀ are the same vectors rotated
-    q, r = np.linalg.qr(basis.T)
-    signs = np.sign(np.diag(r))
-    signs[signs == 0] = 1.0
-    lower = (signs[:, None] * r).T
-    return lower, frac
+    return symmetric_lattice(basis), frac
 
 
 class Normalisation(nn.Module):
@@ -178,7 +191,7 @@ class CrystalDiffusion(nn.Module):
         t = torch.randint(1, cfg.timesteps + 1, (b,), generator=generator).to(device)
         t_site = t[clean.batch]
         alpha_bar = self.schedule.alpha_bar[t].view(-1, 1, 1)
-        lattice_noise = torch.randn(clean.lattice.shape, generator=generator).to(device)
+        lattice_noise = symmetric_noise(b, generator).to(device)
         lattice_t = alpha_bar.sqrt() * clean.lattice + (1 - alpha_bar).sqrt() * lattice_noise
 
         sigma = self.schedule.sigma[t_site].unsqueeze(-1)
@@ -198,7 +211,8 @@ class CrystalDiffusion(nn.Module):
             embedding_present=clean.embedding_present & keep,
         )
         out = self.denoiser(noisy)
-        lattice_loss = F.mse_loss(out.lattice_noise, lattice_noise)
+        upper = torch.triu_indices(3, 3)
+        lattice_loss = F.mse_loss(out.lattice_noise[:, upper[0], upper[1]], lattice_noise[:, upper[0], upper[1]])
         coord_loss = F.mse_loss(out.coord_score, score_target)
         if masked.any():
             species_loss = F.cross_entropy(out.species_logits[masked], clean.tokens[masked])

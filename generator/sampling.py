@@ -27,7 +27,7 @@ import torch
 
 from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion
+from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
 
 __all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch"]
 
@@ -104,7 +104,7 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
         return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
 
     started = time.perf_counter()
-    net = CanonicalFrame(model.denoiser) if config.canonical_frame else model.denoiser
+    net = CanonicalFrame(model.denoiser, model.schedule.alpha_bar) if config.canonical_frame else model.denoiser
     schedule, norm = model.schedule, model.normalisation
     num_atoms = request.num_atoms.to(device)
     b, n = len(num_atoms), int(num_atoms.sum())
@@ -114,7 +114,7 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
     conditions = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
                   for k, v in model.condition_tensors(b, request.properties, request.embeddings).items()}
     conditioned = bool(conditions["property_present"].any() or conditions["embedding_present"].any())
-    lattice0 = randn(b, 3, 3)
+    lattice0 = symmetric_noise(b, generator).to(device=device, dtype=dtype)
     frac0 = torch.rand(n, 3, generator=generator).to(device=device, dtype=dtype)
     if initial is not None:
         lattice0, frac0 = initial[0].to(device=device, dtype=lattice0.dtype), initial[1].to(device=device, dtype=frac0.dtype)
@@ -150,7 +150,7 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
         x0 = x0 * (_LATTICE_CLIP / size).clamp(max=1.0)
         noise_scale = eta * (((1 - ab_s) / (1 - ab_t)) * (1 - ab_t / ab_s)).clamp(min=0).sqrt()
         direction = (1 - ab_s - noise_scale**2).clamp(min=0).sqrt()
-        lattice = ab_s.sqrt() * x0 + direction * out.lattice_noise + noise_scale * randn(b, 3, 3)
+        lattice = ab_s.sqrt() * x0 + direction * out.lattice_noise + noise_scale * symmetric_noise(b, generator).to(device=device, dtype=dtype)
         # coordinates (variance exploding on the torus)
         score = out.coord_score * schedule.sigma_norm[t].sqrt()
         gap = sigma_t**2 - sigma_s**2

@@ -14,7 +14,7 @@ import torch
 from crystaloop.data.crystal import Crystal
 from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.denoiser import NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.model import CrystalDiffusion, Normalisation, symmetric_lattice
 
 __all__ = ["TINY_SPECIES", "TINY_ELEMENTS", "tiny_model", "network_view"]
 
@@ -35,14 +35,18 @@ def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float64, timesteps: int
 
 
 def network_view(model: CrystalDiffusion, crystal: Crystal, t: int = 17, length_scale: float = 5.0) -> NoisyBatch:
-    """The crystal as the denoiser sees it at step ``t`` (lattice divided by ``length_scale``)."""
+    """The crystal as the denoiser sees it at step ``t``: its own basis (made right-handed, so the
+    symmetric lattice S / ``length_scale`` is a proper rotation of it, not a mirror image)."""
     dtype = next(model.parameters()).dtype
+    lattice, frac = crystal.lattice, crystal.frac_coords
+    if np.linalg.det(lattice) < 0:  # a left-handed basis: same crystal as (−L, −F), right-handed
+        lattice, frac = -lattice, np.remainder(-frac, 1.0)
     tokens = model.normalisation.tokens(crystal.numbers)
     tokens[torch.as_tensor(crystal.numbers == 8)] = model.mask_token
     cond = model.condition_tensors(1, np.array([[2.0]]), np.array([[0.1, -0.2, 0.3, 0.0]]))
     return NoisyBatch(
-        lattice=torch.tensor(crystal.lattice[None] / length_scale, dtype=dtype),
-        frac=torch.tensor(crystal.frac_coords, dtype=dtype), tokens=tokens,
+        lattice=torch.as_tensor(symmetric_lattice(lattice)[None] / length_scale, dtype=dtype),
+        frac=torch.tensor(frac, dtype=dtype), tokens=tokens,
         batch=torch.zeros(crystal.n_sites, dtype=torch.long), num_atoms=torch.tensor([crystal.n_sites]),
         t=torch.tensor([t]), **{k: v.to(dtype) if v.is_floating_point() else v for k, v in cond.items()},
     )
