@@ -63,6 +63,12 @@ class EncodedData:
         )
 
 
+def _resumable_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """Config fields that must match to resume (the epoch count may grow; device/threads may change)."""
+    train = {k: v for k, v in config["train"].items() if k not in ("epochs", "device", "threads")}
+    return {**config, "train": train}
+
+
 def _to(batch: NoisyBatch, device: torch.device) -> NoisyBatch:
     return NoisyBatch(**{k: getattr(batch, k).to(device) for k in batch.__dataclass_fields__})
 
@@ -116,7 +122,7 @@ def train_generator(
     if resume and out.is_file():
         payload = load_checkpoint(out)
         saved = payload.get("training")
-        same = payload["config"] == config.model_dump(mode="json") and payload["data_hash"] == hash_of_data
+        same = _resumable_fields(payload["config"]) == _resumable_fields(config.model_dump(mode="json")) and payload["data_hash"] == hash_of_data
         if saved is not None and same:
             model = model_from_payload(payload, weights="raw")
             optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
@@ -126,13 +132,21 @@ def train_generator(
             generator.set_state(saved["rng"])
             logger.info("resuming %s at epoch %d", out, start_epoch)
         elif saved is not None:
-            raise CrystaloopError(f"{out} holds training for another config or dataset; pass a new --out or --no-resume")
+            raise CrystaloopError(f"{out} holds training for another config or dataset (only epochs, device and threads may change "
+                                  "on resume); pass a new --out or --no-resume")
     model.to(device)
     ema = {k: v.to(device) for k, v in ema.items()}
     data = EncodedData(model, crystals, prop_matrix)
     held_out = None
     if validation:
-        held_out = EncodedData(model, validation, _property_matrix(config, validation_properties or {}, len(validation)))
+        vocabulary = set(model.normalisation.species.tolist())
+        keep = [i for i, c in enumerate(validation) if set(c.numbers.tolist()) <= vocabulary]
+        if len(keep) < len(validation):
+            logger.warning("validation loss skips %d of %d structures with elements the training data lack",
+                           len(validation) - len(keep), len(validation))
+        props = _property_matrix(config, validation_properties or {}, len(validation))
+        if keep:
+            held_out = EncodedData(model, [validation[i] for i in keep], None if props is None else props[keep])
     decay, bs = config.train.ema_decay, config.train.batch_size
     started = time.perf_counter()
     for epoch in range(start_epoch, config.train.epochs):
