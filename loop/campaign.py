@@ -27,11 +27,11 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from crystaloop.data.records import Candidate, CandidateStatus, Verdict
+from crystaloop.data.records import Candidate, CandidateStatus, Measurement, Verdict
 from crystaloop.data.store import CandidateFilter, CandidateStore
 from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
@@ -40,7 +40,22 @@ from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
 from crystaloop.loop.report import IterationReport, PredictedHit, classify_hit, rejection_counts
 from crystaloop.loop.strategies import Labels, Pool, StrategyState
 
-__all__ = ["run_iteration", "run_campaign", "next_iteration", "iteration_candidates"]
+__all__ = [
+    "run_iteration",
+    "run_campaign",
+    "next_iteration",
+    "iteration_candidates",
+    "Scores",
+    "begin_iteration",
+    "generate_candidates",
+    "score_candidates",
+    "guard_candidates",
+    "select_candidates",
+    "measure_candidate",
+    "record_measurements",
+    "build_report",
+    "end_iteration",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +83,9 @@ def next_iteration(store: CandidateStore, campaign: str) -> int:
 
 
 # ---------------------------------------------------------------------------- steps
-def _generate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> int | None:
+def generate_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> int | None:
+    """Generate the iteration's candidates in one transaction; returns crystals already stored,
+    or ``None`` when the iteration had candidates (resumed: generation skipped)."""
     if store.count(CandidateFilter(campaign=config.name, iteration=index)) > 0:
         return None
     n_total = config.budget.candidates_per_iteration
@@ -88,7 +105,48 @@ def _generate(components: Components, store: CandidateStore, config: CampaignCon
     return report.existing
 
 
-def _score_and_guard(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
+@dataclass
+class Scores:
+    """Surrogate outputs for the pending candidates that passed the context-free guards.
+
+    Attributes:
+        predictions: candidate id → property → (mean, std, units).
+        ood: candidate id → OOD score.
+        reference_std: property → median std over the scored batch.
+        model: name of the surrogate that predicted.
+    """
+
+    predictions: dict[str, dict[str, tuple[float, float, str]]] = field(default_factory=dict)
+    ood: dict[str, float] = field(default_factory=dict)
+    reference_std: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+
+
+def score_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> Scores:
+    """Surrogate predictions for the iteration's ``generated`` candidates that pass the
+    context-free guards (constraints, validity); writes nothing."""
+    pending = iteration_candidates(store, config.name, index, [CandidateStatus.GENERATED])
+    if not pending or components.surrogate is None:
+        return Scores()
+    context = GuardContext(constraints=config.constraints)
+    free = [g for g in components.guards if g.name in _CONTEXT_FREE]
+    scorable = [c for c in pending if all(g.check(c, context).ok for g in free)]
+    if not scorable:
+        return Scores()
+    crystals = [c.crystal for c in scorable]
+    prediction = components.surrogate.predict(crystals)
+    ood = components.surrogate.ood_score(crystals)
+    return Scores(
+        predictions={c.id: prediction.row(i) for i, c in enumerate(scorable)},
+        ood={c.id: float(s) for c, s in zip(scorable, ood, strict=True)},
+        reference_std={p: float(np.median(prediction.std[:, j])) for j, p in enumerate(prediction.properties)},
+        model=prediction.model,
+    )
+
+
+def guard_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int, scores: Scores) -> None:
+    """Run every guard on the iteration's ``generated`` candidates, in id order, and record each
+    one's predictions and verdicts, then ``scored`` or ``rejected``."""
     pending = iteration_candidates(store, config.name, index, [CandidateStatus.GENERATED])
     if not pending:
         return
@@ -96,28 +154,23 @@ def _score_and_guard(components: Components, store: CandidateStore, config: Camp
     context = GuardContext(constraints=config.constraints, known_ids=set(components.known_ids) | {c.id for c in kept})
     if kept:
         context.kept_fingerprints = fingerprints([c.crystal for c in kept])
-    free = [g for g in components.guards if g.name in _CONTEXT_FREE]
-    scorable = [c for c in pending if all(g.check(c, context).ok for g in free)]
-    predictions: dict[str, dict[str, tuple[float, float, str]]] = {}
-    model = ""
-    if components.surrogate is not None and scorable:
-        crystals = [c.crystal for c in scorable]
-        prediction = components.surrogate.predict(crystals)
-        model = prediction.model
-        ood = components.surrogate.ood_score(crystals)
-        predictions = {c.id: prediction.row(i) for i, c in enumerate(scorable)}
-        context.predictions = predictions
-        context.ood = {c.id: float(s) for c, s in zip(scorable, ood, strict=True)}
-        context.reference_std = {p: float(np.median(prediction.std[:, j])) for j, p in enumerate(prediction.properties)}
+    if scores.predictions:
+        context.predictions = dict(scores.predictions)
+        context.ood = dict(scores.ood)
+        context.reference_std = dict(scores.reference_std)
     for result in screen(pending, components.guards, context):
         cid = result.candidate.id
         ood_verdict = [Verdict(guard="ood", ok=True, score=context.ood[cid])] if cid in context.ood else []
-        store.record(cid, predictions=predictions.get(cid), model=model, verdicts=list(result.verdicts) + ood_verdict)
+        store.record(cid, predictions=scores.predictions.get(cid), model=scores.model, verdicts=list(result.verdicts) + ood_verdict)
         failure = result.first_failure
         if failure is None:
             store.update_status(cid, CandidateStatus.SCORED)
         else:
             store.update_status(cid, CandidateStatus.REJECTED, note=f"{failure.guard}: {failure.reason}")
+
+
+def _score_and_guard(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
+    guard_candidates(components, store, config, index, score_candidates(components, store, config, index))
 
 
 def _objective_matrix(candidates: Sequence[Candidate], config: CampaignConfig, source: str) -> np.ndarray:
@@ -147,12 +200,13 @@ def _embed(components: Components, candidates: Sequence[Candidate]) -> np.ndarra
     return fingerprints(crystals)
 
 
-def _select(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
+def select_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> list[str]:
+    """Top the iteration's picks up to the oracle budget; returns the ids selected by this call."""
     picked = iteration_candidates(store, config.name, index, _PICKED)
     k = config.budget.oracle_calls_per_iteration - len(picked)
     pool_candidates = iteration_candidates(store, config.name, index, [CandidateStatus.SCORED])
     if k <= 0 or not pool_candidates:
-        return
+        return []
     history = [
         c for c in iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])
         if c.provenance.iteration is not None and c.provenance.iteration < index
@@ -168,25 +222,39 @@ def _select(components: Components, store: CandidateStore, config: CampaignConfi
         pool.pending = _embed(components, picked)
         pool.pending_prior = _objective_matrix(picked, config, "predicted")[..., 0]
     indices = components.strategy.select(pool, _objective_matrix(pool_candidates, config, "predicted"), k)
-    for i in sorted(int(i) for i in indices):
-        store.update_status(pool_candidates[i].id, CandidateStatus.SELECTED, note=f"{components.strategy.name} pick")
+    chosen = [pool_candidates[i].id for i in sorted(int(i) for i in indices)]
+    for cid in chosen:
+        store.update_status(cid, CandidateStatus.SELECTED, note=f"{components.strategy.name} pick")
     logger.info("iteration %d: selected %d of %d scored", index, len(indices), len(pool_candidates))
+    return chosen
+
+
+def measure_candidate(components: Components, candidate: Candidate) -> list[Measurement]:
+    """The oracle's measurements of one candidate; writes nothing."""
+    return components.evaluator.measure(candidate.crystal)
+
+
+def record_measurements(store: CandidateStore, config: CampaignConfig, candidate: Candidate, measurements: Sequence[Measurement]) -> CandidateStatus:
+    """Record a candidate's measurements (and the measured synthesizability verdict), then mark
+    it ``evaluated``, or ``failed`` when every measurement failed; returns the new status."""
+    guard = SynthesizabilityGuard(config.guards.synthesizability)
+    measured = replace(candidate, measurements=tuple(measurements))
+    verdicts = [guard.check(measured, GuardContext())] if config.guards.synthesizability.enabled else []
+    store.record(candidate.id, measurements=list(measurements), verdicts=verdicts)
+    failed = [m for m in measurements if m.status != "ok"]
+    status = CandidateStatus.FAILED if failed and len(failed) == len(measurements) else CandidateStatus.EVALUATED
+    note = "; ".join(f"{m.property}: {m.reason}" for m in failed)
+    store.update_status(candidate.id, status, note=note)
+    return status
 
 
 def _evaluate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
-    guard = SynthesizabilityGuard(config.guards.synthesizability)
     for candidate in iteration_candidates(store, config.name, index, [CandidateStatus.SELECTED]):
-        measurements = components.evaluator.measure(candidate.crystal)
-        measured = replace(candidate, measurements=tuple(measurements))
-        verdicts = [guard.check(measured, GuardContext())] if config.guards.synthesizability.enabled else []
-        store.record(candidate.id, measurements=measurements, verdicts=verdicts)
-        failed = [m for m in measurements if m.status != "ok"]
-        status = CandidateStatus.FAILED if failed and len(failed) == len(measurements) else CandidateStatus.EVALUATED
-        note = "; ".join(f"{m.property}: {m.reason}" for m in failed)
-        store.update_status(candidate.id, status, note=note)
+        record_measurements(store, config, candidate, measure_candidate(components, candidate))
 
 
-def _report(components: Components, store: CandidateStore, config: CampaignConfig, index: int, duplicates: int | None, resumed: bool, started: float) -> IterationReport:
+def build_report(components: Components, store: CandidateStore, config: CampaignConfig, index: int, duplicates: int | None, resumed: bool, started: float) -> IterationReport:
+    """The iteration's report from the store's contents (``started``: a ``perf_counter`` time)."""
     candidates = iteration_candidates(store, config.name, index)
     by_status: dict[CandidateStatus, list[Candidate]] = {s: [] for s in CandidateStatus}
     for c in candidates:
@@ -236,6 +304,9 @@ def _report(components: Components, store: CandidateStore, config: CampaignConfi
     )
 
 
+_generate = generate_candidates  # the step names the engine's tests use
+
+
 # ---------------------------------------------------------------------------- public API
 def run_iteration(components: Components, store: CandidateStore, config: CampaignConfig, index: int | None = None) -> IterationReport:
     """Run (or resume) one iteration and return its report; see the module docstring.
@@ -247,21 +318,33 @@ def run_iteration(components: Components, store: CandidateStore, config: Campaig
         index: iteration to run; ``None`` → the first unfinished one.
     """
     started = time.perf_counter()
+    index, resumed = begin_iteration(store, config, index)
+    duplicates = generate_candidates(components, store, config, index)
+    _score_and_guard(components, store, config, index)
+    select_candidates(components, store, config, index)
+    _evaluate(components, store, config, index)
+    report = build_report(components, store, config, index, duplicates, resumed or duplicates is None, started)
+    end_iteration(store, config, report)
+    return report
+
+
+def begin_iteration(store: CandidateStore, config: CampaignConfig, index: int | None = None) -> tuple[int, bool]:
+    """Register the campaign and mark the iteration started; returns ``(index, resumed)``
+    (``index=None`` → the first unfinished iteration; resumed: it had been started before)."""
     store.ensure_campaign(config.name, name=config.name, config_json=config.model_dump_json(exclude={"store_url"}), config_hash=config.config_hash())
     index = next_iteration(store, config.name) if index is None else index
     resumed = any(r.index == index for r in store.iterations(config.name))
     store.start_iteration(config.name, index)
-    duplicates = _generate(components, store, config, index)
-    _score_and_guard(components, store, config, index)
-    _select(components, store, config, index)
-    _evaluate(components, store, config, index)
-    report = _report(components, store, config, index, duplicates, resumed or duplicates is None, started)
-    store.finish_iteration(config.name, index, report.model_dump_json())
+    return index, resumed
+
+
+def end_iteration(store: CandidateStore, config: CampaignConfig, report: IterationReport) -> None:
+    """Save the report and mark its iteration finished."""
+    store.finish_iteration(config.name, report.iteration, report.model_dump_json())
     logger.info(
         "iteration %d of %s: %d generated, %d evaluated, %d verified hits, %d predicted-only",
-        index, config.name, report.generated, report.evaluated, len(report.verified_hits), len(report.predicted_hits),
+        report.iteration, config.name, report.generated, report.evaluated, len(report.verified_hits), len(report.predicted_hits),
     )
-    return report
 
 
 def run_campaign(components: Components, store: CandidateStore, config: CampaignConfig) -> list[IterationReport]:

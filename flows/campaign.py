@@ -1,0 +1,192 @@
+"""The campaign as Prefect flows: :func:`campaign_flow` runs one :func:`iteration_flow` subflow per
+remaining iteration; each subflow calls the tasks of :mod:`crystaloop.flows.tasks` in the
+engine's order (generate → score → guard → select → oracle × k → update × k → report).
+
+The store is the state: a flow run that failed or was killed is simply run again and continues
+where the store says (finished iterations are read back, an unfinished one resumes step by step),
+so no candidate is lost or measured twice into a duplicate. Oracle calls go to the task runner in
+parallel (threads by default, Dask for scale-out, :class:`~crystaloop.flows.config.RunnerSettings`);
+everything else runs in order in the flow's own thread, and every store write happens there too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from crystaloop.data.errors import CrystaloopError, OracleError
+from crystaloop.data.store import resolve_store_url
+from crystaloop.flows import artifacts, tasks
+from crystaloop.flows.config import FlowSettings, RetrySettings, RunnerSettings, merge_overrides
+from crystaloop.flows.runtime import store_for
+from crystaloop.loop.campaign import iteration_candidates
+from crystaloop.loop.config import CampaignConfig
+from crystaloop.loop.report import IterationReport
+
+__all__ = ["campaign_flow", "iteration_flow", "make_task_runner", "resolve_config", "finished_reports", "ensure_oracle_limit"]
+
+logger = logging.getLogger(__name__)
+
+
+def make_task_runner(settings: RunnerSettings) -> Any:
+    """The task runner ``settings`` ask for (prefect-dask is imported only for ``dask``)."""
+    if settings.kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=settings.max_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if settings.address:
+        return DaskTaskRunner(address=settings.address)
+    cluster = {"n_workers": settings.n_workers, "threads_per_worker": settings.threads_per_worker, "processes": settings.processes, "dashboard_address": None}
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=cluster)
+
+
+def resolve_config(config: CampaignConfig | dict[str, Any], overrides: dict[str, Any] | None = None) -> CampaignConfig:
+    """``config`` with per-run ``overrides`` merged in (nested or dotted keys), validated again.
+
+    Raises:
+        CrystaloopError: the result is not a valid campaign (the message names the field).
+    """
+    from pydantic import ValidationError
+
+    from crystaloop.data.errors import describe_validation_error
+
+    base = config.model_dump(mode="json") if isinstance(config, CampaignConfig) else dict(config)
+    try:
+        return CampaignConfig.model_validate(merge_overrides(base, overrides))
+    except ValidationError as exc:
+        raise CrystaloopError(f"campaign config with overrides {overrides or {}}: {describe_validation_error(exc)}") from None
+
+
+def _retrying(task_fn, retry: RetrySettings, **options: Any):  # noqa: ANN001, ANN202
+    delays = exponential_backoff(backoff_factor=retry.backoff_s)(retry.retries) if retry.retries else 0
+    return task_fn.with_options(retries=retry.retries, retry_delay_seconds=delays, retry_jitter_factor=retry.jitter or None, **options)
+
+
+def finished_reports(store_url: str | None, config: CampaignConfig) -> dict[int, IterationReport]:
+    """Reports of the campaign's finished iterations, by index."""
+    import json
+
+    store = store_for(store_url)
+    if config.name not in store.campaigns():
+        return {}
+    return {
+        r.index: IterationReport.model_validate(json.loads(r.report_json))
+        for r in store.iterations(config.name)
+        if r.finished_at is not None and r.report_json
+    }
+
+
+def ensure_oracle_limit(tag: str, limit: int) -> None:
+    """Create or update the server's concurrency limit of task runs tagged ``tag``."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+
+
+@flow(name="campaign-iteration", flow_run_name="iteration-{index}", log_prints=False)
+def iteration_flow(config: CampaignConfig, store_url: str | None, index: int, settings: FlowSettings) -> IterationReport:
+    """One iteration of ``config`` (resumed from the store when it was started before)."""
+    from crystaloop.loop import campaign as engine
+
+    log = get_run_logger()
+    started = time.perf_counter()
+    index, resumed = engine.begin_iteration(store_for(store_url), config, index)
+    io = settings.io_retries
+    duplicates = _retrying(tasks.generate, io)(config, store_url, index)
+    store = store_for(store_url)
+    pending = [c.id for c in iteration_candidates(store, config.name, index, ["generated"])]
+    score = tasks.score
+    if settings.cache_scores:
+        from datetime import timedelta
+
+        score = score.with_options(cache_key_fn=tasks.score_cache_key, cache_expiration=timedelta(days=settings.cache_days), persist_result=True)
+    scores = score(config, store_url, index, pending)
+    counts = tasks.guard(config, store_url, index, scores)
+    log.info("iteration %d: %s", index, counts)
+    selected = tasks.select(config, store_url, index)
+    _evaluate(config, store_url, selected, settings)
+    report = _retrying(tasks.report, io)(config, store_url, index, duplicates, resumed or duplicates is None, started)
+    if settings.artifacts:
+        _publish(config, store_url, report, settings)
+    return report
+
+
+def _evaluate(config: CampaignConfig, store_url: str | None, selected: list, settings: FlowSettings) -> None:
+    """Oracle calls in parallel on the task runner; each result is recorded as it arrives."""
+    if not selected:
+        return
+    oracle = _retrying(tasks.measure, settings.oracle_retries, tags=[settings.oracle_tag, f"{settings.oracle_tag}:{config.oracle.kind}"])
+    update = _retrying(tasks.update, settings.io_retries)
+    progress = artifacts.Progress(len(selected), f"{config.name}: oracle calls") if settings.artifacts else None
+    by_future = {oracle.submit(config, candidate): candidate for candidate in selected}
+    failures = []
+    for future in as_completed(list(by_future)):
+        candidate = by_future[future]
+        try:
+            measurements = future.result()
+        except Exception as exc:  # noqa: BLE001 - recorded, then raised once every call has ended
+            failures.append(f"{candidate.id[:12]} ({candidate.crystal.reduced_formula}): {exc}")
+            continue
+        update(config, store_url, candidate, measurements)
+        if progress is not None:
+            progress.advance()
+    if failures:
+        raise OracleError(f"{len(failures)} of {len(selected)} oracle calls failed after retries; rerun the flow to resume: " + "; ".join(failures))
+
+
+def _publish(config: CampaignConfig, store_url: str | None, report: IterationReport, settings: FlowSettings) -> None:
+    store = store_for(store_url)
+    candidates = iteration_candidates(store, config.name, report.iteration)
+    artifacts.publish_iteration(report, config, candidates, settings.top_k)
+    reports = [r for i, r in sorted(finished_reports(store_url, config).items())]
+    everything = iteration_candidates(store, config.name, None, ["evaluated"])
+    folder = Path(settings.report_dir) if settings.report_dir else Path("runs") / config.name
+    for path in artifacts.publish_figures(reports, config, everything, folder):
+        logger.info("figure: %s", path)
+
+
+@flow(name="crystaloop-campaign", log_prints=False)
+def campaign_flow(
+    config: CampaignConfig,
+    store_url: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    settings: FlowSettings | None = None,
+    iterations_per_run: int | None = None,
+) -> list[IterationReport]:
+    """Run the campaign's remaining iterations, one subflow each; finished ones are read back.
+
+    Args:
+        config: the campaign (a deployment passes it as JSON).
+        store_url: the store; default the config's ``store_url``, then ``$CRYSTALOOP_DB_URL``.
+        overrides: per-run changes to ``config`` (``{"budget.iterations": 4}``).
+        settings: how Prefect runs it (:class:`~crystaloop.flows.config.FlowSettings`).
+        iterations_per_run: run at most this many new iterations (a nightly schedule with ``1``
+            advances the campaign one iteration per night); ``None`` → all remaining.
+    """
+    config = resolve_config(config, overrides)
+    settings = settings or FlowSettings()
+    url = resolve_store_url(store_url or config.store_url)
+    if settings.oracle_concurrency is not None:
+        ensure_oracle_limit(settings.oracle_tag, settings.oracle_concurrency)
+    done = finished_reports(url, config)
+    runner = make_task_runner(settings.runner)
+    reports, new = [], 0
+    for index in range(config.budget.iterations):
+        if index in done:
+            reports.append(done[index])
+            continue
+        if iterations_per_run is not None and new >= iterations_per_run:
+            break
+        subflow = iteration_flow.with_options(task_runner=runner)
+        reports.append(subflow(config, url, index, settings))
+        new += 1
+    get_run_logger().info("campaign %s: %d iterations finished, %d in this run", config.name, len(reports), new)
+    return reports
