@@ -280,6 +280,11 @@ def generate(
                 raise CrystaloopError(f"--composition {composition!r} is not a chemical formula: {exc}") from None
             if any(abs(v - round(v)) > 1e-6 for v in parsed.values()):
                 raise CrystaloopError(f"--composition {composition!r} must have whole-number counts (cell contents)")
+            from pymatgen.core import Element
+
+            unknown = [getattr(el, "symbol", str(el)) for el in parsed if not isinstance(el, Element)]
+            if unknown:
+                raise CrystaloopError(f"--composition {composition!r}: unknown element {unknown[0]!r}; allowed: element symbols H..Og")
             comp = {str(el): int(round(v)) for el, v in parsed.items()}
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
