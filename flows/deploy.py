@@ -1,0 +1,128 @@
+"""Deployments of campaigns: several schedules per campaign, served by this process; pause,
+resume and per-run parameter overrides through the Prefect API.
+
+A campaign deployment is ``crystaloop-campaign/<name>``; its default parameters are the campaign
+config (JSON), the store URL, the flow settings and ``iterations_per_run`` (``1`` with a nightly
+cron advances the campaign one iteration per night; the store carries the state between runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import serve
+from prefect.deployments import run_deployment
+
+from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.store import resolve_store_url
+from crystaloop.flows.campaign import campaign_flow
+from crystaloop.flows.config import FlowSettings
+from crystaloop.loop.config import CampaignConfig
+
+__all__ = ["FLOW_NAME", "build_deployment", "serve_deployments", "set_paused", "trigger", "deployment_name"]
+
+logger = logging.getLogger(__name__)
+
+FLOW_NAME = "crystaloop-campaign"
+
+
+def deployment_name(name: str) -> str:
+    """The full ``flow/deployment`` name of a campaign deployment called ``name``."""
+    return name if "/" in name else f"{FLOW_NAME}/{name}"
+
+
+def _check_cron(cron: str) -> str:
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron)
+    except ValidationError:
+        raise CrystaloopError(f"not a cron expression: {cron!r}; expected five fields such as '0 2 * * *' (02:00 daily)") from None
+    return cron
+
+
+def build_deployment(
+    config: CampaignConfig,
+    *,
+    name: str | None = None,
+    crons: Sequence[str] = (),
+    intervals_s: Sequence[float] = (),
+    store_url: str | None = None,
+    settings: FlowSettings | None = None,
+    iterations_per_run: int | None = 1,
+    paused: bool = False,
+    timezone: str = "UTC",
+) -> Any:
+    """A ``RunnerDeployment`` of :func:`~crystaloop.flows.campaign.campaign_flow` for ``config``
+    with one schedule per cron expression and per interval (none → runs only when triggered).
+
+    Raises:
+        CrystaloopError: a cron expression is invalid (named in the message).
+    """
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron, Interval
+
+    schedules = [Cron(_check_cron(c), timezone=timezone) for c in crons] + [Interval(float(s)) for s in intervals_s]
+    parameters = {
+        "config": config.model_dump(mode="json"),
+        "store_url": resolve_store_url(store_url or config.store_url),
+        "settings": (settings or FlowSettings()).model_dump(mode="json"),
+        "iterations_per_run": iterations_per_run,
+    }
+    return campaign_flow.to_deployment(
+        name=name or config.name,
+        schedules=schedules or None,
+        paused=paused,
+        parameters=parameters,
+        # one run of a campaign at a time: runs of one store must not interleave
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+        tags=["crystaloop", f"campaign:{config.name}"],
+        description=f"crystaloop campaign {config.name} (config {config.config_hash()})",
+        version=config.config_hash(),
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def serve_deployments(*deployments: Any, limit: int | None = None) -> None:
+    """Register the deployments and run their flow runs from this process until interrupted
+    (schedules are paused when it stops)."""
+    serve(*deployments, limit=limit, print_starting_message=False)
+
+
+def set_paused(name: str, paused: bool) -> None:
+    """Pause (no new scheduled runs) or resume the deployment called ``name``.
+
+    Raises:
+        CrystaloopError: no deployment has that name.
+    """
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    full = deployment_name(name)
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(full)
+        except ObjectNotFound:
+            names = sorted(f"{FLOW_NAME}/{d.name}" for d in client.read_deployments())
+            raise CrystaloopError(f"no deployment {full!r}; deployments: {', '.join(names) or 'none'}") from None
+        if paused:
+            client.pause_deployment(deployment.id)
+        else:
+            client.resume_deployment(deployment.id)
+    logger.info("deployment %s %s", full, "paused" if paused else "resumed")
+
+
+def trigger(name: str, overrides: dict[str, Any] | None = None, *, iterations_per_run: int | None = None, timeout_s: float | None = 0) -> Any:
+    """Start a run of the deployment ``name`` now, with ``overrides`` merged into its campaign
+    config for this run only; waits up to ``timeout_s`` (``0`` → returns at once, ``None`` →
+    until it ends). Returns the flow run."""
+    parameters: dict[str, Any] = {}
+    if overrides:
+        parameters["overrides"] = overrides
+    if iterations_per_run is not None:
+        parameters["iterations_per_run"] = iterations_per_run
+    return run_deployment(deployment_name(name), parameters=parameters, timeout=timeout_s)
