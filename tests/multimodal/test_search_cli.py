@@ -98,3 +98,25 @@ def test_index_command(setup: tuple[Path, str, list], app: typer.Typer) -> None:
     result = CliRunner().invoke(app, ["multimodal", "index", "--model", str(checkpoint), "--store", url])
     assert result.exit_code == 0 and "embedded 12 candidates" in result.output
     assert np.isfinite(CandidateStore(url).load_embeddings(embedding_name(load_checkpoint(checkpoint)[1]))[1]).all()
+
+
+@pytest.mark.slow
+def test_eval_command_writes_recall_next_to_baselines(
+    setup: tuple[Path, str, list], tmp_path: Path, app: typer.Typer, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crystaloop.multimodal import features
+
+    monkeypatch.setattr(features, "views_cache_dir", lambda: tmp_path / "views")
+    checkpoint, _, _ = setup
+    out = tmp_path / "metrics.json"
+    data = str(fixtures_dir / "mp20_layout.csv")
+    result = CliRunner().invoke(
+        app, ["multimodal", "eval", "--data", data, "--out", str(out), "--model", str(checkpoint)]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    n = metrics["n"]
+    assert n == 3 and metrics["random"]["recall@1"] == pytest.approx(1 / 3)
+    for key in ("text_to_structure", "xrd_to_structure", "augmented_xrd_to_structure", "composition_only"):
+        assert 0.0 <= metrics[key]["recall@1"] <= metrics[key]["recall@5"] == 1.0  # 5 ≥ n: always found
+    assert metrics["data"] == data and len(metrics["checkpoint_hash"]) == 64
