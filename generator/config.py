@@ -93,18 +93,23 @@ class SamplerConfig(_Strict):
     Attributes:
         steps: number of reverse steps (≤ T; fewer steps use an evenly strided subset).
         method: ``pc`` = ancestral predictor plus a Langevin corrector on coordinates (the
-            1000-step protocol); ``ddim`` = deterministic strided steps (fast, fewer steps).
+            1000-step protocol); ``ddim`` = deterministic strided steps (fast, fewer steps);
+            ``consistency`` = a distilled consistency model in ``steps`` (1, 2, 4) network calls.
         corrector_step: Langevin step scale on coordinates (DiffCSP's step_lr).
         batch_size: crystals per network call.
         canonical_frame: evaluate the network in the canonical lattice basis at every step
             (exact lattice-basis-change equivariance; ~1 ms per crystal per step on a CPU).
+        midpoints: ``consistency`` only: the steps − 1 intermediate teacher steps (descending,
+            in (0, T)) at which a multistep consistency sampler re-noises; ``None`` = the
+            distilled checkpoint's validated choice (:mod:`crystaloop.generator.consistency_sampling`).
     """
 
     steps: int = Field(1000, gt=0)
-    method: Literal["pc", "ddim"] = "pc"
+    method: Literal["pc", "ddim", "consistency"] = "pc"
     corrector_step: float = Field(1e-5, ge=0)
     batch_size: int = Field(512, gt=0)
     canonical_frame: bool = False
+    midpoints: list[int] | None = None
 
 
 class GeneratorConfig(_Strict):

@@ -21,8 +21,11 @@ import torch
 from crystaloop.data.crystal import Crystal, atomic_number, element_symbol
 from crystaloop.data.errors import CrystaloopError, InvalidStructureError
 from crystaloop.data.records import Candidate, Condition, Provenance
-from crystaloop.generator.checkpoint import file_hash, load_model
+from crystaloop.generator.checkpoint import file_hash
 from crystaloop.generator.config import SamplerConfig
+from crystaloop.generator.consistency import ConsistencyModel
+from crystaloop.generator.consistency_checkpoint import load_any_model
+from crystaloop.generator.consistency_sampling import consistency_sample_batch
 from crystaloop.generator.model import CrystalDiffusion
 from crystaloop.generator.sampling import RawSamples, SampleRequest, sample_batch
 
@@ -52,7 +55,8 @@ class DiffusionGenerator:
     """Samples crystals from a trained :class:`CrystalDiffusion` (implements ``Generator``).
 
     Args:
-        model: the loaded model (eval mode).
+        model: the loaded model (eval mode); a distilled :class:`ConsistencyModel` samples with
+            ``method="consistency"`` only (default for it: 2 steps), a teacher never does.
         sampler: reverse-process settings (steps, method, batch size).
         checkpoint_hash: sha256 prefix of the checkpoint file, for provenance.
     """
@@ -61,13 +65,19 @@ class DiffusionGenerator:
 
     def __init__(self, model: CrystalDiffusion, sampler: SamplerConfig | None = None, *, checkpoint_hash: str | None = None) -> None:
         self.model = model
-        self.sampler = sampler or SamplerConfig()
+        distilled = isinstance(model, ConsistencyModel)
+        self.sampler = sampler or (SamplerConfig(method="consistency", steps=2) if distilled else SamplerConfig())
+        if distilled != (self.sampler.method == "consistency"):
+            raise CrystaloopError(
+                f"sampler method {self.sampler.method!r} does not fit this checkpoint: "
+                + ("a distilled consistency model samples with method 'consistency' (steps 1, 2 or 4)" if distilled
+                   else "method 'consistency' needs a distilled checkpoint (`crystaloop generator distill`); allowed here: pc, ddim"))
         self.checkpoint_hash = checkpoint_hash
         self.last_dropped = 0
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, sampler: SamplerConfig | None = None, device: str = "cpu") -> DiffusionGenerator:
-        model, _ = load_model(path, device=device)
+        model = load_any_model(path, device=device)  # a teacher or a distilled student, by the file's format
         return cls(model, sampler, checkpoint_hash=file_hash(Path(path)))
 
     # -- what the checkpoint supports -------------------------------------------------------
@@ -161,7 +171,8 @@ class DiffusionGenerator:
                 embeddings=None if request.embeddings is None else request.embeddings[first:last],
                 guidance_scale=request.guidance_scale,
             )
-            pieces.append(sample_batch(self.model, part, self.sampler, seed=seed * 100_003 + number, on_step=on_step))
+            sampler = consistency_sample_batch if self.sampler.method == "consistency" else sample_batch
+            pieces.append(sampler(self.model, part, self.sampler, seed=seed * 100_003 + number, on_step=on_step))
         return RawSamples(
             lattice=np.concatenate([p.lattice for p in pieces]), frac=np.concatenate([p.frac for p in pieces]),
             numbers=np.concatenate([p.numbers for p in pieces]), num_atoms=np.concatenate([p.num_atoms for p in pieces]),
