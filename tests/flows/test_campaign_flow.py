@@ -101,11 +101,15 @@ def test_retries_absorb_a_flaky_oracle(prefect_server, replay_campaign, store_ur
     components.evaluator = FlakyEvaluator(components.evaluator, fail_on={1, 3})
     install_components(config, components)
     try:
-        settings = FlowSettings(artifacts=False, runner={"kind": "threads", "max_workers": 1}, **FAST)
+        settings = FlowSettings(artifacts=False, runner={"kind": "threads", "max_workers": 2}, oracle_tag="oracle-retry-test", oracle_concurrency=1, **FAST)
         state = campaign_flow(config, store_url=store_url, settings=settings, return_state=True)
     finally:
         uninstall_components(config)
     assert state.is_completed(), state.message
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:  # the oracle tag's limit is on the server
+        assert client.read_concurrency_limit_by_tag("oracle-retry-test").concurrency_limit == 1
     assert components.evaluator.calls == 5  # 3 candidates, 2 of them retried once
     with CandidateStore(store_url) as store:
         assert store.count(CandidateFilter(campaign=config.name, status=["evaluated", "failed"])) == 3
