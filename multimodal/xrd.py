@@ -149,7 +149,7 @@ def augment_patterns(
         source = np.degrees(2.0 * np.arcsin(np.clip(np.sin(strained) * (1.0 + strain), -1.0, 1.0)))
         moved = np.interp(source, x, row, left=0.0, right=0.0)
         moved *= np.exp(config.intensity_jitter * _smooth_field(x, rng))
-        out[i] = moved + _background(x, rng, config.max_background * max(moved.max(), 1e-12))
+        out[i] = moved + _background(x, rng, config.max_background * moved.max())
     out = normalise(out)
     if config.noise > 0:
         out = out + config.noise * np.sqrt(out) * rng.standard_normal(out.shape)

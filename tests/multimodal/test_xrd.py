@@ -114,3 +114,8 @@ def test_fixture_cif_patterns(fixtures_dir: Path) -> None:
     crystal = Crystal.from_pymatgen(Structure.from_file(fixtures_dir / "structures" / "SrTiO3.cif"))
     pattern = simulate_pattern(crystal)
     assert pattern.max() == pytest.approx(1.0) and (pattern > 0.05).sum() > 10
+
+
+def test_a_pattern_without_peaks_stays_empty_under_augmentation() -> None:
+    empty = np.zeros((2, N_POINTS))
+    assert not augment_patterns(empty, np.random.default_rng(0)).any()
