@@ -11,5 +11,6 @@ Modules (import what you need; nothing heavy is imported here):
   ``Encoder`` port; :mod:`.fusion`: the CLIP-style fusion model and its checkpoints;
 * :mod:`.features`: cached per-dataset views; :mod:`.training`: training and evaluation;
 * :mod:`.retrieval`: cosine index and recall metrics; :mod:`.store_index`: embeddings in the
-  candidate store; :mod:`.pretrained`: the shipped checkpoint.
+  candidate store; :mod:`.pretrained`: the shipped checkpoint;
+* :mod:`.conditioning`: generation conditions (``Condition.embedding``) from any modality.
 """
