@@ -67,7 +67,7 @@ def run(quick: bool = False) -> list[dict]:
     from crystaloop.multimodal.fusion import load_checkpoint
     from crystaloop.multimodal.pretrained import shipped_checkpoint
     from crystaloop.multimodal.retrieval import EmbeddingIndex
-    from crystaloop.multimodal.training import TrainConfig, evaluate
+    from crystaloop.multimodal.training import evaluate
 
     torch.set_num_threads(1)
     model, info = load_checkpoint(shipped_checkpoint())
@@ -81,7 +81,7 @@ def run(quick: bool = False) -> list[dict]:
             )
             logger.info("%s %s: %.1f /s", split, what, rate)
         evaluated = dataset.subset(np.arange(min(200, len(dataset)))) if quick else dataset
-        metrics = evaluate(model, evaluated, TrainConfig(text_variants=1))
+        metrics = evaluate(model, evaluated)
         for query in (
             "text_to_structure",
             "xrd_to_structure",

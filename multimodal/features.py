@@ -5,7 +5,7 @@
 description and ``variants`` training variants, and their frozen MiniLM layer features
 (B, 1 + variants, 7, 384) stored as float16. MiniLM is the slow part (≈ 40–80 ms per text on one
 core), so results are cached in ``<dataset cache>/multimodal/<key>.npz``, keyed by the dataset's
-content hash, the grid, the describer settings and ``FEATURES_VERSION``.
+content hash and ids, the grid, the describer settings and ``FEATURES_VERSION``.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def views_cache_dir() -> Path:
 def _key(dataset: CrystalDataset, grid: PatternGrid, variants: int, seed: int) -> str:
     payload = {
         "version": FEATURES_VERSION,
-        "data": dataset.content_hash or hashlib.sha256("".join(dataset.ids).encode()).hexdigest(),
-        "n": len(dataset),
+        "data": dataset.content_hash,  # a subset keeps its parent's hash: the ids tell subsets apart
+        "ids": hashlib.sha256("\x1f".join(dataset.ids).encode()).hexdigest(),
         "grid": grid.model_dump(),
         "variants": variants,
         "seed": seed,

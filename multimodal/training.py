@@ -238,16 +238,16 @@ def evaluate(
 
     Returns recall@1/5/10 and mean rank of each, the random-ranking expectation and the
     composition-only baseline, all over the same n structures. ``config`` supplies the
-    augmentation and the number of text variants whose cached views to reuse (default: none).
+    augmentation of the augmented-XRD queries (default ``AugmentConfig()``).
     """
-    config = config or TrainConfig(text_variants=0)  # only the full descriptions are needed here
+    augment = (config or TrainConfig()).augment
     dataset = spec if isinstance(spec, CrystalDataset) else load_dataset(spec)
-    views = prepare_views(dataset, grid=model.config.grid, variants=config.text_variants, seed=config.seed)
+    views = prepare_views(dataset, grid=model.config.grid, variants=0)  # the full descriptions only
     model.eval()
     structures = model.embed("structure", dataset.crystals)
     xrd = model.embed("xrd", views.patterns)
     noisy = model.embed(
-        "xrd", augment_patterns(views.patterns, np.random.default_rng(seed), config.augment, model.config.grid)
+        "xrd", augment_patterns(views.patterns, np.random.default_rng(seed), augment, model.config.grid)
     )
     text = model.encode_text_features(torch.from_numpy(views.text_features[:, 0].astype(np.float32))).numpy()
     formulas = [c.reduced_formula for c in dataset.crystals]
