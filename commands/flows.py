@@ -64,7 +64,11 @@ def server_start(
     log_dir = Path(settings.home or Path.home() / ".prefect")
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "crystaloop-server.log"
+    import signal
+    import sys
+
     process = start_server(settings, log_path=log_path)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a terminated command stops its server too
     try:
         waited = wait_until_healthy(settings, process, timeout=timeout, log_path=log_path)
         console.print(f"Prefect server ready after {waited:.0f} s: UI {settings.ui_url}  API {settings.api_url}", highlight=False)
