@@ -11,13 +11,14 @@ the product space the teacher diffuses over:
   process is exactly TrigFlow (Lu & Song 2024, *Simplifying, Stabilizing and Scaling
   Continuous-Time Consistency Models*) with σ_d = 1, ``cos τ = √ᾱ_t``, ``sin τ = √(1−ᾱ_t)``,
   and every parametrisation below has the form ``f_L = cos τ · x_t − sin τ · F``.
-  ``lattice_output="epsilon"`` (default): ``F = (ε̂ − sin τ x_t) / max(cos τ, δ)``, δ = 0.1.
-  Where ``cos τ ≥ δ`` (ᾱ ≥ 0.01, 94 % of a cosine schedule) this is exactly the teacher's
-  clean estimate ``(x_t − sin τ ε̂)/cos τ``, so the student starts as the teacher's denoiser,
-  the initialisation of Song et al. (2023); near T the cap bounds the amplification of network
-  error to 1/δ = 10 instead of 1/√ᾱ_T ≈ 10⁴. ``lattice_output="velocity"``: TrigFlow's own
-  scalings, the head read as ``F ≈ cos τ ε − sin τ x_0`` (bounded everywhere, but the
-  teacher's ε head is then a good start only at low noise: on tiny models it distilled slower).
+  ``lattice_output="epsilon"`` (default): ``F = (ε̂ − sin τ x_t) / max(cos τ, δ)``, which is
+  Lu & Song's conversion of an ε-prediction model to TrigFlow with 1/cos τ capped at 1/δ
+  (``lattice_cap``, default δ = 0.25). Where ``cos τ ≥ δ`` (ᾱ ≥ 1/16, the first ~84 % of a
+  cosine schedule) the student's estimate is exactly the teacher's ``(x_t − sin τ ε̂)/cos τ``,
+  so it starts as the teacher's denoiser, the initialisation of Song et al. (2023); above, the
+  cap bounds the amplification of network error to 1/δ = 4 instead of 1/√ᾱ_T ≈ 10⁴ at T.
+  ``lattice_output="velocity"``: the head read directly as ``F ≈ cos τ ε − sin τ x_0``
+  (amplification 1 everywhere, but the teacher's ε head is then a good start only at low noise).
 * **Fractional coordinates** (wrapped normal on the torus, ``F_t = F_0 + σ_t ε mod 1``).
   On a torus the only skip that commutes with integer shifts is the identity, so
   ``f_F = (F_t + c_out(t) · G_θ) mod 1`` with ``c_out(t) = σ_t² √E[score²]_t``: with ``G`` the
@@ -64,7 +65,6 @@ from crystaloop.generator.model import CrystalDiffusion, Normalisation
 from crystaloop.generator.sampling import _LATTICE_CLIP
 
 LatticeOutput = Literal["epsilon", "velocity"]
-_MIN_COS = 0.1  # δ: cap of 1/cos τ in the epsilon parametrisation of the lattice
 
 __all__ = ["CleanEstimate", "ConsistencyModel", "clean_estimate", "torus_difference", "teacher_step", "consistency_times"]
 
@@ -100,24 +100,29 @@ class ConsistencyModel(CrystalDiffusion):
         normalisation: the teacher's data normalisation.
         midpoints: validated intermediate teacher steps per step count, e.g. ``{2: [400]}``.
         lattice_output: how the lattice head is read, ``epsilon`` or ``velocity`` (module docstring).
+        lattice_cap: δ in (0, 1], the cap of 1/cos τ for ``epsilon``.
     """
 
     def __init__(self, config: GeneratorConfig, normalisation: Normalisation, midpoints: dict[int, list[int]] | None = None,
-                 lattice_output: LatticeOutput = "epsilon") -> None:
+                 *, lattice_output: LatticeOutput = "epsilon", lattice_cap: float = 0.25) -> None:
         super().__init__(config, normalisation)
         if lattice_output not in ("epsilon", "velocity"):
             raise CrystaloopError(f"unknown lattice_output {lattice_output!r}; allowed: epsilon, velocity")
+        if not 0.0 < lattice_cap <= 1.0:
+            raise CrystaloopError(f"lattice_cap must lie in (0, 1], got {lattice_cap}")
         self.midpoints: dict[int, list[int]] = dict(midpoints or {})
         self.lattice_output = lattice_output
+        self.lattice_cap = float(lattice_cap)
 
     @classmethod
-    def from_teacher(cls, teacher: CrystalDiffusion, lattice_output: LatticeOutput = "epsilon") -> ConsistencyModel:
+    def from_teacher(cls, teacher: CrystalDiffusion, *, lattice_output: LatticeOutput = "epsilon",
+                     lattice_cap: float = 0.25) -> ConsistencyModel:
         """A student initialised with the teacher's weights (same dtype and device)."""
         parameter = next(teacher.parameters())
         student = cls(teacher.config, Normalisation(
             teacher.normalisation.species.tolist(), float(teacher.normalisation.volume_per_atom),
             teacher.normalisation.property_mean.tolist(), teacher.normalisation.property_std.tolist(),
-            teacher.normalisation.atom_count_probs.tolist()), lattice_output=lattice_output)
+            teacher.normalisation.atom_count_probs.tolist()), lattice_output=lattice_output, lattice_cap=lattice_cap)
         student.denoiser.load_state_dict(teacher.denoiser.state_dict())
         return student.to(device=parameter.device, dtype=parameter.dtype)
 
@@ -141,7 +146,7 @@ def _parametrise(model: CrystalDiffusion, x: NoisyBatch, out: DenoiserOutput) ->
     if getattr(model, "lattice_output", "epsilon") == "velocity":
         velocity = out.lattice_noise
     else:
-        velocity = (out.lattice_noise - sin * x.lattice) / cos.clamp(min=_MIN_COS)
+        velocity = (out.lattice_noise - sin * x.lattice) / cos.clamp(min=getattr(model, "lattice_cap", 0.25))
     lattice = cos * x.lattice - sin * velocity
     frac = torch.remainder(x.frac + c_out * out.coord_score, 1.0)
     masked = x.tokens == model.mask_token

@@ -87,8 +87,9 @@ def consistency_from_payload(payload: dict[str, Any], *, weights: str = "weights
     normalisation = Normalisation(norm["species"].tolist(), float(norm["volume_per_atom"]), norm["property_mean"].tolist(),
                                   norm["property_std"].tolist(), norm["atom_count_probs"].tolist())
     midpoints = {int(k): [int(t) for t in v] for k, v in payload.get("midpoints", {}).items()}
-    lattice_output = payload["distill"].get("lattice_output", "epsilon")
-    model = ConsistencyModel(GeneratorConfig.model_validate(payload["config"]), normalisation, midpoints, lattice_output)
+    settings = payload["distill"]
+    model = ConsistencyModel(GeneratorConfig.model_validate(payload["config"]), normalisation, midpoints,
+                             lattice_output=settings.get("lattice_output", "epsilon"), lattice_cap=settings.get("lattice_cap", 0.25))
     state = payload["weights"] if weights == "weights" else payload["training"][weights]
     model.denoiser.load_state_dict(state)
     return model

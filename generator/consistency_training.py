@@ -73,6 +73,7 @@ class DistillConfig(BaseModel):
         grid_points: N, intervals of the discretisation grid over the teacher's T steps (≤ T).
         lattice_output: how the student's lattice head is read (``epsilon``: starts as the
             teacher's denoiser; ``velocity``: TrigFlow); see :mod:`~crystaloop.generator.consistency`.
+        lattice_cap: δ, the cap of 1/cos τ of the ``epsilon`` reading (error amplification ≤ 1/δ).
         epochs, batch_size, learning_rate, grad_clip: optimisation (Adam, constant rate).
         target_decay: μ, EMA decay of the target network.
         ema_decay: EMA decay of the sampling weights.
@@ -87,6 +88,7 @@ class DistillConfig(BaseModel):
 
     grid_points: int = Field(50, gt=1)
     lattice_output: LatticeOutput = "epsilon"
+    lattice_cap: float = Field(0.25, gt=0.0, le=1.0)
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(128, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
@@ -207,8 +209,8 @@ def distill_model(
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     hash_of_data = data_hash(crystals)
-    student = ConsistencyModel.from_teacher(teacher, config.lattice_output)
-    target = ConsistencyModel.from_teacher(teacher, config.lattice_output).eval()
+    student = ConsistencyModel.from_teacher(teacher, lattice_output=config.lattice_output, lattice_cap=config.lattice_cap)
+    target = ConsistencyModel.from_teacher(teacher, lattice_output=config.lattice_output, lattice_cap=config.lattice_cap).eval()
     optimizer = torch.optim.Adam(student.denoiser.parameters(), lr=config.learning_rate)
     ema = copy.deepcopy(student.denoiser.state_dict())
     generator = torch.Generator().manual_seed(config.seed)
@@ -274,7 +276,7 @@ def distill_model(
         if on_epoch is not None:
             on_epoch(epoch + 1, epoch_losses)
     if validation:
-        sampler_model = ConsistencyModel.from_teacher(teacher, config.lattice_output)
+        sampler_model = ConsistencyModel.from_teacher(teacher, lattice_output=config.lattice_output, lattice_cap=config.lattice_cap)
         sampler_model.denoiser.load_state_dict(ema)
         candidates = sorted({max(1, min(teacher.schedule.timesteps - 1, round(f * teacher.schedule.timesteps)))
                              for f in config.midpoint_candidates})
