@@ -32,7 +32,7 @@ from crystaloop.generator.consistency import ConsistencyModel
 from crystaloop.generator.model import CrystalDiffusion, Normalisation
 
 __all__ = ["CONSISTENCY_FORMAT", "save_consistency", "load_consistency_checkpoint", "consistency_from_payload",
-           "load_consistency_model", "load_any_model"]
+           "load_consistency_model", "load_any_model", "strip_consistency_for_shipping"]
 
 CONSISTENCY_FORMAT = "crystaloop.generator.consistency/1"
 
@@ -112,3 +112,12 @@ def load_any_model(path: Path | str, device: str = "cpu") -> CrystalDiffusion:
         if payload.get("format") == CONSISTENCY_FORMAT:
             return consistency_from_payload(payload).to(device).eval()
     return load_model(path, device)[0]
+
+
+def strip_consistency_for_shipping(source: Path | str, target: Path | str) -> None:
+    """Copy a distilled checkpoint without its ``training`` section (EMA weights only)."""
+    payload = load_consistency_checkpoint(source)
+    payload.pop("training", None)
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, target)

@@ -26,7 +26,11 @@ from crystaloop.generator.consistency import (
     teacher_step,
     torus_difference,
 )
-from crystaloop.generator.consistency_checkpoint import CONSISTENCY_FORMAT, load_consistency_checkpoint
+from crystaloop.generator.consistency_checkpoint import (
+    CONSISTENCY_FORMAT,
+    load_consistency_checkpoint,
+    strip_consistency_for_shipping,
+)
 from crystaloop.generator.consistency_sampling import consistency_sample_batch
 from crystaloop.generator.consistency_training import DistillConfig, distill_model, evaluation_loss
 from crystaloop.generator.diffusion import DiffusionGenerator
@@ -205,7 +209,10 @@ def test_distillation_lowers_the_consistency_loss_and_writes_a_self_describing_c
     assert metrics["epochs"] == 24 and len(metrics["history"]) == 24
     assert payload["format"] == CONSISTENCY_FORMAT and payload["teacher_hash"] == "abc" and payload["data_hash"]
     assert payload["midpoints"]["2"][0] in (15, 30) and len(metrics["midpoint_search"]) == 2
-    generator = DiffusionGenerator.from_checkpoint(out)
+    shipped = tmp_path / "shipped.pt"
+    strip_consistency_for_shipping(out, shipped)
+    assert "training" not in load_consistency_checkpoint(shipped) and shipped.stat().st_size < out.stat().st_size
+    generator = DiffusionGenerator.from_checkpoint(shipped)  # what a campaign does with a checkpoint path
     assert isinstance(generator.model, ConsistencyModel) and generator.sampler.method == "consistency"
     assert generator.model.midpoints == {2: payload["midpoints"]["2"]}
     assert generator.sample(3, Condition(composition=train.crystals[0].composition), seed=0)
