@@ -19,6 +19,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from crystaloop.commands.campaign import campaign_app
+from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 
 if TYPE_CHECKING:
@@ -38,6 +39,12 @@ app.add_typer(oracle_app, name="oracle")
 app.add_typer(generator_app, name="generator")
 app.command("generate")(generate)
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(server_app, name="server")
+campaign_app.command("deploy")(deploy)
+campaign_app.command("pause")(pause)
+campaign_app.command("resume")(resume)
+campaign_app.command("trigger")(trigger)
+campaign_app.command("flow")(flow_run)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)

@@ -9,10 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from crystaloop.commands.common import console, err_console, fail, read_yaml_mapping
+from crystaloop.commands.distill import distill
 
 __all__ = ["generator_app"]
 
-generator_app = typer.Typer(help="Train, evaluate and list crystal diffusion generators.", no_args_is_help=True)
+generator_app = typer.Typer(help="Train, evaluate, distil and list crystal diffusion generators.", no_args_is_help=True)
+generator_app.command("distill")(distill)
 logger = logging.getLogger(__name__)
 
 
@@ -123,7 +125,7 @@ def evaluate(
     mode: Annotated[str, typer.Option("--mode", help="csp (composition given) or dng (de novo).")] = "csp",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N test structures (csp) / draw N samples (dng).")] = None,  # noqa: UP045
     steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse steps.")] = 1000,
-    method: Annotated[str, typer.Option("--method", help="pc (predictor-corrector) or ddim.")] = "pc",
+    method: Annotated[str, typer.Option("--method", help="pc (predictor-corrector), ddim, or consistency (distilled checkpoints).")] = "pc",
     coverage_limit: Annotated[int, typer.Option("--coverage-limit", min=0, help="Structures used for COV-R/COV-P (fingerprints are slow; 0 skips).")] = 300,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
@@ -254,7 +256,7 @@ def generate(
     num_atoms: Annotated[Optional[int], typer.Option("--num-atoms", min=1, help="Sites per cell for de novo (default: drawn from the training data).")] = None,  # noqa: UP045
     model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint file or shipped name (default: perov_5, carbon_24 for pure carbon).")] = None,  # noqa: UP045
     steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse steps.")] = 1000,
-    method: Annotated[str, typer.Option("--method", help="pc or ddim.")] = "pc",
+    method: Annotated[str, typer.Option("--method", help="pc, ddim, or consistency (distilled checkpoints).")] = "pc",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL.")] = None,  # noqa: UP045
 ) -> None:

@@ -64,7 +64,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch, symmetric_polar
 from crystaloop.generator.model import CrystalDiffusion, Normalisation
-from crystaloop.generator.sampling import _LATTICE_CLIP
+from crystaloop.generator.sampling import LATTICE_CLIP, clean_lattice_estimate
 
 LatticeOutput = Literal["epsilon", "velocity"]
 
@@ -150,6 +150,8 @@ def _parametrise(model: CrystalDiffusion, x: NoisyBatch, out: DenoiserOutput) ->
     else:
         velocity = (out.lattice_noise - sin * x.lattice) / cos.clamp(min=getattr(model, "lattice_cap", 0.25))
     lattice = cos * x.lattice - sin * velocity
+    size = torch.linalg.matrix_norm(lattice).clamp(min=1e-12).view(-1, 1, 1)
+    lattice = lattice * (LATTICE_CLIP / size).clamp(max=1.0)  # same bound as the teacher's x̂₀ (rotation equivariant)
     frac = torch.remainder(x.frac + c_out * out.coord_score, 1.0)
     masked = x.tokens == model.mask_token
     onehot = torch.nn.functional.one_hot(x.tokens.clamp(max=model.mask_token - 1), model.normalisation.num_species)
@@ -195,10 +197,8 @@ def teacher_step(model: CrystalDiffusion, out: DenoiserOutput, x: NoisyBatch, s:
     t = x.t
     ab_t = schedule.alpha_bar[t].to(dtype).view(-1, 1, 1)
     ab_s = schedule.alpha_bar[s].to(dtype).view(-1, 1, 1)
-    x0 = (x.lattice - (1 - ab_t).sqrt() * out.lattice_noise) / ab_t.sqrt()
-    size = torch.linalg.matrix_norm(x0).clamp(min=1e-12).view(-1, 1, 1)
-    x0 = x0 * (_LATTICE_CLIP / size).clamp(max=1.0)
-    lattice = ab_s.sqrt() * x0 + (1 - ab_s).clamp(min=0).sqrt() * out.lattice_noise
+    x0, noise = clean_lattice_estimate(x.lattice, out.lattice_noise, ab_t)
+    lattice = ab_s.sqrt() * x0 + (1 - ab_s).clamp(min=0).sqrt() * noise
     t_site, s_site = t[x.batch], s[x.batch]
     score = out.coord_score * schedule.sigma_norm[t_site].sqrt().to(dtype).unsqueeze(-1)
     gap = (schedule.sigma[t_site] ** 2 - schedule.sigma[s_site] ** 2).to(dtype).unsqueeze(-1)

@@ -30,7 +30,7 @@ from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.consistency import CleanEstimate, ConsistencyModel, clean_estimate, consistency_times
 from crystaloop.generator.denoiser import NoisyBatch
 from crystaloop.generator.model import symmetric_noise
-from crystaloop.generator.sampling import _LATTICE_CLIP, RawSamples, SampleRequest
+from crystaloop.generator.sampling import LATTICE_CLIP, RawSamples, SampleRequest
 
 __all__ = ["consistency_sample_batch"]
 
@@ -108,7 +108,7 @@ def consistency_sample_batch(model: ConsistencyModel, request: SampleRequest, co
             state = state.replace(lattice=lattice, frac=frac, tokens=tokens)
         else:
             size = torch.linalg.matrix_norm(estimate.lattice).clamp(min=1e-12).view(-1, 1, 1)
-            state = state.replace(lattice=estimate.lattice * (_LATTICE_CLIP / size).clamp(max=1.0), frac=estimate.frac, tokens=tokens)
+            state = state.replace(lattice=estimate.lattice * (LATTICE_CLIP / size).clamp(max=1.0), frac=estimate.frac, tokens=tokens)
         if on_step is not None:
             on_step(index + 1, len(times))
 

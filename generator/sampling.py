@@ -29,14 +29,14 @@ from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
 from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
 
-__all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch"]
+__all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch", "clean_lattice_estimate", "LATTICE_CLIP"]
 
 logger = logging.getLogger(__name__)
 
 # Frobenius norm of a normalised lattice (volume ≈ 1; √3 for a cube) stays well below this.
 # Shrinking the clean-lattice estimate to this norm keeps the first steps (ᾱ_T ≈ 0, division by
 # √ᾱ_t) finite, like DDPM's x̂₀ clipping, while staying rotation equivariant (a norm, not a box).
-_LATTICE_CLIP = 10.0
+LATTICE_CLIP = 10.0
 
 
 @dataclass
@@ -79,6 +79,18 @@ class RawSamples:
         bounds = np.concatenate([[0], np.cumsum(self.num_atoms)])
         return [(self.lattice[i], self.frac[bounds[i]:bounds[i + 1]], self.numbers[bounds[i]:bounds[i + 1]])
                 for i in range(len(self.num_atoms))]
+
+
+def clean_lattice_estimate(lattice: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean-lattice estimate x̂₀ shrunk to Frobenius norm ≤ ``LATTICE_CLIP``, and the noise
+    estimate re-derived from it so the DDIM step stays consistent with the clipped x̂₀.
+
+    Args: lattice, noise (B, 3, 3); alpha_bar: ᾱ_t broadcastable to (B, 1, 1).
+    """
+    x0 = (lattice - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
+    size = torch.linalg.matrix_norm(x0).clamp(min=1e-12).view(-1, 1, 1)
+    x0 = x0 * (LATTICE_CLIP / size).clamp(max=1.0)
+    return x0, (lattice - alpha_bar.sqrt() * x0) / (1 - alpha_bar).clamp(min=1e-12).sqrt()
 
 
 def step_grid(timesteps: int, steps: int) -> list[int]:
@@ -145,12 +157,10 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
         out = evaluate(state.replace(t=torch.full((b,), t, device=device)))
         # lattice (DDIM with η)
         ab_t, ab_s = schedule.alpha_bar[t], schedule.alpha_bar[s]
-        x0 = (state.lattice - (1 - ab_t).sqrt() * out.lattice_noise) / ab_t.sqrt()
-        size = torch.linalg.matrix_norm(x0).clamp(min=1e-12).view(-1, 1, 1)
-        x0 = x0 * (_LATTICE_CLIP / size).clamp(max=1.0)
+        x0, lattice_noise = clean_lattice_estimate(state.lattice, out.lattice_noise, ab_t)
         noise_scale = eta * (((1 - ab_s) / (1 - ab_t)) * (1 - ab_t / ab_s)).clamp(min=0).sqrt()
         direction = (1 - ab_s - noise_scale**2).clamp(min=0).sqrt()
-        lattice = ab_s.sqrt() * x0 + direction * out.lattice_noise + noise_scale * symmetric_noise(b, generator).to(device=device, dtype=dtype)
+        lattice = ab_s.sqrt() * x0 + direction * lattice_noise + noise_scale * symmetric_noise(b, generator).to(device=device, dtype=dtype)
         # coordinates (variance exploding on the torus)
         score = out.coord_score * schedule.sigma_norm[t].sqrt()
         gap = sigma_t**2 - sigma_s**2
