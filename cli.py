@@ -228,8 +228,9 @@ def db_ls(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's store.")] = Path("runs/demo"),
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="Rows per shipped file (all by default).")] = None,  # noqa: UP045
+    campaign: Annotated[bool, typer.Option("--campaign/--no-campaign", help="Then run one short real campaign iteration.")] = True,
 ) -> None:
-    """Import the shipped datasets into a fresh SQLite store and summarise it."""
+    """Import the shipped datasets into a fresh SQLite store, summarise it, and run a short campaign."""
     from crystaloop.data.datasets import SHIPPED_DATASETS
     from crystaloop.data.store import CandidateStore
 
@@ -248,7 +249,35 @@ def demo(
             _print_import_report(report)
         summary = candidate_store.summary()
     _print_store_summary(summary)
+    if campaign:
+        _demo_campaign(url)
     console.print(f"\nstore: [bold]{db_path}[/]  (try: crystaloop db ls --store {url} --elements Sr,Ti)")
+
+
+def _demo_campaign(url: str) -> None:
+    """One short real iteration of examples/perovskite-water-splitting.yaml: the shipped perov_5
+    generator, the shipped band-gap surrogate, CHGNet relaxations and the hull."""
+    import torch
+
+    from crystaloop.commands.campaign import print_reports
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.store import CandidateStore
+    from crystaloop.loop.campaign import run_campaign
+    from crystaloop.loop.components import build_components
+    from crystaloop.loop.config import load_campaign_config
+
+    torch.set_num_threads(1)
+    config = load_campaign_config(Path(__file__).resolve().parent / "examples" / "perovskite-water-splitting.yaml")
+    budget = config.budget.model_copy(update={"iterations": 1, "candidates_per_iteration": 24, "oracle_calls_per_iteration": 3})
+    generator = config.generator.model_copy(update={"steps": 100, "method": "pc"})
+    config = config.model_copy(update={"budget": budget, "generator": generator})
+    console.print(f"\n[bold]demo campaign[/] {config.name}: 1 iteration, 24 generated, 3 CHGNet relaxations")
+    try:
+        with CandidateStore(url) as candidate_store:
+            reports = run_campaign(build_components(config), candidate_store, config)
+    except CrystaloopError as exc:
+        raise _fail(str(exc)) from None
+    print_reports(config, reports)
 
 
 def _print_store_summary(summary: dict) -> None:

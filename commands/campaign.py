@@ -25,7 +25,6 @@ def run(
 ) -> None:
     """Run the campaign's remaining iterations, one report line per iteration."""
     import torch
-    from rich.table import Table
 
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.store import CandidateStore, redact_url
@@ -43,6 +42,13 @@ def run(
             reports = run_campaign(build_components(campaign), db, campaign)
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
+    print_reports(campaign, reports)
+
+
+def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, list[IterationReport]
+    """One table row per iteration: generated, rejected, evaluated, hits, best measured values."""
+    from rich.table import Table
+
     table = Table(title=f"campaign {campaign.name} ({campaign.config_hash()})")
     for column in ("iteration", "generated", "rejected", "evaluated", "failed", "verified hits", "predicted only", "best measured"):
         table.add_column(column)

@@ -205,6 +205,8 @@ def strip_for_shipping(source: Path, target: Path) -> None:
     """Copy a checkpoint without its ``training`` section (EMA weights only, ~3× smaller)."""
     payload = load_checkpoint(source)
     payload.pop("training", None)
+    # constant learning rate and seeded batches: weights at epoch N are those of `--epochs N`
+    payload["config"]["train"]["epochs"] = int(payload["metrics"].get("epochs", payload["config"]["train"]["epochs"]))
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, target)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from crystaloop.data.records import Candidate, CandidateStatus, Measurement, Verdict
+from crystaloop.data.records import Candidate, CandidateStatus, Condition, Measurement, Verdict
 from crystaloop.data.store import CandidateFilter, CandidateStore
 from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
@@ -83,6 +83,18 @@ def next_iteration(store: CandidateStore, campaign: str) -> int:
 
 
 # ---------------------------------------------------------------------------- steps
+def _supported(condition: Condition, generator: object) -> Condition:
+    """Drop property targets the generator cannot condition on (e.g. e_above_hull, which only
+    the oracle measures); a generator without a ``properties`` list receives the condition as is."""
+    known = getattr(generator, "properties", None)
+    if known is None or not condition.properties:
+        return condition
+    kept = {k: v for k, v in condition.properties.items() if k in known}
+    if len(kept) < len(condition.properties):
+        logger.debug("generator conditions on %s only; not on %s", known, sorted(set(condition.properties) - set(kept)))
+    return condition.model_copy(update={"properties": kept})
+
+
 def generate_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> int | None:
     """Generate the iteration's candidates in one transaction; returns crystals already stored,
     or ``None`` when the iteration had candidates (resumed: generation skipped)."""
@@ -90,7 +102,7 @@ def generate_candidates(components: Components, store: CandidateStore, config: C
         return None
     n_total = config.budget.candidates_per_iteration
     state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)))
-    conditions = components.strategy.propose(state)
+    conditions = [_supported(condition, components.generator) for condition in components.strategy.propose(state)]
     sizes = [n_total // len(conditions) + (j < n_total % len(conditions)) for j in range(len(conditions))]
     candidates: list[Candidate] = []
     for j, (condition, size) in enumerate(zip(conditions, sizes, strict=True)):

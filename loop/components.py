@@ -120,8 +120,14 @@ def _diffusion(choice: GeneratorChoice) -> Generator:
     except ImportError as exc:
         raise CrystaloopError(f"the diffusion generator is not available in this build ({exc})") from None
     if not choice.checkpoint:
-        raise CrystaloopError("generator kind 'diffusion' needs checkpoint: <path to a trained model>")
-    return module.DiffusionGenerator.from_checkpoint(choice.checkpoint)
+        raise CrystaloopError("generator kind 'diffusion' needs checkpoint: <shipped name or path to a trained model>")
+    from crystaloop.generator.config import SamplerConfig
+    from crystaloop.generator.shipped import resolve_generator_checkpoint
+
+    path = resolve_generator_checkpoint(choice.checkpoint)
+    settings = {k: v for k, v in {"steps": choice.steps, "method": choice.method}.items() if v is not None}
+    sampler = SamplerConfig(**settings) if settings else None
+    return module.DiffusionGenerator.from_checkpoint(path, sampler)
 
 
 def _dataset_replay(choice: GeneratorChoice) -> Generator:

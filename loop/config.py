@@ -249,7 +249,9 @@ class GeneratorChoice(BaseModel):
     Attributes:
         kind: ``diffusion`` (the trained model) or ``dataset-replay`` (crystals from a dataset,
             optionally perturbed; for tests and pool benchmarks).
-        checkpoint: model checkpoint path for ``diffusion``.
+        checkpoint: a shipped generator name (``perov_5``, ``carbon_24``) or a checkpoint path.
+        steps, method: sampler settings for ``diffusion`` (e.g. 100 ``ddim`` steps, or 2
+            ``consistency`` steps with a distilled checkpoint).
         dataset: dataset spec (``perov_5/val``) for ``dataset-replay``.
         perturb: std of fractional displacements added by ``dataset-replay``.
     """
@@ -260,6 +262,8 @@ class GeneratorChoice(BaseModel):
     checkpoint: str | None = None
     dataset: str | None = None
     perturb: float = Field(0.0, ge=0)
+    steps: int | None = Field(None, gt=0, description="reverse steps (diffusion); default: the checkpoint's sampler default")
+    method: Literal["pc", "ddim", "consistency"] | None = None
 
 
 class SurrogateChoice(BaseModel):

@@ -71,10 +71,10 @@ def test_data_info_and_split(tmp_path: Path, fixtures_dir: Path) -> None:
 
 def test_demo_builds_a_fresh_store(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    first = _invoke("demo", "--out", str(out), "--max-rows", "12")
+    first = _invoke("demo", "--out", str(out), "--max-rows", "12", "--no-campaign")
     assert first.exit_code == 0, first.output
     assert "perov_5/train: read 12, added 12" in first.output
-    again = _invoke("demo", "--out", str(out), "--max-rows", "12")  # a fresh store each time
+    again = _invoke("demo", "--out", str(out), "--max-rows", "12", "--no-campaign")  # a fresh store each time
     assert "perov_5/train: read 12, added 12" in again.output
     with CandidateStore(f"sqlite:///{out / 'store.db'}") as store:
         summary = store.summary()
