@@ -19,8 +19,8 @@ RESULTS.md is written by ``benchmarks/run_all``.
 
 from __future__ import annotations
 
-import argparse
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -111,14 +111,6 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for row in run(quick=args.quick):
-        logger.info("%s", row)
-
-
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    run(quick="--quick" in sys.argv[1:])
