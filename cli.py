@@ -21,6 +21,7 @@ from rich.table import Table
 from crystaloop.commands.campaign import campaign_app
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
+from crystaloop.commands.multimodal import multimodal_app, search
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ app.add_typer(generator_app, name="generator")
 app.command("generate")(generate)
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(server_app, name="server")
+app.add_typer(multimodal_app, name="multimodal")
+app.command("search")(search)
 campaign_app.command("deploy")(deploy)
 campaign_app.command("pause")(pause)
 campaign_app.command("resume")(resume)
