@@ -176,6 +176,11 @@ class StrategyConfig(BaseModel):
         beta: al only: exploration weight of ``ucb``.
         guidance_scales: conditions proposed cycle through these classifier-free guidance weights.
         rl_steps: rl only: PPO environment steps per iteration.
+        rl_target_offsets: rl only: target offsets the policy chooses among, as fractions of each
+            objective's span (window width for ``target``, ``|threshold|`` for maximise/minimise);
+            positive moves the target further in the goal's direction.
+        rl_policy_dir: rl only: folder of the policy checkpoint ``<campaign name>.rl.pt``
+            (relative to the working directory); ``None`` keeps the policy in memory only.
     """
 
     model_config = _STRICT
@@ -188,6 +193,8 @@ class StrategyConfig(BaseModel):
     beta: float = Field(1.0, ge=0)
     guidance_scales: tuple[float, ...] = (1.0,)
     rl_steps: int = Field(64, gt=0)
+    rl_target_offsets: tuple[float, ...] = Field((-0.25, 0.0, 0.25), min_length=1)
+    rl_policy_dir: str | None = "runs/rl-policies"
 
 
 class ValidityGuardConfig(BaseModel):

@@ -32,7 +32,7 @@ __all__ = [
 def _rl(config: CampaignConfig) -> Strategy:
     from crystaloop.loop.strategies.rl import RLStrategy
 
-    return RLStrategy(config.objectives, config.strategy, seed=config.seed)
+    return RLStrategy(config)
 
 
 STRATEGIES: dict[str, Callable[[CampaignConfig], Strategy]] = {
