@@ -89,6 +89,22 @@ def train(
     console.print(f"checkpoint: [bold]{out}[/]")
 
 
+def _load_generator(checkpoint: str, steps: int | None, method: str | None):  # noqa: ANN202 - DiffusionGenerator
+    """Load a teacher or distilled checkpoint with its own default sampler, then apply the
+    user's --steps/--method (a distilled model defaults to 2 consistency steps, a teacher to
+    1000 predictor-corrector steps)."""
+    from crystaloop.generator.config import SamplerConfig
+    from crystaloop.generator.diffusion import DiffusionGenerator
+    from crystaloop.generator.shipped import resolve_generator_checkpoint
+
+    generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(checkpoint))
+    given = {k: v for k, v in {"steps": steps, "method": method}.items() if v is not None}
+    if not given:
+        return generator
+    sampler = SamplerConfig.model_validate({**generator.sampler.model_dump(), **given})
+    return DiffusionGenerator(generator.model, sampler, checkpoint_hash=generator.checkpoint_hash)
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -124,8 +140,8 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="metrics.json to write (a .md table is written beside it).")],
     mode: Annotated[str, typer.Option("--mode", help="csp (composition given) or dng (de novo).")] = "csp",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N test structures (csp) / draw N samples (dng).")] = None,  # noqa: UP045
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse steps.")] = 1000,
-    method: Annotated[str, typer.Option("--method", help="pc (predictor-corrector), ddim, or consistency (distilled checkpoints).")] = "pc",
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Reverse steps (default: 1000 for a teacher, 2 for a distilled model).")] = None,  # noqa: UP045
+    method: Annotated[Optional[str], typer.Option("--method", help="pc (predictor-corrector), ddim, or consistency (distilled checkpoints).")] = None,  # noqa: UP045
     coverage_limit: Annotated[int, typer.Option("--coverage-limit", min=0, help="Structures used for COV-R/COV-P (fingerprints are slow; 0 skips).")] = 300,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
@@ -139,18 +155,17 @@ def evaluate(
 
     from crystaloop.data.datasets import load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
-    from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
+    from crystaloop.generator.diffusion import crystal_from_sample
     from crystaloop.generator.evaluation import csp_metrics, dng_metrics, markdown_table
     from crystaloop.generator.sampling import SampleRequest
-    from crystaloop.generator.shipped import resolve_generator_checkpoint
 
     if mode not in ("csp", "dng"):
         raise fail(f"--mode must be csp or dng, got {mode!r}")
     torch.set_num_threads(threads)
     try:
-        sampler = SamplerConfig(steps=steps, method=method)
-        generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(model), sampler)
+        generator = _load_generator(model, steps, method)
+        sampler = generator.sampler
+        steps, method = sampler.steps, sampler.method
         test = load_dataset(data)
     except ValidationError as exc:
         raise fail(describe_validation_error(exc)) from None
@@ -255,8 +270,8 @@ def generate(
     guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale (1 = plain conditional).")] = 1.0,
     num_atoms: Annotated[Optional[int], typer.Option("--num-atoms", min=1, help="Sites per cell for de novo (default: drawn from the training data).")] = None,  # noqa: UP045
     model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint file or shipped name (default: perov_5, carbon_24 for pure carbon).")] = None,  # noqa: UP045
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Reverse steps.")] = 1000,
-    method: Annotated[str, typer.Option("--method", help="pc, ddim, or consistency (distilled checkpoints).")] = "pc",
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Reverse steps (default: 1000 for a teacher, 2 for a distilled model).")] = None,  # noqa: UP045
+    method: Annotated[Optional[str], typer.Option("--method", help="pc, ddim, or consistency (distilled checkpoints).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
     store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL.")] = None,  # noqa: UP045
 ) -> None:
@@ -265,9 +280,6 @@ def generate(
 
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.data.records import Condition
-    from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator
-    from crystaloop.generator.shipped import resolve_generator_checkpoint
 
     if out.suffix.lower() not in (".cif", ".xyz", ".extxyz", ".json"):
         raise fail(f"--out {out}: unknown extension {out.suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
@@ -291,10 +303,9 @@ def generate(
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
                               guidance_scale=guidance, num_atoms=num_atoms)
-        checkpoint = resolve_generator_checkpoint(model or _default_model(comp, system))
-        generator = DiffusionGenerator.from_checkpoint(checkpoint, SamplerConfig(steps=steps, method=method))
+        generator = _load_generator(model or _default_model(comp, system), steps, method)
         with _progress() as bar:
-            task = bar.add_task(f"sampling {n} ({method}, {steps} steps)", total=None)
+            task = bar.add_task(f"sampling {n} ({generator.sampler.method}, {generator.sampler.steps} steps)", total=None)
             candidates = generator.sample(n, condition, seed=seed)
             bar.update(task, completed=1, total=1)
     except ValidationError as exc:
