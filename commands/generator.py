@@ -114,9 +114,9 @@ def _progress():
 @generator_app.command("list")
 def list_generators() -> None:
     """Shipped generator checkpoints: vocabulary, conditioning, training epochs."""
+    import torch
     from rich.table import Table
 
-    from crystaloop.generator.checkpoint import load_checkpoint
     from crystaloop.generator.shipped import _ROOT, SHIPPED_GENERATORS
 
     table = Table("name", "file", "species", "conditions", "epochs", "reproduce")
@@ -125,7 +125,7 @@ def list_generators() -> None:
         if not path.exists():
             table.add_row(name, "missing", "", "", "", command)
             continue
-        payload = load_checkpoint(path)
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # teacher or distilled format
         species = len(payload["normalisation"]["species"])
         props = ", ".join(payload["config"]["network"]["properties"]) or "-"
         epochs = str(payload["metrics"].get("epochs", "?"))
