@@ -36,6 +36,7 @@ def train(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from --out when it holds this run's state.")] = True,
+    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help=".npy (n × d) conditioning vectors, one row per training structure (set network.embedding_dim = d in --config).")] = None,  # noqa: UP045
 ) -> None:
     """Train a crystal diffusion model with EMA, clipping, periodic checkpoints and resume."""
     from pydantic import ValidationError
@@ -65,6 +66,14 @@ def train(
         settings = build_config(spec, overrides)
         train_set = load_dataset(spec)
         val_set = load_dataset(validation) if validation else None
+        vectors = None
+        if embeddings is not None:
+            import numpy as np
+
+            try:
+                vectors = np.load(embeddings, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise CrystaloopError(f"--embeddings {embeddings}: not a readable .npy array ({exc})") from None
     except ValidationError as exc:
         raise fail(f"bad generator config: {describe_validation_error(exc)}") from None
     except CrystaloopError as exc:
@@ -81,7 +90,7 @@ def train(
             metrics = train_generator(settings, train_set.crystals, train_set.properties, out,
                                       validation=val_set.crystals if val_set else None,
                                       validation_properties=val_set.properties if val_set else None,
-                                      resume=resume, on_epoch=on_epoch)
+                                      embeddings=vectors, resume=resume, on_epoch=on_epoch)
         except CrystaloopError as exc:
             raise fail(str(exc)) from None
     last = metrics["history"][-1] if metrics["history"] else {}

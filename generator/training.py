@@ -43,8 +43,9 @@ def data_hash(crystals: Sequence[Crystal]) -> str:
 class EncodedData:
     """A dataset encoded once (canonical lattices, tokens, normalised conditions) for fast batching."""
 
-    def __init__(self, model: CrystalDiffusion, crystals: Sequence[Crystal], properties: np.ndarray | None) -> None:
-        self.full = model.clean_batch(crystals, properties)
+    def __init__(self, model: CrystalDiffusion, crystals: Sequence[Crystal], properties: np.ndarray | None,
+                 embeddings: np.ndarray | None = None) -> None:
+        self.full = model.clean_batch(crystals, properties, embeddings)
         self.offsets = torch.cumsum(self.full.num_atoms, 0) - self.full.num_atoms
         self.size = len(crystals)
 
@@ -91,6 +92,7 @@ def train_generator(
     *,
     validation: Sequence[Crystal] | None = None,
     validation_properties: Mapping[str, np.ndarray] | None = None,
+    embeddings: np.ndarray | None = None,
     resume: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
@@ -101,6 +103,8 @@ def train_generator(
         crystals: training structures; ``properties``: name → (n,) values (NaN = unknown).
         out: checkpoint path, rewritten every ``checkpoint_every`` epochs.
         validation: optional structures for a held-out loss each checkpoint.
+        embeddings: (n, embedding_dim) conditioning vectors aligned with ``crystals`` (e.g. from
+            :mod:`crystaloop.multimodal`), NaN rows = no embedding; needs ``network.embedding_dim``.
         resume: continue from ``out`` when it exists with the same config hash and data hash.
         on_epoch: callback(epoch, losses) after each epoch (progress bars, logging).
     """
@@ -136,7 +140,11 @@ def train_generator(
                                   "on resume); pass a new --out or --no-resume")
     model.to(device)
     ema = {k: v.to(device) for k, v in ema.items()}
-    data = EncodedData(model, crystals, prop_matrix)
+    dim = config.network.embedding_dim
+    if embeddings is not None and np.shape(embeddings) != (len(crystals), dim):
+        raise CrystaloopError(f"embeddings have shape {np.shape(embeddings)}; expected ({len(crystals)}, {dim}) "
+                              "(one row per training crystal, network.embedding_dim columns)")
+    data = EncodedData(model, crystals, prop_matrix, embeddings)
     held_out = None
     if validation:
         vocabulary = set(model.normalisation.species.tolist())

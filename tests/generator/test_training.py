@@ -84,3 +84,25 @@ def test_crystals_larger_than_max_atoms_are_rejected(data, tmp_path: Path) -> No
     config = _config(1).model_copy(update={"max_atoms": 4})
     with pytest.raises(CrystaloopError, match="exceed max_atoms=4"):
         train_generator(config, train.crystals, train.properties, tmp_path / "x.pt")
+
+
+def test_embedding_conditioned_training_uses_the_vectors_and_checks_their_shape(data, tmp_path: Path) -> None:
+    import numpy as np
+
+    from crystaloop.generator.checkpoint import load_model
+    from crystaloop.generator.denoiser import NoisyBatch  # noqa: F401 - documents the batch type
+
+    train, _ = data
+    config = _config(2).model_copy(update={"network": _config(2).network.model_copy(update={"embedding_dim": 3})})
+    vectors = np.random.default_rng(0).normal(size=(len(train.crystals), 3))
+    out = tmp_path / "emb.pt"
+    train_generator(config, train.crystals, train.properties, out, embeddings=vectors)
+    model, _ = load_model(out)
+    batch = model.clean_batch(train.crystals[:4], None, vectors[:4])
+    assert bool(batch.embedding_present.all())
+    with torch.no_grad():
+        with_vectors = model.denoiser(batch.replace(t=torch.full((4,), 10)))
+        without = model.denoiser(batch.replace(t=torch.full((4,), 10)).without_conditions())
+    assert not torch.allclose(with_vectors.coord_score, without.coord_score)
+    with pytest.raises(CrystaloopError, match=r"expected \(32, 3\)"):
+        train_generator(config, train.crystals, train.properties, tmp_path / "bad.pt", embeddings=vectors[:5])
