@@ -301,6 +301,10 @@ class OracleChoice(BaseModel):
         dataset: dataset spec for ``replay``.
         fmax, max_steps: relaxation settings of MLIP oracles (eV/Å, steps).
         cache_url: SQLAlchemy URL of the MLIP result cache (``None`` → its default file).
+        missing_reference: for elements without an ASE reference state (B, S, Mn, Ga, Te, …):
+            ``fail`` their candidates' e_above_hull (default), or ``trial_lattices`` — the lowest
+            relaxed trial structure stands in, an upper bound on the element's energy, so
+            e_above_hull is then a lower bound (optimistic) for those compounds.
     """
 
     model_config = _STRICT
@@ -311,6 +315,7 @@ class OracleChoice(BaseModel):
     fmax: float = Field(0.1, gt=0)
     max_steps: int = Field(200, ge=0)
     cache_url: str | None = None
+    missing_reference: Literal["fail", "trial_lattices"] = "fail"
 
 
 class CampaignConfig(BaseModel):

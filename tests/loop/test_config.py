@@ -82,3 +82,14 @@ def test_load_errors_name_the_problem(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(CrystaloopError, match="mapping"):
         load_campaign_config(bad)
+
+
+def test_missing_hull_references_are_a_choice_passed_to_the_hull() -> None:
+    from crystaloop.loop.components import make_evaluator
+    from crystaloop.loop.config import OracleChoice
+
+    assert make_evaluator(OracleChoice(kind="emt")).hull.missing_reference == "fail"
+    chosen = make_evaluator(OracleChoice(kind="emt", missing_reference="trial_lattices"))
+    assert chosen.hull.missing_reference == "trial_lattices"
+    with pytest.raises(ValueError, match="trial_lattices"):
+        OracleChoice(kind="emt", missing_reference="guess")
