@@ -49,9 +49,9 @@ def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, 
     """One table row per iteration: generated, rejected, evaluated, hits, best measured values."""
     from rich.table import Table
 
-    table = Table(title=f"campaign {campaign.name} ({campaign.config_hash()})")
-    for column in ("iteration", "generated", "rejected", "evaluated", "failed", "verified hits", "predicted only", "best measured"):
-        table.add_column(column)
+    table = Table(title=f"campaign {campaign.name} ({campaign.config_hash()}): hits = oracle-verified, predicted = surrogate only")
+    for column in ("iter", "gen", "rejected", "measured", "failed", "hits", "predicted", "best measured"):
+        table.add_column(column, overflow="fold")
     for r in reports:
         best = ", ".join(f"{k}={v:.3g}" for k, v in r.best_measured.items())
         table.add_row(
