@@ -22,6 +22,7 @@ SHIPPED_GENERATORS: dict[str, str] = {
     "carbon_24": "crystaloop generator train --dataset carbon_24 --out runs/generator/carbon_24.pt --epochs {epochs} --threads 1 --seed 0",
     # distilled from the shipped perov_5 teacher; shipped with strip_consistency_for_shipping
     "perov_5_consistency": "crystaloop generator distill --teacher perov_5 --out runs/generator/perov_5_consistency.pt --epochs {epochs} --threads 1 --seed 0",
+    "carbon_24_consistency": "crystaloop generator distill --teacher carbon_24 --out runs/generator/carbon_24_consistency.pt --epochs {epochs} --threads 1 --seed 0",
 }
 
 

@@ -86,7 +86,7 @@ def test_bad_generate_input_names_the_value_and_what_is_allowed(checkpoint: Path
 
 def test_missing_checkpoint_and_bad_extension(tmp_path: Path) -> None:
     missing = _invoke("generate", "--composition", "SrTiO3", "--out", str(tmp_path / "x.cif"), "--model", str(tmp_path / "none.pt"))
-    assert missing.exit_code == 2 and "neither a file nor a shipped name; shipped: perov_5, carbon_24, perov_5_consistency" in missing.output
+    assert missing.exit_code == 2 and "neither a file nor a shipped name; shipped: perov_5, carbon_24, perov_5_consistency, carbon_24_consistency" in missing.output
     bad = _invoke("generate", "--composition", "SrTiO3", "--out", str(tmp_path / "x.pdb"))
     assert bad.exit_code == 2 and "allowed: .cif, .xyz, .extxyz, .json" in bad.output
 
