@@ -30,7 +30,7 @@ from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.consistency import CleanEstimate, ConsistencyModel, clean_estimate, consistency_times
 from crystaloop.generator.denoiser import NoisyBatch
 from crystaloop.generator.model import symmetric_noise
-from crystaloop.generator.sampling import LATTICE_CLIP, RawSamples, SampleRequest
+from crystaloop.generator.sampling import LATTICE_CLIP, RawSamples, SampleRequest, prior_state
 
 __all__ = ["consistency_sample_batch"]
 
@@ -58,23 +58,9 @@ def consistency_sample_batch(model: ConsistencyModel, request: SampleRequest, co
     started = time.perf_counter()
     schedule, norm = model.schedule, model.normalisation
     times = consistency_times(schedule.timesteps, config.steps, model.midpoints, config.midpoints)
-    num_atoms = request.num_atoms.to(device)
-    b, n = len(num_atoms), int(num_atoms.sum())
-    batch = torch.repeat_interleave(torch.arange(b, device=device), num_atoms)
+    state, conditioned, species_bias = prior_state(model, request, generator, times[0], initial)
+    b, n, num_atoms = len(state.num_atoms), len(state.tokens), state.num_atoms
     denovo = request.tokens is None
-    tokens = torch.full((n,), model.mask_token, dtype=torch.long, device=device) if denovo else request.tokens.to(device)
-    conditions = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
-                  for k, v in model.condition_tensors(b, request.properties, request.embeddings).items()}
-    conditioned = bool(conditions["property_present"].any() or conditions["embedding_present"].any())
-    lattice0 = symmetric_noise(b, generator).to(device=device, dtype=dtype)
-    frac0 = torch.rand(n, 3, generator=generator).to(device=device, dtype=dtype)
-    if initial is not None:
-        lattice0, frac0 = initial[0].to(device=device, dtype=dtype), initial[1].to(device=device, dtype=dtype)
-    state = NoisyBatch(lattice=lattice0, frac=frac0, tokens=tokens, batch=batch, num_atoms=num_atoms,
-                       t=torch.full((b,), times[0], device=device), **conditions)
-    species_bias = None
-    if request.allowed is not None:
-        species_bias = torch.where(request.allowed.to(device), 0.0, float("-inf"))[batch]
     guided = conditioned and request.guidance_scale != 1.0
     if guided and config.canonical_frame:
         raise CrystaloopError("consistency sampling with guidance_scale ≠ 1 does not support canonical_frame=True; "

@@ -29,7 +29,7 @@ from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
 from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
 
-__all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch", "clean_lattice_estimate", "LATTICE_CLIP"]
+__all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch", "clean_lattice_estimate", "prior_state", "LATTICE_CLIP"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,36 @@ def step_grid(timesteps: int, steps: int) -> list[int]:
     return [int(t) for t in grid]
 
 
+def prior_state(model: CrystalDiffusion, request: SampleRequest, generator: torch.Generator, t: int,
+                initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[NoisyBatch, bool, torch.Tensor | None]:
+    """The batch at step ``t`` drawn from the prior (or ``initial``), shared by every sampler.
+
+    Returns (state, whether any condition is set, per-site species logit bias (N, K) for the
+    allowed elements or ``None``). Species are masked for de novo requests.
+    """
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    num_atoms = request.num_atoms.to(device)
+    b, n = len(num_atoms), int(num_atoms.sum())
+    batch = torch.repeat_interleave(torch.arange(b, device=device), num_atoms)
+    if request.tokens is None:
+        tokens = torch.full((n,), model.mask_token, dtype=torch.long, device=device)
+    else:
+        tokens = request.tokens.to(device)
+    conditions = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+                  for k, v in model.condition_tensors(b, request.properties, request.embeddings).items()}
+    conditioned = bool(conditions["property_present"].any() or conditions["embedding_present"].any())
+    lattice0 = symmetric_noise(b, generator).to(device=device, dtype=dtype)
+    frac0 = torch.rand(n, 3, generator=generator).to(device=device, dtype=dtype)
+    if initial is not None:
+        lattice0, frac0 = initial[0].to(device=device, dtype=dtype), initial[1].to(device=device, dtype=dtype)
+    state = NoisyBatch(lattice=lattice0, frac=frac0, tokens=tokens, batch=batch, num_atoms=num_atoms,
+                       t=torch.full((b,), t, device=device), **conditions)
+    species_bias = None
+    if request.allowed is not None:
+        species_bias = torch.where(request.allowed.to(device), 0.0, float("-inf"))[batch]
+    return state, conditioned, species_bias
+
+
 @torch.no_grad()
 def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: SamplerConfig, *, seed: int,
                  on_step: Callable[[int, int], None] | None = None,
@@ -118,23 +148,9 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
     started = time.perf_counter()
     net = CanonicalFrame(model.denoiser, model.schedule.alpha_bar) if config.canonical_frame else model.denoiser
     schedule, norm = model.schedule, model.normalisation
-    num_atoms = request.num_atoms.to(device)
-    b, n = len(num_atoms), int(num_atoms.sum())
-    batch = torch.repeat_interleave(torch.arange(b, device=device), num_atoms)
+    state, conditioned, species_bias = prior_state(model, request, generator, schedule.timesteps, initial)
+    b, n, num_atoms = len(state.num_atoms), len(state.tokens), state.num_atoms
     denovo = request.tokens is None
-    tokens = torch.full((n,), model.mask_token, dtype=torch.long, device=device) if denovo else request.tokens.to(device)
-    conditions = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
-                  for k, v in model.condition_tensors(b, request.properties, request.embeddings).items()}
-    conditioned = bool(conditions["property_present"].any() or conditions["embedding_present"].any())
-    lattice0 = symmetric_noise(b, generator).to(device=device, dtype=dtype)
-    frac0 = torch.rand(n, 3, generator=generator).to(device=device, dtype=dtype)
-    if initial is not None:
-        lattice0, frac0 = initial[0].to(device=device, dtype=lattice0.dtype), initial[1].to(device=device, dtype=frac0.dtype)
-    state = NoisyBatch(lattice=lattice0, frac=frac0, tokens=tokens,
-                       batch=batch, num_atoms=num_atoms, t=torch.full((b,), schedule.timesteps, device=device), **conditions)
-    species_bias = None
-    if request.allowed is not None:
-        species_bias = torch.where(request.allowed.to(device), 0.0, float("-inf"))[batch]
 
     def evaluate(x: NoisyBatch) -> DenoiserOutput:
         if not conditioned:
