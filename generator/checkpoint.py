@@ -25,7 +25,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.model import CrystalDiffusion, Normalisation
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_model", "file_hash"]
+__all__ = ["FORMAT", "save_checkpoint", "save_atomically", "load_checkpoint", "load_model", "file_hash"]
 
 FORMAT = "crystaloop.generator/1"
 logger = logging.getLogger(__name__)
@@ -51,6 +51,13 @@ def save_checkpoint(path: Path, model: CrystalDiffusion, ema_weights: dict[str, 
     }
     if training is not None:
         payload["training"] = training
+    save_atomically(payload, path)
+
+
+def save_atomically(payload: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temp file, then rename: an interrupted save never corrupts ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)

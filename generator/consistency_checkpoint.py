@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.generator.checkpoint import load_model
+from crystaloop.generator.checkpoint import load_model, save_atomically
 from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.consistency import ConsistencyModel
 from crystaloop.generator.model import CrystalDiffusion, Normalisation
@@ -55,9 +55,7 @@ def save_consistency(path: Path, student: ConsistencyModel, ema_weights: dict[st
     }
     if training is not None:
         payload["training"] = training
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_atomically(payload, path)
 
 
 def _read(path: Path) -> dict[str, Any]:
