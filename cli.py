@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional  # noqa: UP035 - typer needs Optional on 3.11
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from crystaloop.commands.campaign import campaign_app
+from crystaloop.commands.common import console, err_console, read_yaml_mapping
+from crystaloop.commands.common import fail as _fail
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 from crystaloop.commands.multimodal import multimodal_app, search
@@ -49,8 +50,6 @@ campaign_app.command("resume")(resume)
 campaign_app.command("trigger")(trigger)
 campaign_app.command("flow")(flow_run)
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 logger = logging.getLogger("crystaloop.cli")
 
 StoreOption = Annotated[
@@ -88,9 +87,6 @@ def _progress() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
         yield new_task
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
 
 
 def _run_import(spec: str, store, fmt: str | None, max_rows: int | None) -> ImportReport:
@@ -299,20 +295,6 @@ def _print_store_summary(summary: dict) -> None:
         console.print("elements per structure: " + ", ".join(f"{k}: {v}" for k, v in sorted(by_nelements.items())))
 
 
-def _load_config_file(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise _fail(f"cannot read config {path}: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise _fail(f"config {path} must be a mapping of SurrogateConfig fields, got {type(loaded).__name__}")
-    return loaded
-
-
 @surrogate_app.command("train")
 def surrogate_train(
     data: Annotated[str, typer.Option("--data", help="Training data: a CDVAE CSV, folder, extxyz or shipped name (perov_5/train).")],
@@ -338,7 +320,7 @@ def surrogate_train(
     from crystaloop.surrogates.config import SurrogateConfig
     from crystaloop.surrogates.training import train_ensemble
 
-    fields = {**_load_config_file(config), "architecture": architecture, "targets": tuple(target), "seed": seed}
+    fields = {**read_yaml_mapping(config, "surrogate config"), "architecture": architecture, "targets": tuple(target), "seed": seed}
     fields.update({k: v for k, v in {"ensemble_size": ensemble, "epochs": epochs}.items() if v is not None})
     try:
         settings = SurrogateConfig(**fields)
