@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "read_yaml_mapping"]
+__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "progress_bar"]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -33,3 +33,20 @@ def read_yaml_mapping(path: Path | None, what: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise fail(f"{what} {path} must be a mapping of fields, got {type(loaded).__name__}")
     return loaded
+
+
+def progress_bar(remaining: bool = True):  # noqa: ANN201 - rich.progress.Progress
+    """A rich progress bar on stderr: description, bar, n/total, elapsed (and time remaining)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if remaining:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=err_console)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, err_console, fail, read_yaml_mapping
+from crystaloop.commands.common import console, fail, progress_bar, read_yaml_mapping
 
 __all__ = ["distill"]
 
@@ -27,14 +27,6 @@ def distill(
 ) -> None:
     """Distil a generator into a consistency model for 1–2-step sampling (progress, checkpoints, resume)."""
     from pydantic import ValidationError
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
@@ -59,8 +51,7 @@ def distill(
         raise fail(f"bad distillation config: {describe_validation_error(exc)}") from None
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("epochs", total=settings.epochs)
 
         def on_epoch(epoch: int, losses: dict[str, float]) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, err_console, fail, read_yaml_mapping
+from crystaloop.commands.common import console, fail, progress_bar, read_yaml_mapping
 from crystaloop.commands.distill import distill
 
 __all__ = ["generator_app"]
@@ -40,14 +40,6 @@ def train(
 ) -> None:
     """Train a crystal diffusion model with EMA, clipping, periodic checkpoints and resume."""
     from pydantic import ValidationError
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
@@ -78,8 +70,7 @@ def train(
         raise fail(f"bad generator config: {describe_validation_error(exc)}") from None
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("epochs", total=settings.train.epochs)
 
         def on_epoch(epoch: int, losses: dict[str, float]) -> None:
@@ -112,12 +103,6 @@ def _load_generator(checkpoint: str, steps: int | None, method: str | None):  # 
         return generator
     sampler = SamplerConfig.model_validate({**generator.sampler.model_dump(), **given})
     return DiffusionGenerator(generator.model, sampler, checkpoint_hash=generator.checkpoint_hash)
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console)
 
 
 @generator_app.command("list")
@@ -191,7 +176,7 @@ def evaluate(
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
     total_steps = steps * ((len(request.num_atoms) + sampler.batch_size - 1) // sampler.batch_size)
-    with _progress() as bar:
+    with progress_bar(remaining=False) as bar:
         task = bar.add_task(f"sampling ({method}, {steps} steps)", total=total_steps)
         done = [0]
 
@@ -313,7 +298,7 @@ def generate(
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
                               guidance_scale=guidance, num_atoms=num_atoms)
         generator = _load_generator(model or _default_model(comp, system), steps, method)
-        with _progress() as bar:
+        with progress_bar(remaining=False) as bar:
             task = bar.add_task(f"sampling {n} ({generator.sampler.method}, {generator.sampler.steps} steps)", total=None)
             candidates = generator.sample(n, condition, seed=seed)
             bar.update(task, completed=1, total=1)
