@@ -36,7 +36,9 @@ def train(
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from --out when it holds this run's state.")] = True,
-    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help=".npy (n × d) conditioning vectors, one row per training structure (set network.embedding_dim = d in --config).")] = None,  # noqa: UP045
+    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help=".npy (n × d) conditioning vectors, one row per training structure (network.embedding_dim defaults to d); see `crystaloop multimodal embed-training`.")] = None,  # noqa: UP045
+    init: Annotated[Optional[str], typer.Option("--init", help="Warm-start a fresh run from this generator (shipped name or checkpoint): same sizes, its normalisation, starts at its outputs.")] = None,  # noqa: UP045
+    properties: Annotated[Optional[str], typer.Option("--properties", help="Conditioning properties, comma-separated, or 'none' (default: the preset's).")] = None,  # noqa: UP045
 ) -> None:
     """Train a crystal diffusion model with EMA, clipping, periodic checkpoints and resume."""
     from pydantic import ValidationError
@@ -44,6 +46,7 @@ def train(
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.generator.presets import build_config
+    from crystaloop.generator.shipped import resolve_generator_checkpoint
     from crystaloop.generator.training import train_generator
 
     spec = _dataset_spec(dataset, "train")
@@ -52,20 +55,19 @@ def train(
     if epochs is not None:
         train_overrides["epochs"] = epochs
     overrides["train"] = train_overrides
+    if properties is not None:
+        names = [] if properties.strip().lower() == "none" else [p.strip() for p in properties.split(",") if p.strip()]
+        overrides["network"] = {**overrides.get("network", {}), "properties": names}
     if validation is None and dataset in SHIPPED_DATASETS:
         validation = f"{dataset}/val"
     try:
+        vectors = _read_embeddings(embeddings) if embeddings is not None else None
+        if vectors is not None and "embedding_dim" not in overrides.get("network", {}):
+            overrides["network"] = {**overrides.get("network", {}), "embedding_dim": int(vectors.shape[1])}
         settings = build_config(spec, overrides)
+        teacher = resolve_generator_checkpoint(init) if init is not None else None
         train_set = load_dataset(spec)
         val_set = load_dataset(validation) if validation else None
-        vectors = None
-        if embeddings is not None:
-            import numpy as np
-
-            try:
-                vectors = np.load(embeddings, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise CrystaloopError(f"--embeddings {embeddings}: not a readable .npy array ({exc})") from None
     except ValidationError as exc:
         raise fail(f"bad generator config: {describe_validation_error(exc)}") from None
     except CrystaloopError as exc:
@@ -81,12 +83,28 @@ def train(
             metrics = train_generator(settings, train_set.crystals, train_set.properties, out,
                                       validation=val_set.crystals if val_set else None,
                                       validation_properties=val_set.properties if val_set else None,
-                                      embeddings=vectors, resume=resume, on_epoch=on_epoch)
+                                      embeddings=vectors, init_from=teacher, resume=resume, on_epoch=on_epoch)
         except CrystaloopError as exc:
             raise fail(str(exc)) from None
     last = metrics["history"][-1] if metrics["history"] else {}
     console.print(f"trained {metrics['epochs']} epochs; last: {last}")
     console.print(f"checkpoint: [bold]{out}[/]")
+
+
+def _read_embeddings(path: Path):  # noqa: ANN202 - numpy array
+    """A 2-D float .npy of conditioning vectors (one row per training structure)."""
+    import numpy as np
+
+    from crystaloop.data.errors import CrystaloopError
+
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CrystaloopError(f"--embeddings {path}: not a readable .npy array ({exc})") from None
+    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
+        raise CrystaloopError(f"--embeddings {path}: expected a 2-D float array (structures × width), got shape "
+                              f"{vectors.shape} of {vectors.dtype}")
+    return vectors
 
 
 def _load_generator(checkpoint: str, steps: int | None, method: str | None):  # noqa: ANN202 - DiffusionGenerator
@@ -218,9 +236,32 @@ def _parse_targets(targets: list[str]) -> dict[str, float]:
     return parsed
 
 
-def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] | None) -> str:
+def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] | None, *, embedding: bool = False) -> str:
+    if embedding:  # the one shipped generator that reads the multimodal latent
+        return "perov_5_multimodal"
     elements = set(composition or {}) | set(system or ())
     return "carbon_24" if elements == {"C"} else "perov_5"
+
+
+def _embed_query(generator, model: str, xrd: Path | None, text: str | None,  # noqa: ANN001 - DiffusionGenerator
+                 wavelength: float | None, fusion: Path | None) -> tuple[float, ...]:
+    """The fusion latent of --xrd or --text, after checking that the generator reads one that wide."""
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.multimodal.conditioning import embedding_condition
+    from crystaloop.multimodal.fusion import load_checkpoint
+    from crystaloop.multimodal.pretrained import shipped_checkpoint
+    from crystaloop.multimodal.xrd_io import read_pattern
+
+    width = generator.model.config.network.embedding_dim
+    if width == 0:
+        raise CrystaloopError(f"model {model!r} takes no embedding, so it cannot be conditioned on --xrd/--text; use "
+                              "--model perov_5_multimodal (the default for them) or a checkpoint trained with --embeddings")
+    encoder, _ = load_checkpoint(fusion or shipped_checkpoint())
+    if encoder.latent_dim != width:
+        raise CrystaloopError(f"the fusion model's latent has width {encoder.latent_dim}, but model {model!r} reads "
+                              f"embeddings of width {width}; pass the --fusion checkpoint the generator was trained with")
+    pattern = read_pattern(xrd, encoder.config.grid, wavelength=wavelength) if xrd is not None else None
+    return embedding_condition(encoder, text=text, pattern=pattern).embedding or ()
 
 
 def write_structures(path: Path, candidates: list) -> None:
@@ -268,8 +309,13 @@ def generate(
     method: Annotated[Optional[str], typer.Option("--method", help="pc, ddim, or consistency (distilled checkpoints).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
     store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL.")] = None,  # noqa: UP045
+    xrd: Annotated[Optional[Path], typer.Option("--xrd", help="Condition on a measured powder pattern: two-column .xy/.csv, 2θ (degrees) and intensity.")] = None,  # noqa: UP045
+    text: Annotated[Optional[str], typer.Option("--text", help="Condition on a description in words.")] = None,  # noqa: UP045
+    wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα).")] = None,  # noqa: UP045
+    fusion: Annotated[Optional[Path], typer.Option("--fusion", help="Multimodal fusion checkpoint embedding --xrd/--text (default: the shipped one).")] = None,  # noqa: UP045
 ) -> None:
-    """Generate crystals: structure prediction (--composition) or de novo (--chemsys), optionally guided."""
+    """Generate crystals: structure prediction (--composition) or de novo (--chemsys), optionally guided or
+    conditioned on a measured pattern (--xrd) or a description (--text)."""
     from pydantic import ValidationError
 
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
@@ -277,6 +323,10 @@ def generate(
 
     if out.suffix.lower() not in (".cif", ".xyz", ".extxyz", ".json"):
         raise fail(f"--out {out}: unknown extension {out.suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
+    if xrd is not None and text is not None:
+        raise fail("give at most one of --xrd and --text (each is embedded into the same latent)")
+    if wavelength is not None and xrd is None:
+        raise fail("--wavelength describes the radiation of an --xrd pattern; give --xrd too")
     try:
         comp = None
         if composition:
@@ -295,9 +345,12 @@ def generate(
                 raise CrystaloopError(f"--composition {composition!r}: unknown element {unknown[0]!r}; allowed: element symbols H..Og")
             comp = {str(el): int(round(v)) for el, v in parsed.items()}
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
+        conditioned = xrd is not None or text is not None
+        name = model or _default_model(comp, system, embedding=conditioned)
+        generator = _load_generator(name, steps, method)
+        embedding = _embed_query(generator, name, xrd, text, wavelength, fusion) if conditioned else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
-                              guidance_scale=guidance, num_atoms=num_atoms)
-        generator = _load_generator(model or _default_model(comp, system), steps, method)
+                              guidance_scale=guidance, num_atoms=num_atoms, embedding=embedding)
         with progress_bar(remaining=False) as bar:
             task = bar.add_task(f"sampling {n} ({generator.sampler.method}, {generator.sampler.steps} steps)", total=None)
             candidates = generator.sample(n, condition, seed=seed)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from crystaloop.multimodal.fusion import FusionModel
 
-__all__ = ["multimodal_app", "search", "train", "evaluate", "index"]
+__all__ = ["multimodal_app", "search", "train", "evaluate", "index", "embed_training"]
 
 multimodal_app = typer.Typer(
     help="Structure / XRD / text encoders in one latent: train, evaluate, index.", no_args_is_help=True
@@ -151,6 +151,47 @@ def index(model: ModelOption = None, store: StoreOption = None) -> None:
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
     console.print(f"embedded {added} candidates as {embedding_name(info)}")
+
+
+@multimodal_app.command("embed-training")
+def embed_training(
+    dataset: Annotated[str, typer.Option("--dataset", help="Shipped name (its train split), name/split, or a CDVAE CSV / folder / extxyz.")],
+    out: Annotated[Path, typer.Option("--out", help=".npy to write (structures × latent width), with a .json summary beside it.")],
+    views: Annotated[str, typer.Option("--views", help="Views drawn at random per structure, comma-separated.")] = "structure,xrd,text",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    model: ModelOption = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+) -> None:
+    """Latents of the training structures for `crystaloop generator train --embeddings` (one random view per row)."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.multimodal.training_embeddings import check_views, training_embeddings
+
+    torch.set_num_threads(threads)
+    spec = f"{dataset}/train" if dataset in SHIPPED_DATASETS else dataset
+    if out.suffix != ".npy":
+        raise fail(f"--out {out}: must end in .npy")
+    try:
+        chosen = check_views([v.strip() for v in views.split(",") if v.strip()])
+        data = load_dataset(spec)
+        fusion, info = _load_model(model)
+        result = training_embeddings(fusion, data.crystals, views=chosen, seed=seed, progress=True)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, result.vectors)
+    summary = {
+        "dataset": spec, "n": len(data), "width": int(result.vectors.shape[1]), "views": list(chosen), "seed": seed,
+        "rows_per_view": result.counts(), "fusion_checkpoint_sha256": info["checkpoint_hash"],
+        "view_of_row_sha256": hashlib.sha256(",".join(result.views).encode()).hexdigest()[:16],
+    }
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    console.print(f"wrote {len(data)} × {summary['width']} latents ({summary['rows_per_view']}) to {out}")
 
 
 def _query_embedding(

@@ -2,6 +2,8 @@
 
 ``train_generator(config, crystals, properties, out)`` trains from scratch or resumes from
 ``out`` when it holds a resumable checkpoint of the same config and data (``resume=True``).
+``init_from=TEACHER.pt`` starts a fresh run from a trained generator instead of random weights
+(:mod:`crystaloop.generator.warm_start`); a resumed run ignores it (its weights are in ``out``).
 A resumable checkpoint is written every ``checkpoint_every`` epochs and at the end; the final
 file keeps the ``training`` section so training can be extended, and
 :func:`strip_for_shipping` drops it to produce the small file that ships.
@@ -26,6 +28,7 @@ from crystaloop.generator.checkpoint import load_checkpoint, model_from_payload,
 from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.denoiser import NoisyBatch
 from crystaloop.generator.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.warm_start import teacher_provenance, warm_start_model
 
 __all__ = ["EncodedData", "train_generator", "data_hash", "strip_for_shipping"]
 
@@ -70,6 +73,19 @@ def _resumable_fields(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "train": train}
 
 
+def _resumable_payload(out: Path, config: GeneratorConfig, hash_of_data: str) -> dict[str, Any] | None:
+    """The resumable checkpoint at ``out`` for this config and data, ``None`` when there is none to resume."""
+    if not out.is_file():
+        return None
+    payload = load_checkpoint(out)
+    if payload.get("training") is None:
+        return None
+    if _resumable_fields(payload["config"]) != _resumable_fields(config.model_dump(mode="json")) or payload["data_hash"] != hash_of_data:
+        raise CrystaloopError(f"{out} holds training for another config or dataset (only epochs, device and threads may change "
+                              "on resume); pass a new --out or --no-resume")
+    return payload
+
+
 def _to(batch: NoisyBatch, device: torch.device) -> NoisyBatch:
     return NoisyBatch(**{k: getattr(batch, k).to(device) for k in batch.__dataclass_fields__})
 
@@ -93,6 +109,7 @@ def train_generator(
     validation: Sequence[Crystal] | None = None,
     validation_properties: Mapping[str, np.ndarray] | None = None,
     embeddings: np.ndarray | None = None,
+    init_from: Path | None = None,
     resume: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
@@ -105,6 +122,8 @@ def train_generator(
         validation: optional structures for a held-out loss each checkpoint.
         embeddings: (n, embedding_dim) conditioning vectors aligned with ``crystals`` (e.g. from
             :mod:`crystaloop.multimodal`), NaN rows = no embedding; needs ``network.embedding_dim``.
+        init_from: teacher checkpoint to warm-start a fresh run from (its normalisation is kept;
+            the model starts at the teacher's outputs); ignored when resuming.
         resume: continue from ``out`` when it exists with the same config hash and data hash.
         on_epoch: callback(epoch, losses) after each epoch (progress bars, logging).
     """
@@ -115,29 +134,27 @@ def train_generator(
     device = torch.device(config.train.device)
     hash_of_data = data_hash(crystals)
     prop_matrix = _property_matrix(config, properties, len(crystals))
-    normalisation = Normalisation.from_data(crystals, properties, config.network.properties, config.max_atoms)
-    torch.manual_seed(config.train.seed)
-    model = CrystalDiffusion(config, normalisation)
-    optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
-    ema = copy.deepcopy(model.denoiser.state_dict())
-    start_epoch, history = 0, []
-    generator = torch.Generator().manual_seed(config.train.seed)
     out = Path(out)
-    if resume and out.is_file():
-        payload = load_checkpoint(out)
-        saved = payload.get("training")
-        same = _resumable_fields(payload["config"]) == _resumable_fields(config.model_dump(mode="json")) and payload["data_hash"] == hash_of_data
-        if saved is not None and same:
-            model = model_from_payload(payload, weights="raw")
-            optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
-            optimizer.load_state_dict(saved["optimizer"])
-            ema = payload["weights"]
-            start_epoch, history = int(saved["epoch"]), list(payload["metrics"].get("history", []))
-            generator.set_state(saved["rng"])
-            logger.info("resuming %s at epoch %d", out, start_epoch)
-        elif saved is not None:
-            raise CrystaloopError(f"{out} holds training for another config or dataset (only epochs, device and threads may change "
-                                  "on resume); pass a new --out or --no-resume")
+    payload = _resumable_payload(out, config, hash_of_data) if resume else None
+    torch.manual_seed(config.train.seed)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    if payload is None:  # a fresh run: random weights, or the teacher's (warm start)
+        model = (warm_start_model(config, Path(init_from), crystals) if init_from is not None else
+                 CrystalDiffusion(config, Normalisation.from_data(crystals, properties, config.network.properties, config.max_atoms)))
+        optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
+        ema = copy.deepcopy(model.denoiser.state_dict())
+        start_epoch, history = 0, []
+        teacher = teacher_provenance(Path(init_from)) if init_from is not None else None
+    else:
+        saved = payload["training"]
+        model = model_from_payload(payload, weights="raw")
+        optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
+        optimizer.load_state_dict(saved["optimizer"])
+        ema = payload["weights"]
+        start_epoch, history = int(saved["epoch"]), list(payload["metrics"].get("history", []))
+        teacher = payload["metrics"].get("init_from")
+        generator.set_state(saved["rng"])
+        logger.info("resuming %s at epoch %d%s", out, start_epoch, " (--init applies to fresh runs only)" if init_from else "")
     model.to(device)
     ema = {k: v.to(device) for k, v in ema.items()}
     dim = config.network.embedding_dim
@@ -185,7 +202,7 @@ def train_generator(
                 epoch_losses["val_loss"] = _validation_loss(model, ema, held_out, device, config.train.seed)
             history.append(epoch_losses)
             metrics = {"history": history, "epochs": epoch + 1, "train_seconds_this_run": time.perf_counter() - started,
-                       "train_size": data.size}
+                       "train_size": data.size, **({"init_from": teacher} if teacher else {})}
             training = {"raw": {k: v.detach().cpu() for k, v in model.denoiser.state_dict().items()},
                         "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "rng": generator.get_state()}
             save_checkpoint(out, model, ema, data_hash=hash_of_data, metrics=metrics, training=training)
