@@ -38,6 +38,7 @@ those of x (the toy has none). Everything runs in float64 on the CPU.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -405,7 +406,7 @@ def reverse_process(score: ScoreFn, guidance: Guidance, x_start: torch.Tensor, c
     grid = _reverse_grid(config)
     x, kl = x_start.to(_DTYPE), torch.zeros(x_start.shape[0], dtype=_DTYPE)
     with torch.no_grad():
-        for t, s in zip(grid[:-1], grid[1:]):
+        for t, s in itertools.pairwise(grid):
             a_t, a_s = float(alpha_bar[t]), float(alpha_bar[s])
             alpha = a_t / a_s
             beta = 1 - alpha
