@@ -5,10 +5,13 @@ Patterns are intensities on ``N_POINTS`` equally spaced 2θ values from ``TWO_TH
 Kα1/Kα2 weighted mean that pymatgen calls ``"CuKa"``), broadened by a pseudo-Voigt profile of
 ``DEFAULT_FWHM`` degrees and scaled so the highest point is 1.
 
-Anything that produces or consumes patterns (the simulator in :mod:`.xrd`, the measured-pattern
-reader, the 1-D encoder, a future differentiable torch forward model) imports these constants
-and :func:`two_theta_grid` from here, so a pattern on another grid is refused rather than
-silently misread. Importing this module needs numpy only.
+Anything that produces or consumes patterns (the pymatgen simulator in
+:mod:`crystaloop.multimodal.xrd`, the measured-pattern reader, the 1-D encoder, the
+differentiable torch forward model in :mod:`crystaloop.data.xrd_forward` that the generator's
+posterior sampler uses) imports these constants and :func:`two_theta_grid` from here, so a
+pattern on another grid is refused rather than silently misread. It lives in ``data`` because
+components on both sides of the layering (generator, multimodal) need it. Importing this module
+needs numpy and pydantic only.
 """
 
 from __future__ import annotations

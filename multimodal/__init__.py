@@ -2,8 +2,8 @@
 
 Modules (import what you need; nothing heavy is imported here):
 
-* :mod:`.xrd_grid`: the one 2θ grid (5–90°, 0.05°, Cu Kα) and peak profile every XRD piece uses;
-* :mod:`.xrd`: simulated powder patterns and measurement-like augmentation;
+* :mod:`.xrd`: simulated powder patterns (pymatgen) and measurement-like augmentation, on the
+  one 2θ grid (5–90°, 0.05°, Cu Kα) of :mod:`crystaloop.data.xrd_grid`;
 * :mod:`.xrd_io`: measured two-column ``.xy`` / ``.csv`` patterns onto the grid;
 * :mod:`.describe`: a fast text describer of crystals;
 * :mod:`.text`: frozen MiniLM layer features and the learned layer mix;

@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from crystaloop.multimodal.xrd_grid import N_POINTS
+from crystaloop.data.xrd_grid import N_POINTS
 
 if TYPE_CHECKING:
     from crystaloop.multimodal.fusion import FusionModel

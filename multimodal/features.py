@@ -20,9 +20,9 @@ import numpy as np
 
 from crystaloop.data.datasets import CrystalDataset
 from crystaloop.data.datasets.cache import cache_dir
+from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid
 from crystaloop.multimodal.describe import describe_many
 from crystaloop.multimodal.xrd import simulate_patterns
-from crystaloop.multimodal.xrd_grid import DEFAULT_GRID, PatternGrid
 
 __all__ = ["FEATURES_VERSION", "DatasetViews", "prepare_views", "views_cache_dir"]
 

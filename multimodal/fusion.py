@@ -30,10 +30,10 @@ from torch import nn
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
+from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid
 from crystaloop.multimodal.encoders import MODALITIES, Modality, ModalityEncoder, XRDEncoder, XRDEncoderConfig
 from crystaloop.multimodal.structure import StructureEncoder, StructureEncoderConfig, featurise
 from crystaloop.multimodal.text import LayerMixHead, check_texts, minilm_version
-from crystaloop.multimodal.xrd_grid import DEFAULT_GRID, PatternGrid
 
 __all__ = ["FORMAT", "FusionConfig", "FusionModel", "clip_loss", "save_checkpoint", "load_checkpoint"]
 

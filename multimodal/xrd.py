@@ -3,9 +3,10 @@
 * :func:`simulate_pattern` / :func:`simulate_patterns`: pymatgen's ``XRDCalculator`` (kinematic
   intensities with atomic scattering factors, Lorentz-polarisation factor, multiplicities) for the
   grid's wavelength, each peak broadened by the grid's pseudo-Voigt profile, summed on the 2θ
-  grid of :mod:`.xrd_grid` and scaled to a maximum of 1. A pattern depends on the crystal only,
-  not on how it is written (rotation, origin, site order, lattice basis): the peak list is a
-  function of the set of d-spacings and structure factors.
+  grid of :mod:`crystaloop.data.xrd_grid` and scaled to a maximum of 1. A pattern depends on the
+  crystal only, not on how it is written (rotation, origin, site order, lattice basis): the peak
+  list is a function of the set of d-spacings and structure factors. The differentiable torch
+  twin of this simulator is :mod:`crystaloop.data.xrd_forward`.
 * :func:`augment_patterns`: what a measurement does to a clean pattern: isotropic lattice strain
   and sample-displacement (zero) shifts of the peaks, smooth intensity jitter (texture, preferred
   orientation), a smooth background with an amorphous hump, and counting noise. Seeded by a
@@ -26,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import InvalidStructureError
+from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid, pseudo_voigt
 from crystaloop.multimodal.progress import progress_bar
-from crystaloop.multimodal.xrd_grid import DEFAULT_GRID, PatternGrid, pseudo_voigt
 
 if TYPE_CHECKING:
     from pymatgen.analysis.diffraction.xrd import XRDCalculator

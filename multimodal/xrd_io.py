@@ -7,12 +7,12 @@ and non-numeric lines are accepted as a header only before the first data line. 
 reported as a :class:`~crystaloop.data.errors.DatasetError` naming the file and, where there is
 one, the line.
 
-:func:`resample_to_grid` puts the points on the grid of :mod:`.xrd_grid`: a pattern measured
-with another wavelength is first converted through Bragg's law (same d-spacings), points finer
-than the grid are averaged over each grid step (box filter) before linear interpolation, the
-part of the grid the measurement does not cover is zero, and the result is scaled to max 1 after
-subtracting its minimum. A measurement that covers too little of the grid (another radiation or
-range, or a file of d-spacings) is refused.
+:func:`resample_to_grid` puts the points on the grid of :mod:`crystaloop.data.xrd_grid`: a
+pattern measured with another wavelength is first converted through Bragg's law (same
+d-spacings), points finer than the grid are averaged over each grid step (box filter) before
+linear interpolation, the part of the grid the measurement does not cover is zero, and the
+result is scaled to max 1 after subtracting its minimum. A measurement that covers too little
+of the grid (another radiation or range, or a file of d-spacings) is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from crystaloop.data.errors import DatasetError
-from crystaloop.multimodal.xrd_grid import DEFAULT_GRID, PatternGrid
+from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid
 
 __all__ = ["PATTERN_SUFFIXES", "read_xy", "read_pattern", "resample_to_grid", "write_xy"]
 

@@ -11,12 +11,12 @@ import torch
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.testing import assert_invariant, assert_supercell, random_crystal
+from crystaloop.data.xrd_grid import N_POINTS
 from crystaloop.multimodal.encoders import Encoder
 from crystaloop.multimodal.features import DatasetViews
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, clip_loss, load_checkpoint, save_checkpoint
 from crystaloop.multimodal.text import LayerMixHead
 from crystaloop.multimodal.xrd import simulate_patterns
-from crystaloop.multimodal.xrd_grid import N_POINTS
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from crystaloop.commands.multimodal import multimodal_app, search
 from crystaloop.data.records import Candidate, Provenance
 from crystaloop.data.store import CandidateStore
 from crystaloop.data.testing import random_crystal
+from crystaloop.data.xrd_grid import two_theta_grid
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, load_checkpoint, save_checkpoint
 from crystaloop.multimodal.store_index import embedding_name, index_store, search_store
 from crystaloop.multimodal.xrd import simulate_pattern
-from crystaloop.multimodal.xrd_grid import two_theta_grid
 from crystaloop.multimodal.xrd_io import write_xy
 
 

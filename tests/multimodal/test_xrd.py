@@ -9,8 +9,8 @@ import pytest
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.testing import assert_invariant, make_supercell, random_crystal
+from crystaloop.data.xrd_grid import CU_KALPHA_WAVELENGTH, DEFAULT_GRID, N_POINTS, two_theta_grid
 from crystaloop.multimodal.xrd import AugmentConfig, augment_patterns, peak_list, simulate_pattern, simulate_patterns
-from crystaloop.multimodal.xrd_grid import CU_KALPHA_WAVELENGTH, DEFAULT_GRID, N_POINTS, two_theta_grid
 
 
 def _rocksalt(a: float = 5.64) -> Crystal:

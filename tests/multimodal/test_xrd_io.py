@@ -9,8 +9,8 @@ import pytest
 
 from crystaloop.data.errors import DatasetError
 from crystaloop.data.testing import random_crystal
+from crystaloop.data.xrd_grid import DEFAULT_GRID, N_POINTS, two_theta_grid
 from crystaloop.multimodal.xrd import simulate_pattern
-from crystaloop.multimodal.xrd_grid import DEFAULT_GRID, N_POINTS, two_theta_grid
 from crystaloop.multimodal.xrd_io import read_pattern, read_xy, resample_to_grid, write_xy
 
 
