@@ -52,7 +52,7 @@ about 1.8 per Å³ of cell at Cu Kα up to 93°: ~180 for the perov_5 cells, ~27
   values for a batch of 64 carbon_24 cells. Measured times are in benchmarks/RESULTS.md.
 
 ``max_index`` (default :data:`DEFAULT_MAX_INDEX` = 16: every reflection of cells whose reduced
-axes are up to 16.7 Å long at Cu Kα; the shipped datasets' longest axis is 11.6 Å) caps the box
+axes are up to 17 Å long, at Cu Kα up to 93°; the shipped datasets' longest axis is 11.6 Å) caps the box
 so a blown-up lattice met during sampling cannot exhaust memory; reflections beyond the cap are
 dropped (logged at debug level).
 
@@ -99,7 +99,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_INDEX = 16
-"""Default cap on ``|h|, |k|, |l|`` (covers cell axes up to 16.7 Å at Cu Kα up to 95° 2θ)."""
+"""Default cap on the reduced-basis ``|h|, |k|, |l|`` (covers reduced axes up to 17 Å on the default grid)."""
 MIN_VOLUME = 0.1
 """Smallest cell volume accepted, Å³ (the structural-validity floor of the design's protocols)."""
 PROFILE_HALF_WIDTH_FWHM = 20.0
