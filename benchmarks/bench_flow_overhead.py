@@ -1,7 +1,7 @@
 """Flow overhead: one campaign iteration through Prefect versus `run_iteration` called directly.
 
 Same campaign config and seed, a fresh SQLite store per run, order alternated across repeats,
-all in one run. "direct" builds the components and calls ``loop.campaign.run_iteration`` (no
+all in one run; medians over 5 repeats (a shared machine is noisy). "direct" builds the components and calls ``loop.campaign.run_iteration`` (no
 Prefect); "flow" runs ``campaign_flow`` with one iteration against a real local Prefect server
 (started here on a free loopback port, as ``crystaloop server start`` does), with and without
 artifacts (markdown summary, table, progress, discovery-curve PNG). Both paths reach the same
@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import socket
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -98,11 +99,11 @@ def _free_port() -> int:
 
 
 def run(quick: bool = False) -> list[dict]:
-    """Rows: campaign, path, repeats, mean and min wall seconds, overhead vs direct."""
+    """Rows: campaign, path, repeats, median/min/max wall seconds, median overhead vs direct."""
     from crystaloop.flows.server import ServerSettings, client_environment, start_server, wait_until_healthy
 
     torch.set_num_threads(1)
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     configs = [_replay_config()] + ([] if quick else [_chgnet_config()])
     with tempfile.TemporaryDirectory(prefix="crystaloop-overhead-") as tmp:
         folder = Path(tmp)
@@ -143,11 +144,12 @@ def _measure(configs: list[CampaignConfig], folder: Path, repeats: int) -> list[
                 logger.info("%s %s repeat %d: %.2f s", config.name, path, r, seconds)
             if len({tuple(i for i, _ in snap) for snap in snapshots.values()}) != 1:
                 raise RuntimeError(f"{config.name}: the flow and the direct call produced different candidates")
-        base = sum(times["direct"]) / repeats
+        base = statistics.median(times["direct"])
         for path, values in times.items():
-            mean = sum(values) / repeats
+            median = statistics.median(values)
             rows.append({"campaign": config.name.removeprefix("overhead-"), "path": path, "repeats": repeats,
-                         "mean_s": mean, "min_s": min(values), "overhead_s": mean - base, "ratio": mean / base})
+                         "median_s": median, "min_s": min(values), "max_s": max(values),
+                         "overhead_s": median - base, "ratio": median / base})
     return rows
 
 

@@ -29,7 +29,10 @@ from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
 from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
 
-__all__ = ["SampleRequest", "RawSamples", "step_grid", "sample_batch", "clean_lattice_estimate", "prior_state", "LATTICE_CLIP"]
+__all__ = [
+    "SampleRequest", "RawSamples", "StepMoments", "step_grid", "sample_batch", "step_moments", "langevin_corrector",
+    "reveal_species", "to_raw_samples", "conditioned_evaluator", "clean_lattice_estimate", "prior_state", "LATTICE_CLIP",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +133,79 @@ def prior_state(model: CrystalDiffusion, request: SampleRequest, generator: torc
     return state, conditioned, species_bias
 
 
+@dataclass
+class StepMoments:
+    """Gaussian transition of one reverse step t → s, before its noise is drawn.
+
+    Attributes:
+        lattice_mean: (B, 3, 3) normalised symmetric lattice mean; lattice_std: scalar tensor,
+            standard deviation of each of the six independent entries' noise.
+        frac_mean: (N, 3) coordinate mean (not yet wrapped); frac_std: scalar tensor (0 for
+            the deterministic probability-flow step).
+        lattice_clean: (B, 3, 3) the clean-lattice estimate x̂₀ (normalised, clipped).
+    """
+
+    lattice_mean: torch.Tensor
+    lattice_std: torch.Tensor
+    frac_mean: torch.Tensor
+    frac_std: torch.Tensor
+    lattice_clean: torch.Tensor
+
+
+def step_moments(model: CrystalDiffusion, state: NoisyBatch, out: DenoiserOutput, t: int, s: int, eta: float) -> StepMoments:
+    """Mean and noise scale of the lattice (DDIM with η) and coordinate (VE on the torus) step t → s."""
+    schedule = model.schedule
+    ab_t, ab_s = schedule.alpha_bar[t], schedule.alpha_bar[s]
+    x0, lattice_noise = clean_lattice_estimate(state.lattice, out.lattice_noise, ab_t)
+    noise_scale = eta * (((1 - ab_s) / (1 - ab_t)) * (1 - ab_t / ab_s)).clamp(min=0).sqrt()
+    direction = (1 - ab_s - noise_scale**2).clamp(min=0).sqrt()
+    sigma_t, sigma_s = schedule.sigma[t], schedule.sigma[s]
+    score = out.coord_score * schedule.sigma_norm[t].sqrt()
+    gap = sigma_t**2 - sigma_s**2
+    if eta > 0:
+        frac_mean, frac_std = state.frac + gap * score, (sigma_s**2 * gap / sigma_t**2).sqrt()
+    else:
+        frac_mean, frac_std = state.frac + 0.5 * gap * score, torch.zeros_like(gap)
+    return StepMoments(lattice_mean=ab_s.sqrt() * x0 + direction * lattice_noise, lattice_std=noise_scale,
+                       frac_mean=frac_mean, frac_std=frac_std, lattice_clean=x0)
+
+
+def langevin_corrector(model: CrystalDiffusion, state: NoisyBatch, out: DenoiserOutput, t: int, step_scale: float,
+                       noise: torch.Tensor) -> NoisyBatch:
+    """One Langevin step on the coordinates at σ_t, size ``step_scale · (σ_t/σ_min)²`` (DiffCSP)."""
+    schedule = model.schedule
+    score = out.coord_score * schedule.sigma_norm[t].sqrt()
+    step = step_scale * (schedule.sigma[t] / schedule.sigma[1]) ** 2
+    return state.replace(frac=torch.remainder(state.frac + step * score + (2 * step).sqrt() * noise, 1.0))
+
+
+def reveal_species(model: CrystalDiffusion, tokens: torch.Tensor, out: DenoiserOutput, t: int, s: int,
+                   species_bias: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """Absorbing-state step: each masked site is revealed with probability (t − s)/t (mask-rate ratio)."""
+    schedule = model.schedule
+    logits = out.species_logits if species_bias is None else out.species_logits + species_bias
+    probs = torch.softmax(logits.double(), -1).float().cpu()
+    draw = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(tokens.device)
+    reveal_probability = (schedule.mask_rate[t] - schedule.mask_rate[s]) / schedule.mask_rate[t]
+    uniform = torch.rand(len(tokens), generator=generator).to(device=tokens.device, dtype=out.species_logits.dtype)
+    return torch.where((tokens == model.mask_token) & (uniform < reveal_probability), draw, tokens)
+
+
+def conditioned_evaluator(net: Callable[[NoisyBatch], DenoiserOutput], conditioned: bool,
+                          guidance_scale: float) -> Callable[[NoisyBatch], DenoiserOutput]:
+    """``net`` called as the request needs: unconditional, conditional, or classifier-free guided."""
+
+    def evaluate(x: NoisyBatch) -> DenoiserOutput:
+        if not conditioned:
+            return net(x.without_conditions())
+        out = net(x)
+        if guidance_scale != 1.0:
+            out = out.guided(net(x.without_conditions()), guidance_scale)
+        return out
+
+    return evaluate
+
+
 @torch.no_grad()
 def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: SamplerConfig, *, seed: int,
                  on_step: Callable[[int, int], None] | None = None,
@@ -147,56 +223,34 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
 
     started = time.perf_counter()
     net = CanonicalFrame(model.denoiser, model.schedule.alpha_bar) if config.canonical_frame else model.denoiser
-    schedule, norm = model.schedule, model.normalisation
+    schedule = model.schedule
     state, conditioned, species_bias = prior_state(model, request, generator, schedule.timesteps, initial)
     b, n, num_atoms = len(state.num_atoms), len(state.tokens), state.num_atoms
     denovo = request.tokens is None
 
-    def evaluate(x: NoisyBatch) -> DenoiserOutput:
-        if not conditioned:
-            return net(x.without_conditions())
-        out = net(x)
-        if request.guidance_scale != 1.0:
-            out = out.guided(net(x.without_conditions()), request.guidance_scale)
-        return out
+    evaluate = conditioned_evaluator(net, conditioned, request.guidance_scale)
 
     eta = 1.0 if config.method == "pc" else 0.0
     grid = step_grid(schedule.timesteps, config.steps)
     for index, (t, s) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
-        sigma_t, sigma_s = schedule.sigma[t], schedule.sigma[s]
         if config.method == "pc" and config.corrector_step > 0:
-            out = evaluate(state.replace(t=torch.full((b,), t, device=device)))
-            score = out.coord_score * schedule.sigma_norm[t].sqrt()
-            step = config.corrector_step * (sigma_t / schedule.sigma[1]) ** 2
-            frac = state.frac + step * score + (2 * step).sqrt() * randn(n, 3)
-            state = state.replace(frac=torch.remainder(frac, 1.0))
+            state = langevin_corrector(model, state, evaluate(state.replace(t=torch.full((b,), t, device=device))), t,
+                                       config.corrector_step, randn(n, 3))
         out = evaluate(state.replace(t=torch.full((b,), t, device=device)))
-        # lattice (DDIM with η)
-        ab_t, ab_s = schedule.alpha_bar[t], schedule.alpha_bar[s]
-        x0, lattice_noise = clean_lattice_estimate(state.lattice, out.lattice_noise, ab_t)
-        noise_scale = eta * (((1 - ab_s) / (1 - ab_t)) * (1 - ab_t / ab_s)).clamp(min=0).sqrt()
-        direction = (1 - ab_s - noise_scale**2).clamp(min=0).sqrt()
-        lattice = ab_s.sqrt() * x0 + direction * lattice_noise + noise_scale * symmetric_noise(b, generator).to(device=device, dtype=dtype)
-        # coordinates (variance exploding on the torus)
-        score = out.coord_score * schedule.sigma_norm[t].sqrt()
-        gap = sigma_t**2 - sigma_s**2
-        if eta > 0:
-            frac = state.frac + gap * score + (sigma_s**2 * gap / sigma_t**2).sqrt() * randn(n, 3)
-        else:
-            frac = state.frac + 0.5 * gap * score
-        # species (absorbing state)
-        tokens = state.tokens
-        if denovo:
-            logits = out.species_logits if species_bias is None else out.species_logits + species_bias
-            probs = torch.softmax(logits.double(), -1).float().cpu()
-            draw = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(device)
-            reveal_probability = (schedule.mask_rate[t] - schedule.mask_rate[s]) / schedule.mask_rate[t]
-            reveal = (tokens == model.mask_token) & (torch.rand(n, generator=generator).to(device=device, dtype=dtype) < reveal_probability)
-            tokens = torch.where(reveal, draw, tokens)
+        moments = step_moments(model, state, out, t, s, eta)
+        lattice = moments.lattice_mean + moments.lattice_std * symmetric_noise(b, generator).to(device=device, dtype=dtype)
+        frac = moments.frac_mean + moments.frac_std * randn(n, 3) if eta > 0 else moments.frac_mean
+        tokens = reveal_species(model, state.tokens, out, t, s, species_bias, generator) if denovo else state.tokens
         state = state.replace(lattice=lattice, frac=torch.remainder(frac, 1.0), tokens=tokens)
         if on_step is not None:
             on_step(index + 1, len(grid) - 1)
 
+    return to_raw_samples(model, state, time.perf_counter() - started)
+
+
+def to_raw_samples(model: CrystalDiffusion, state: NoisyBatch, seconds: float) -> RawSamples:
+    """Undo the normalisation of a final state: lattice in Å, tokens to atomic numbers."""
+    norm, num_atoms = model.normalisation, state.num_atoms
     scale = norm.lattice_scale(num_atoms).view(-1, 1, 1)
     numbers = norm.species[state.tokens.clamp(max=model.mask_token - 1)]
     return RawSamples(
@@ -204,5 +258,5 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
         frac=state.frac.double().cpu().numpy(),
         numbers=numbers.cpu().numpy(),
         num_atoms=num_atoms.cpu().numpy(),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
     )
