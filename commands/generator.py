@@ -243,16 +243,30 @@ def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] |
     return "carbon_24" if elements == {"C"} else "perov_5"
 
 
-def _embed_query(generator, model: str, xrd: Path | None, text: str | None,  # noqa: ANN001 - DiffusionGenerator
-                 wavelength: float | None, fusion: Path | None) -> tuple[float, ...]:
-    """The fusion latent of --xrd or --text, after checking that the generator reads one that wide."""
+def _embedding_width(model: str) -> int:
+    """``network.embedding_dim`` of a teacher or distilled checkpoint, read without building the model."""
+    import torch
+
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.generator.shipped import resolve_generator_checkpoint
+
+    path = resolve_generator_checkpoint(model)
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["config"]["network"]["embedding_dim"])
+    except Exception as exc:  # torch raises several types for corrupt files; a foreign dict lacks the keys
+        raise CrystaloopError(f"{path} is not a readable generator checkpoint: {exc}") from None
+
+
+def _embed_query(model: str, xrd: Path | None, text: str | None, wavelength: float | None,
+                 fusion: Path | None) -> tuple[float, ...]:
+    """The fusion latent of --xrd or --text, after checking that ``model`` reads one that wide."""
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.multimodal.conditioning import embedding_condition
     from crystaloop.multimodal.fusion import load_checkpoint
     from crystaloop.multimodal.pretrained import shipped_checkpoint
     from crystaloop.multimodal.xrd_io import read_pattern
 
-    width = generator.model.config.network.embedding_dim
+    width = _embedding_width(model)
     if width == 0:
         raise CrystaloopError(f"model {model!r} takes no embedding, so it cannot be conditioned on --xrd/--text; use "
                               "--model perov_5_multimodal (the default for them) or a checkpoint trained with --embeddings")
@@ -347,10 +361,10 @@ def generate(
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
         conditioned = xrd is not None or text is not None
         name = model or _default_model(comp, system, embedding=conditioned)
-        generator = _load_generator(name, steps, method)
-        embedding = _embed_query(generator, name, xrd, text, wavelength, fusion) if conditioned else None
+        embedding = _embed_query(name, xrd, text, wavelength, fusion) if conditioned else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
                               guidance_scale=guidance, num_atoms=num_atoms, embedding=embedding)
+        generator = _load_generator(name, steps, method)
         with progress_bar(remaining=False) as bar:
             task = bar.add_task(f"sampling {n} ({generator.sampler.method}, {generator.sampler.steps} steps)", total=None)
             candidates = generator.sample(n, condition, seed=seed)
