@@ -23,6 +23,7 @@ from crystaloop.commands.common import fail as _fail
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 from crystaloop.commands.multimodal import multimodal_app, search
+from crystaloop.commands.solve_xrd import solve_xrd
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(server_app, name="server")
 app.add_typer(multimodal_app, name="multimodal")
 app.command("search")(search)
+app.command("solve-xrd")(solve_xrd)
 campaign_app.command("deploy")(deploy)
 campaign_app.command("pause")(pause)
 campaign_app.command("resume")(resume)

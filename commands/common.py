@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "progress_bar"]
+__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "progress_bar", "parse_composition"]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -50,3 +50,21 @@ def progress_bar(remaining: bool = True):  # noqa: ANN201 - rich.progress.Progre
     if remaining:
         columns.append(TimeRemainingColumn())
     return Progress(*columns, console=err_console)
+
+
+def parse_composition(text: str, option: str = "--composition") -> dict[str, int]:
+    """Cell contents from a formula (``SrTiO3`` → {Sr: 1, Ti: 1, O: 3}); raises CrystaloopError naming it."""
+    from pymatgen.core import Composition, Element
+
+    from crystaloop.data.errors import CrystaloopError
+
+    try:
+        parsed = Composition(text)
+    except Exception as exc:  # pymatgen raises ValueError or its own errors
+        raise CrystaloopError(f"{option} {text!r} is not a chemical formula: {exc}") from None
+    if any(abs(v - round(v)) > 1e-6 for v in parsed.values()):
+        raise CrystaloopError(f"{option} {text!r} must have whole-number counts (cell contents)")
+    unknown = [getattr(el, "symbol", str(el)) for el in parsed if not isinstance(el, Element)]
+    if unknown:
+        raise CrystaloopError(f"{option} {text!r}: unknown element {unknown[0]!r}; allowed: element symbols H..Og")
+    return {str(el): int(round(v)) for el, v in parsed.items()}

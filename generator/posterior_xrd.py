@@ -111,6 +111,7 @@ def solve_pattern(generator: DiffusionGenerator, pattern: np.ndarray, *, composi
                   chemical_system: tuple[str, ...] | None = None, num_samples: int = 8,
                   guidance: PosteriorConfig | None = None, embedding: tuple[float, ...] | None = None,
                   embedding_guidance: float = 1.0, grid: PatternGrid = DEFAULT_GRID, anneal_fwhm: float = 1.0,
+                  misfit_kind: str = "rwp",
                   refine: RefineConfig | None = RefineConfig(), seed: int = 0, on_step: Callable[[int, int], None] | None = None) -> tuple[list[XRDSolution], PosteriorSamples]:
     """Posterior samples for ``pattern`` ranked by Rwp (best first), and the raw guided samples.
 
@@ -122,6 +123,8 @@ def solve_pattern(generator: DiffusionGenerator, pattern: np.ndarray, *, composi
             prior, or the amortised route alone when ``embedding`` is given).
         embedding: the pattern's multimodal latent for a generator trained with embeddings.
         embedding_guidance: classifier-free guidance scale of that embedding.
+        misfit_kind: ``rwp`` (a norm: DPS's normalised step) or ``cosine`` (1 − cos ≈ Rwp²/2:
+            a Gaussian-likelihood-like step that grows with the residual).
         refine: local refinement of every sample against the pattern before ranking
             (:func:`crystaloop.data.xrd_refine.refine_to_pattern`); ``None`` ranks raw samples.
 
@@ -134,7 +137,7 @@ def solve_pattern(generator: DiffusionGenerator, pattern: np.ndarray, *, composi
     condition = Condition(composition=composition, chemical_system=chemical_system, embedding=embedding,
                           guidance_scale=embedding_guidance)
     request = generator.request(num_samples, condition, np.random.default_rng(seed))
-    misfit = XRDMisfit(pattern, grid, anneal_fwhm=anneal_fwhm)
+    misfit = XRDMisfit(pattern, grid, kind=misfit_kind, anneal_fwhm=anneal_fwhm)
     samples = posterior_sample_batch(generator.model, request, generator.sampler, misfit, guidance, seed=seed, on_step=on_step)
     kept = [(index, crystal) for index, parts in enumerate(samples.raw.split())
             if (crystal := crystal_from_sample(*parts)) is not None]
