@@ -100,11 +100,14 @@ def _samplers(quick: bool) -> list[PosteriorSamplerConfig]:
     configs = [PosteriorSamplerConfig(guidance="none", steps=steps), PosteriorSamplerConfig(guidance="exact", steps=steps)]
     configs += [PosteriorSamplerConfig(guidance="dps", zeta=zeta, steps=steps) for zeta in DPS_ZETAS]
     configs.append(PosteriorSamplerConfig(guidance="dps_score", zeta=1.0, steps=steps))
+    if not quick:  # the DPS push per step is ζ: fewer steps, less push in all
+        configs += [PosteriorSamplerConfig(guidance="dps", zeta=zeta, steps=100) for zeta in (0.05, 0.2)]
     return configs
 
 
 def _label(config: PosteriorSamplerConfig) -> str:
-    return config.guidance if config.guidance in ("none", "exact") else f"{config.guidance} ζ={config.zeta:g}"
+    label = config.guidance if config.guidance in ("none", "exact") else f"{config.guidance} ζ={config.zeta:g}"
+    return label if config.steps is None else f"{label}, {config.steps} steps"
 
 
 def _quality(problem: Problem, x: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
@@ -151,7 +154,7 @@ def best_dps(rows: list[dict]) -> float:
     """ζ of the DPS row with the lowest sliced W1 to exact draws (tuned against the exact
     posterior: an oracle choice no real problem offers)."""
     dps = [row for row in rows if str(row["sampler"]).startswith("dps ζ=")]
-    return float(min(dps, key=lambda row: row["sliced_w1"])["sampler"].split("=")[1])
+    return float(min(dps, key=lambda row: row["sliced_w1"])["sampler"].split("=")[1].split(",")[0])
 
 
 def early_stopping_rows(problem: Problem, zeta: float, quick: bool) -> list[dict]:
@@ -224,9 +227,10 @@ def _sample_figure(samples: dict[str, np.ndarray], y: float, path: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = ["prior", "exact posterior draws", "exact", "dps ζ=0.05", "dps ζ=0.2", "dps ζ=1"]
+    panels = ["prior", "exact posterior draws", "exact", "dps ζ=0.05", "dps ζ=1", "dps ζ=0.05, 100 steps"]
     fig, axes = plt.subplots(2, 3, figsize=(10, 6.4), sharex=True, sharey=True)
     for ax, label in zip(axes.flat, panels, strict=True):
+        label = next(key for key in samples if key == label or key.startswith(label + ","))  # quick runs add ", N steps"
         x = samples[label][:1500]
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, color="tab:gray" if label == "prior" else "tab:blue")
         ax.axvline(y, color="tab:red", lw=0.8, ls="--")
@@ -272,7 +276,7 @@ def run(quick: bool = False, figures: Path | None = None) -> list[dict]:
     for problem in (two_d_problem(), high_d_problem()):
         weight_rows, samples = mode_weight_rows(problem, quick)
         zeta = best_dps(weight_rows)
-        logger.info("%s: DPS ζ with the lowest TV = %g", problem[0], zeta)
+        logger.info("%s: DPS ζ with the lowest sliced W1 = %g", problem[0], zeta)
         stop_rows = early_stopping_rows(problem, zeta, quick)
         rows += weight_rows + stop_rows + calibration_rows(problem, zeta, quick) + ood_rows(problem, zeta, quick)
         if figures is not None and problem[0] == "2-D":

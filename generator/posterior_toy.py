@@ -295,7 +295,9 @@ class PosteriorSamplerConfig(BaseModel):
         timesteps: T of the cosine schedule.
         steps: reverse steps actually taken (evenly strided over 0..T); None takes all T.
         guidance: a key of :data:`GUIDANCE`.
-        zeta: guidance strength ζ (DPS step ``ζ / ‖y − A x̂_0‖`` on ``½‖y − A x̂_0‖²``).
+        zeta: guidance strength ζ (DPS step ``ζ / ‖y − A x̂_0‖`` on ``½‖y − A x̂_0‖²``). The
+            ``dps`` drift is ζ per step whatever the step size, so its total push grows with
+            ``steps``; ``dps_score`` and ``exact`` scale with the step like the score does.
         stop_step: stop at this t and return Tweedie's x̂_0(x_t); 0 runs to the end.
     """
 
