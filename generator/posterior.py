@@ -20,9 +20,14 @@ KL score. Guided and unguided reverse chains share every Gaussian transition exc
 so the KL divergence between their path measures is the sum over steps of
 ``‖Δμ‖² / (2 std²)`` (the discrete-time Girsanov identity: KL between Gaussians of equal
 covariance), accumulated per crystal for free: over the six independent entries of the symmetric
-lattice and the 3N coordinates. A measurement that the prior explains needs little guidance (small
-KL); one no structure of the model's domain explains (two phases, another chemistry, noise) needs
-a lot. It needs stochastic transitions: ``method="pc"`` (ancestral, any number of steps).
+lattice and the 3N coordinates: the information the guidance injected. How it flags a
+measurement outside the model's domain depends on the likelihood's shape. With a smooth one (the
+linear-Gaussian toy of :mod:`.posterior_toy`) a measurement no prior mode explains needs a strong
+pull: a *large* KL flags it. With a peak-matching likelihood such as powder XRD, a pattern that no
+structure of the domain explains misfits about equally everywhere, so the guidance finds nothing
+to pull on and the path stays the prior's: a KL near *zero* flags it, while an explained pattern
+concentrates the posterior (large KL). benchmarks/RESULTS.md measures both directions.
+It needs stochastic transitions: ``method="pc"`` (ancestral, any number of steps).
 
 Early stopping. ``stop_step = k > 0`` ends the reverse process at step k and returns the clean
 estimate there (lattice x̂₀, F̂₀, most likely species): the diagnostic of how sensitive the
@@ -96,12 +101,22 @@ class PosteriorSamples:
         kl: (B,) KL divergence of the guided from the unguided reverse path, nats.
         misfit: (B,) misfit of the returned structures (progress 0).
         misfit_trace: (K, B) misfit of the clean estimate at each guided step (NaN where unguided).
+        kl_trace: (K, B) each step's contribution to ``kl`` (rows follow the step grid from t = T).
+        grid: the K + 1 diffusion times of the steps, descending from T.
     """
 
     raw: RawSamples
     kl: np.ndarray
     misfit: np.ndarray
     misfit_trace: np.ndarray
+    kl_trace: np.ndarray
+    grid: list[int]
+
+    def kl_between(self, high: float, low: float) -> np.ndarray:
+        """(B,) KL accumulated over the steps starting at t/T in (low, high]: the score of one phase."""
+        top = self.grid[0]
+        rows = [i for i, t in enumerate(self.grid[:-1]) if low < t / top <= high]
+        return self.kl_trace[rows].sum(axis=0) if rows else np.zeros(self.kl_trace.shape[1])
 
 
 def _clean_state(model: CrystalDiffusion, state: NoisyBatch, out: DenoiserOutput, t: int,
@@ -153,6 +168,7 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
 
     kl = torch.zeros(b, dtype=torch.float64, device=device)
     trace = np.full((len(grid) - 1, b), np.nan)
+    kl_trace = np.zeros((len(grid) - 1, b))
     for index, (t, s) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
         at_t = torch.full((b,), t, device=device)
         with torch.no_grad():
@@ -189,9 +205,15 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
         with torch.no_grad():
             if guidance.stop_step and t == guidance.stop_step:
                 lattice0, frac0, numbers = _clean_state(model, state, out, t, species_bias)
-                return _early(model, state, lattice0, frac0, numbers, kl, trace, misfit, time.perf_counter() - started)
+                raw = RawSamples(lattice=lattice0.double().cpu().numpy(), frac=frac0.double().cpu().numpy(),
+                                 numbers=numbers.cpu().numpy(), num_atoms=state.num_atoms.cpu().numpy(),
+                                 seconds=time.perf_counter() - started)
+                return PosteriorSamples(raw=raw, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, raw, device, dtype),
+                                        misfit_trace=trace, kl_trace=kl_trace, grid=grid)
             moments = step_moments(model, state, out, t, s, 1.0)
-            kl += _transition_kl(lattice_shift, moments.lattice_std, frac_shift, moments.frac_std, state.batch, b)
+            step_kl = _transition_kl(lattice_shift, moments.lattice_std, frac_shift, moments.frac_std, state.batch, b)
+            kl_trace[index] = step_kl.cpu().numpy()
+            kl += step_kl
             lattice = moments.lattice_mean + lattice_shift + moments.lattice_std * symmetric_noise(b, generator).to(device=device, dtype=dtype)
             frac = moments.frac_mean + frac_shift + moments.frac_std * randn(n, 3)
             tokens = reveal_species(model, state.tokens, out, t, s, species_bias, generator) if denovo else state.tokens
@@ -199,7 +221,8 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
         if on_step is not None:
             on_step(index + 1, len(grid) - 1)
     raw = to_raw_samples(model, state, time.perf_counter() - started)
-    return PosteriorSamples(raw=raw, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, raw, device, dtype), misfit_trace=trace)
+    return PosteriorSamples(raw=raw, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, raw, device, dtype), misfit_trace=trace,
+                            kl_trace=kl_trace, grid=grid)
 
 
 def _transition_kl(lattice_shift: torch.Tensor, lattice_std: torch.Tensor, frac_shift: torch.Tensor,
@@ -219,12 +242,3 @@ def _final_misfit(misfit: Misfit, raw: RawSamples, device: torch.device, dtype: 
         values = misfit(torch.as_tensor(raw.lattice, device=device, dtype=dtype), torch.as_tensor(raw.frac, device=device, dtype=dtype),
                         torch.as_tensor(raw.numbers, device=device), torch.as_tensor(raw.num_atoms, device=device), 0.0)
     return values.double().cpu().numpy()
-
-
-def _early(model: CrystalDiffusion, state: NoisyBatch, lattice: torch.Tensor, frac: torch.Tensor, numbers: torch.Tensor,
-           kl: torch.Tensor, trace: np.ndarray, misfit: Misfit, seconds: float) -> PosteriorSamples:
-    """Samples returned at ``stop_step``: the clean estimate there."""
-    device, dtype = lattice.device, lattice.dtype
-    raw = RawSamples(lattice=lattice.double().cpu().numpy(), frac=frac.double().cpu().numpy(), numbers=numbers.cpu().numpy(),
-                     num_atoms=state.num_atoms.cpu().numpy(), seconds=seconds)
-    return PosteriorSamples(raw=raw, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, raw, device, dtype), misfit_trace=trace)
