@@ -121,3 +121,12 @@ def test_solve_pattern_ranks_refined_solutions_by_fit(perov_generator, perovskit
     assert all(0.0 <= s.rwp <= 1.0 and np.isfinite(s.kl) and s.crystal.composition == perovskite.composition for s in solutions)
     with pytest.raises(CrystaloopError, match="composition"):
         solve_pattern(perov_generator, pattern, num_samples=2)
+
+
+@pytest.mark.slow
+def test_solve_pattern_within_a_chemical_system_draws_its_elements(perov_generator, perovskite) -> None:
+    elements = tuple(sorted(perovskite.composition))
+    solutions, samples = solve_pattern(perov_generator, powder_pattern_of(perovskite), chemical_system=elements, num_samples=2,
+                                       refine=None, seed=1)
+    assert samples.kl.shape == (2,) and np.isfinite(samples.kl).all()
+    assert solutions and all(set(s.crystal.composition) <= set(elements) for s in solutions)
