@@ -23,6 +23,11 @@ SHIPPED_GENERATORS: dict[str, str] = {
     # distilled from the shipped perov_5 teacher; shipped with strip_consistency_for_shipping
     "perov_5_consistency": "crystaloop generator distill --teacher perov_5 --out runs/generator/perov_5_consistency.pt --epochs {epochs} --threads 1 --seed 0",
     "carbon_24_consistency": "crystaloop generator distill --teacher carbon_24 --out runs/generator/carbon_24_consistency.pt --epochs {epochs} --threads 1 --seed 0",
+    # fine-tuned from the shipped perov_5 teacher with the multimodal latent (width 64) as its only
+    # condition: one random view (structure / augmented XRD / text) per training structure
+    "perov_5_multimodal": ("crystaloop multimodal embed-training --dataset perov_5 --out runs/embeddings/perov_5.npy --seed 0 && "
+                           "crystaloop generator train --dataset perov_5 --init perov_5 --embeddings runs/embeddings/perov_5.npy "
+                           "--properties none --out runs/generator/perov_5_multimodal.pt --epochs {epochs} --threads 1 --seed 0"),
 }
 
 
