@@ -162,10 +162,13 @@ def guard_candidates(components: Components, store: CandidateStore, config: Camp
     pending = iteration_candidates(store, config.name, index, [CandidateStatus.GENERATED])
     if not pending:
         return
-    kept = iteration_candidates(store, config.name, None, _KEPT)
-    context = GuardContext(constraints=config.constraints, known_ids=set(components.known_ids) | {c.id for c in kept})
+    history = config.guards.diversity.against_history
+    kept = iteration_candidates(store, config.name, None if history else index, _KEPT)
+    context = GuardContext(constraints=config.constraints, known_ids=set(components.known_ids) | {c.id for c in kept}, reference=components.reference)
     if kept:
         context.kept_fingerprints = fingerprints([c.crystal for c in kept])
+        for c in kept:
+            context.kept.add(c.crystal, c.id, canonical_hash=c.id)
     if scores.predictions:
         context.predictions = dict(scores.predictions)
         context.ood = dict(scores.ood)

@@ -24,7 +24,7 @@ from crystaloop.data.errors import CrystaloopError, UnknownComponentError
 from crystaloop.data.records import Measurement, Prediction
 from crystaloop.generator.base import Generator
 from crystaloop.loop.config import MLIP_PROPERTIES, CampaignConfig, GeneratorChoice, OracleChoice
-from crystaloop.loop.guards import Guard, build_guards
+from crystaloop.loop.guards import Guard, StructureIndex, build_guards
 from crystaloop.loop.replay import DatasetReplayGenerator, ReplayOracle
 from crystaloop.loop.strategies import Strategy, make_strategy
 
@@ -37,6 +37,8 @@ __all__ = [
     "ORACLE_KINDS",
     "make_generator",
     "make_evaluator",
+    "training_split",
+    "reference_structures",
     "build_components",
 ]
 
@@ -179,9 +181,40 @@ def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:
     return SurrogateSet(members)
 
 
+def training_split(generator: Generator) -> str | None:
+    """The dataset spec a generator was trained on (``perov_5/train``), where it records one:
+    a ``training_dataset`` attribute, else the diffusion checkpoint's ``config.dataset``."""
+    spec = getattr(generator, "training_dataset", None)
+    if spec is None:
+        spec = getattr(getattr(getattr(generator, "model", None), "config", None), "dataset", None)
+    return spec if isinstance(spec, str) and spec else None
+
+
+def reference_structures(config: CampaignConfig, generator: Generator) -> StructureIndex | None:
+    """The structures a candidate must not copy to count as novel: ``guards.diversity.reference``,
+    or (``None`` there) the generator's training split; ``None`` when there are none or the
+    diversity guard is off."""
+    diversity = config.guards.diversity
+    if not diversity.enabled:
+        return None
+    specs = diversity.reference
+    if specs is None:
+        split = training_split(generator)
+        specs = (split,) if split is not None else ()
+        if split is None:
+            logger.info("generator %s records no training split; novelty is checked against the campaign only", getattr(generator, "name", "?"))
+    return StructureIndex.from_datasets(specs) if specs else None
+
+
 @dataclass
 class Components:
-    """Everything :func:`crystaloop.loop.campaign.run_iteration` calls."""
+    """Everything :func:`crystaloop.loop.campaign.run_iteration` calls.
+
+    Attributes:
+        known_ids: extra canonical hashes the diversity guard treats as duplicates.
+        reference: known structures outside the campaign (the generator's training split);
+            a candidate matching one is "not novel" (:func:`reference_structures`).
+    """
 
     generator: Generator
     evaluator: Evaluator
@@ -189,14 +222,17 @@ class Components:
     guards: list[Guard]
     surrogate: SurrogateSet | None = None
     known_ids: set[str] = field(default_factory=set)
+    reference: StructureIndex | None = None
 
 
 def build_components(config: CampaignConfig) -> Components:
-    """Resolve every component the config names (weights load here)."""
+    """Resolve every component the config names (weights and reference structures load here)."""
+    generator = make_generator(config.generator)
     return Components(
-        generator=make_generator(config.generator),
+        generator=generator,
         evaluator=make_evaluator(config.oracle),
         strategy=make_strategy(config),
         guards=build_guards(config.guards),
         surrogate=load_surrogates(config),
+        reference=reference_structures(config, generator),
     )

@@ -10,6 +10,7 @@ from crystaloop.loop.guards.base import Guard, GuardContext, ScreenResult, scree
 from crystaloop.loop.guards.diversity import DiversityGuard, collapse_report
 from crystaloop.loop.guards.exploitation import ExploitationGuard, residual_watch
 from crystaloop.loop.guards.fingerprints import fingerprint, fingerprints, vendi_score
+from crystaloop.loop.guards.novelty import Matcher, StructureIndex, StructureMatch, neighbour_profile
 from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
 from crystaloop.loop.guards.validity import ConstraintGuard, ValidityGuard
 
@@ -28,6 +29,10 @@ __all__ = [
     "fingerprint",
     "fingerprints",
     "vendi_score",
+    "StructureIndex",
+    "StructureMatch",
+    "Matcher",
+    "neighbour_profile",
     "build_guards",
 ]
 

@@ -17,6 +17,7 @@ import numpy as np
 from crystaloop.data.records import Candidate, Verdict
 from crystaloop.loop.config import Constraints
 from crystaloop.loop.guards.fingerprints import FINGERPRINT_DIM, fingerprint
+from crystaloop.loop.guards.novelty import StructureIndex
 
 __all__ = ["Guard", "GuardContext", "ScreenResult", "screen"]
 
@@ -39,6 +40,10 @@ class GuardContext:
         known_ids: canonical hashes already known (store, training set): exact duplicates.
         kept_fingerprints: (k, d) fingerprints of structures already kept (history and the
             accepted part of this batch); grown by :meth:`accept`.
+        kept: the kept structures themselves (history and accepted batch) for tolerant
+            matching; grown by :meth:`accept`.
+        reference: known structures outside the campaign (the generator's training set); a
+            match there makes a candidate "not novel". Shared, never grown by a screen.
         predictions: candidate id → property → (mean, std, units) from the surrogate.
         reference_std: property → typical std (the pool's median), for relative thresholds.
         ood: candidate id → OOD score (≈ 1 in distribution).
@@ -47,6 +52,8 @@ class GuardContext:
     constraints: Constraints = field(default_factory=Constraints)
     known_ids: set[str] = field(default_factory=set)
     kept_fingerprints: np.ndarray = field(default_factory=lambda: np.zeros((0, FINGERPRINT_DIM)))
+    kept: StructureIndex = field(default_factory=StructureIndex)
+    reference: StructureIndex | None = None
     predictions: Mapping[str, Mapping[str, tuple[float, float, str]]] = field(default_factory=dict)
     reference_std: Mapping[str, float] = field(default_factory=dict)
     ood: Mapping[str, float] = field(default_factory=dict)
@@ -61,6 +68,7 @@ class GuardContext:
     def accept(self, candidate: Candidate) -> None:
         """Count ``candidate`` as kept: later candidates are compared with it."""
         self.known_ids.add(candidate.id)
+        self.kept.add(candidate.crystal, candidate.id, canonical_hash=candidate.id)
         self.kept_fingerprints = np.vstack([self.kept_fingerprints, self.fingerprint(candidate)[None, :]])
 
 

@@ -1,9 +1,18 @@
-"""Diversity guard: exact duplicates by canonical hash, near-duplicates by fingerprint distance.
+"""Diversity guard: duplicates and novelty, then near-duplicates by fingerprint distance.
 
-A candidate is refused when its canonical hash is already known (store, training set, earlier in
-the batch) or when its fingerprint (:mod:`.fingerprints`) lies closer than ``min_distance`` to
-something already kept. The verdict's score is that nearest distance (novelty; inf when
-nothing is kept yet). :func:`collapse_report` summarises a batch for the iteration report.
+A candidate is refused, with the first reason that applies:
+
+1. ``duplicate``: its canonical hash is already known (kept earlier in the campaign or the
+   batch, or listed in ``known_ids``);
+2. ``not novel``: it copies a reference structure (the generator's training set): identical
+   canonical hash, or a StructureMatcher match within the same reduced formula
+   (:class:`~crystaloop.loop.guards.novelty.StructureIndex`); the reason names the match;
+3. ``duplicate``: it matches a structure kept earlier (history or batch) under StructureMatcher;
+4. ``near-duplicate``: its fingerprint (:mod:`.fingerprints`) lies closer than ``min_distance``
+   to something already kept.
+
+The verdict's score is the nearest fingerprint distance (novelty; inf when nothing is kept yet,
+0 for a duplicate). :func:`collapse_report` summarises a batch for the iteration report.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from crystaloop.data.records import Candidate, Verdict
 from crystaloop.loop.config import DiversityGuardConfig
 from crystaloop.loop.guards.base import GuardContext
 from crystaloop.loop.guards.fingerprints import fingerprints, nearest_distance, vendi_score
+from crystaloop.loop.guards.novelty import Matcher
 
 __all__ = ["DiversityGuard", "collapse_report"]
 
@@ -28,10 +38,19 @@ class DiversityGuard:
 
     def __init__(self, config: DiversityGuardConfig | None = None) -> None:
         self.config = config or DiversityGuardConfig()
+        c = self.config
+        self.matcher = Matcher(stol=c.stol, ltol=c.ltol, angle_tol=c.angle_tol, max_comparisons=c.max_comparisons) if c.novelty else None
 
     def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
         if candidate.id in context.known_ids:
             return Verdict(guard=self.name, ok=False, reason=f"duplicate: canonical hash {candidate.id[:12]} already known", score=0.0)
+        if context.reference is not None:
+            match = context.reference.match(candidate.crystal, candidate.id, matcher=self.matcher)
+            if match is not None:
+                return Verdict(guard=self.name, ok=False, reason=f"not novel: {match.describe()}", score=0.0)
+        match = context.kept.match(candidate.crystal, candidate.id, matcher=self.matcher)
+        if match is not None:
+            return Verdict(guard=self.name, ok=False, reason=f"duplicate: {match.describe()}", score=0.0)
         distance = nearest_distance(context.fingerprint(candidate), context.kept_fingerprints)
         score = distance if math.isfinite(distance) else None
         if distance < self.config.min_distance:

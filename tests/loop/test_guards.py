@@ -77,11 +77,16 @@ def test_diversity_rejects_duplicates_and_near_duplicates(cells):
     base = cells["SrTiO3"]
     near = perturbed_crystals(base, 1, rng, displacement=1e-4, strain=1e-4)[0]
     far = cells["NaCl"]
-    results = screen([cand(base), cand(base), cand(near), cand(far)], [DiversityGuard()], GuardContext())
+    hashes_only = DiversityGuard(DiversityGuardConfig(novelty=False))
+    results = screen([cand(base), cand(base), cand(near), cand(far)], [hashes_only], GuardContext())
     ok_ids = [r.candidate.id for r in results if r.ok]
     assert sorted(ok_ids) == sorted({base.canonical_hash(), far.canonical_hash()})
     reasons = sorted(r.first_failure.reason.split(":")[0] for r in results if not r.ok)
     assert reasons == ["duplicate", "near-duplicate"]
+    # with StructureMatcher on, the perturbed copy is a duplicate of the kept base cell
+    results = screen([cand(base), cand(near)], [DiversityGuard()], GuardContext())
+    assert [r.ok for r in results].count(True) == 1
+    assert next(r for r in results if not r.ok).first_failure.reason.startswith("duplicate: matches")
 
 
 def test_diversity_against_history(cells):
