@@ -50,12 +50,18 @@ def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, 
     from rich.table import Table
 
     table = Table(title=f"campaign {campaign.name} ({campaign.config_hash()}): hits = oracle-verified, predicted = surrogate only")
-    for column in ("iter", "gen", "rejected", "measured", "failed", "hits", "predicted", "best measured"):
+    for column in ("iter", "gen", "rejected", "measured", "failed", "hits", "predicted", "best measured", "diversity"):
         table.add_column(column, overflow="fold")
     for r in reports:
         best = ", ".join(f"{k}={v:.3g}" for k, v in r.best_measured.items())
+        diversity = f"distinct {r.diversity.get('distinct_fraction', float('nan')):.2f}, Vendi {r.diversity.get('vendi', float('nan')):.1f}"
+        if r.collapse is not None and r.collapse.collapsed:
+            diversity += f" [red]collapsed → level {r.collapse.next.level}[/]"
         table.add_row(
             str(r.iteration), str(r.generated), str(sum(r.rejected_by_reason.values())), str(r.evaluated), str(r.failed),
-            str(len(r.verified_hits)), str(len(r.predicted_hits)), best,
+            str(len(r.verified_hits)), str(len(r.predicted_hits)), best, diversity,
         )
     console.print(table)
+    for r in reports:
+        if r.collapse is not None and r.collapse.collapsed:
+            console.print(f"iteration {r.iteration}: collapse ({'; '.join(r.collapse.reasons)}); next: {'; '.join(r.collapse.next.describe())}")

@@ -33,6 +33,7 @@ import numpy as np
 
 from crystaloop.data.records import Candidate, CandidateStatus, Condition, Measurement, Verdict
 from crystaloop.data.store import CandidateFilter, CandidateStore
+from crystaloop.loop.collapse import Adjustment, assess, exploration_picks
 from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.guards import GuardContext, collapse_report, fingerprints, residual_watch, screen
@@ -45,6 +46,7 @@ __all__ = [
     "run_campaign",
     "next_iteration",
     "iteration_candidates",
+    "adjustment_for_iteration",
     "Scores",
     "begin_iteration",
     "generate_candidates",
@@ -82,6 +84,18 @@ def next_iteration(store: CandidateStore, campaign: str) -> int:
     return index
 
 
+def adjustment_for_iteration(store: CandidateStore, config: CampaignConfig, index: int) -> Adjustment:
+    """The collapse monitor's adjustment for iteration ``index``: what the finished report of
+    iteration ``index - 1`` prescribed (level 0 when there is none or the monitor is off)."""
+    if index == 0 or not config.guards.collapse.enabled or config.name not in store.campaigns():
+        return Adjustment()
+    for row in store.iterations(config.name):
+        if row.index == index - 1 and row.finished_at is not None and row.report_json:
+            previous = IterationReport.model_validate(json.loads(row.report_json))
+            return previous.collapse.next if previous.collapse is not None else Adjustment()
+    return Adjustment()
+
+
 # ---------------------------------------------------------------------------- steps
 def _supported(condition: Condition, generator: object) -> Condition:
     """Drop property targets the generator cannot condition on (e.g. e_above_hull, which only
@@ -101,7 +115,10 @@ def generate_candidates(components: Components, store: CandidateStore, config: C
     if store.count(CandidateFilter(campaign=config.name, iteration=index)) > 0:
         return None
     n_total = config.budget.candidates_per_iteration
-    state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)))
+    adjustment = adjustment_for_iteration(store, config, index)
+    if not adjustment.neutral:
+        logger.info("iteration %d: collapse level %d, generation widened (%s)", index, adjustment.level, "; ".join(adjustment.describe()))
+    state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)), adjustment=adjustment)
     conditions = [_supported(condition, components.generator) for condition in components.strategy.propose(state)]
     sizes = [n_total // len(conditions) + (j < n_total % len(conditions)) for j in range(len(conditions))]
     candidates: list[Candidate] = []
@@ -232,16 +249,31 @@ def select_candidates(components: Components, store: CandidateStore, config: Cam
         values=_objective_matrix(history, config, "measured"),
         prior=_objective_matrix(history, config, "predicted")[..., 0],
     )
-    pool = Pool(pool_candidates, embeddings, labels)
+    adjustment = adjustment_for_iteration(store, config, index)
+    pool = Pool(pool_candidates, embeddings, labels, exploration=adjustment.beta_factor)
     if picked:
         pool.pending = _embed(components, picked)
         pool.pending_prior = _objective_matrix(picked, config, "predicted")[..., 0]
-    indices = components.strategy.select(pool, _objective_matrix(pool_candidates, config, "predicted"), k)
+    n_random = exploration_picks(config.budget.oracle_calls_per_iteration, adjustment)
+    n_random = min(k, max(0, n_random - sum(_is_exploration_pick(store, c.id) for c in picked)))
+    indices = components.strategy.select(pool, _objective_matrix(pool_candidates, config, "predicted"), k - n_random) if k > n_random else []
     chosen = [pool_candidates[i].id for i in sorted(int(i) for i in indices)]
     for cid in chosen:
         store.update_status(cid, CandidateStatus.SELECTED, note=f"{components.strategy.name} pick")
-    logger.info("iteration %d: selected %d of %d scored", index, len(indices), len(pool_candidates))
-    return chosen
+    rest = [c.id for c in pool_candidates if c.id not in set(chosen)]
+    rng = np.random.default_rng(config.iteration_seed(index, stream=1000))
+    explore = sorted(rng.choice(rest, size=min(n_random, len(rest)), replace=False).tolist()) if n_random and rest else []
+    for cid in explore:
+        store.update_status(cid, CandidateStatus.SELECTED, note=f"{_EXPLORATION_NOTE} (collapse level {adjustment.level})")
+    logger.info("iteration %d: selected %d of %d scored (%d at random for exploration)", index, len(chosen) + len(explore), len(pool_candidates), len(explore))
+    return chosen + explore
+
+
+_EXPLORATION_NOTE = "exploration pick"
+
+
+def _is_exploration_pick(store: CandidateStore, candidate_id: str) -> bool:
+    return any(h.to_status == CandidateStatus.SELECTED and h.note.startswith(_EXPLORATION_NOTE) for h in store.status_history(candidate_id))
 
 
 def measure_candidate(components: Components, candidate: Candidate) -> list[Measurement]:
@@ -296,7 +328,11 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
             else:
                 best[objective.property] = float(column.max() if objective.goal == "maximise" else column.min())
     picks = evaluated + by_status[CandidateStatus.FAILED]
-    diversity = collapse_report(candidates)
+    diversity = collapse_report(candidates, duplicates)
+    adjustment = adjustment_for_iteration(store, config, index)
+    collapse = assess(diversity, adjustment, config.guards.collapse) if config.guards.collapse.enabled else None
+    if collapse is not None and collapse.collapsed:
+        logger.warning("iteration %d: batch collapsed (%s); next iteration: %s", index, "; ".join(collapse.reasons), "; ".join(collapse.next.describe()))
     return IterationReport(
         campaign=config.name,
         iteration=index,
@@ -313,6 +349,8 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
         predicted_hits=predicted,
         best_measured=best,
         diversity={k: float(v) for k, v in diversity.items()},
+        adjustment=adjustment,
+        collapse=collapse,
         residuals=residual_watch(evaluated, config.objectives),
         resumed=resumed,
         seconds=round(time.perf_counter() - started, 3),

@@ -38,6 +38,7 @@ __all__ = [
     "DiversityGuardConfig",
     "ExploitationGuardConfig",
     "SynthesizabilityGuardConfig",
+    "CollapseMonitorConfig",
     "GuardsConfig",
     "GeneratorChoice",
     "SurrogateChoice",
@@ -259,8 +260,38 @@ class SynthesizabilityGuardConfig(BaseModel):
     max_elements: int = Field(5, ge=1, description="heuristic: more distinct elements than this is refused")
 
 
+class CollapseMonitorConfig(BaseModel):
+    """The collapse monitor (:mod:`crystaloop.loop.collapse`): when to call a batch collapsed and
+    how far each collapsed iteration widens the next one's search (level L = consecutive
+    collapses, one step back down per diverse iteration, at most ``max_level``).
+
+    Attributes:
+        min_distinct_fraction: collapsed below this fraction of sampled crystals that were
+            neither duplicates nor near-duplicates of the campaign's structures.
+        min_vendi_fraction: collapsed below this Vendi score (fingerprints) over batch size.
+        beta_growth: UCB exploration weight multiplied by ``beta_growth ** L``.
+        random_fraction_step: fraction of the oracle picks chosen uniformly at random per level.
+        max_random_fraction: cap of that fraction.
+        guidance_decay: classifier-free guidance scales multiplied by ``guidance_decay ** L``.
+        drop_target_step: fraction of the generation conditions, per level, that drop their
+            property targets (sample unconditionally); capped at one half.
+    """
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    min_distinct_fraction: float = Field(0.5, ge=0, le=1)
+    min_vendi_fraction: float = Field(0.25, ge=0, le=1)
+    max_level: int = Field(3, ge=1)
+    beta_growth: float = Field(2.0, ge=1)
+    random_fraction_step: float = Field(0.25, ge=0, le=1)
+    max_random_fraction: float = Field(0.5, ge=0, le=1)
+    guidance_decay: float = Field(0.5, gt=0, le=1)
+    drop_target_step: float = Field(0.25, ge=0, le=0.5)
+
+
 class GuardsConfig(BaseModel):
-    """The four guards and their thresholds."""
+    """The four guards and their thresholds, and the collapse monitor."""
 
     model_config = _STRICT
 
@@ -268,6 +299,7 @@ class GuardsConfig(BaseModel):
     diversity: DiversityGuardConfig = DiversityGuardConfig()
     exploitation: ExploitationGuardConfig = ExploitationGuardConfig()
     synthesizability: SynthesizabilityGuardConfig = SynthesizabilityGuardConfig()
+    collapse: CollapseMonitorConfig = CollapseMonitorConfig()
 
 
 class GeneratorChoice(BaseModel):

@@ -11,6 +11,7 @@ comparable (the pool's spread of u_j, see :func:`utility_scales`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,7 +58,8 @@ def utility_scales(values: np.ndarray, objectives: Sequence[Objective]) -> np.nd
     """(m,) positive scales: the std of each column's utilities over ``values`` (n, m); 1 where
     that is zero or undefined."""
     u = utilities(values, objectives)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column (nothing predicted) has no spread
         spread = np.nanstd(u, axis=0) if len(u) > 1 else np.ones(u.shape[1])
     return np.where(np.isfinite(spread) & (spread > 1e-12), spread, 1.0)
 

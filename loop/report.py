@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Candidate, CandidateStatus
+from crystaloop.loop.collapse import Adjustment, CollapseStatus
 from crystaloop.loop.config import CampaignConfig
 
 __all__ = ["IterationReport", "PredictedHit", "classify_hit"]
@@ -44,7 +45,11 @@ class IterationReport(BaseModel):
         verified_hits: ids of oracle-verified hits (see the module docstring).
         predicted_hits: candidates passing only on surrogate predictions (never verified).
         best_measured: objective property → best oracle value this iteration.
-        diversity: unique fraction, unique formulas, Vendi score of the generated batch.
+        diversity: unique, distinct and novel fractions, unique formulas, Vendi score of the
+            generated batch (see guards.diversity.collapse_report).
+        adjustment: the collapse monitor's adjustment this iteration ran with.
+        collapse: the monitor's verdict on this batch and the next iteration's adjustment
+            (``None`` with the monitor off).
         residuals: oracle-minus-surrogate watch (see guards.exploitation.residual_watch).
         resumed: whether this iteration continued after an interruption.
     """
@@ -66,6 +71,8 @@ class IterationReport(BaseModel):
     predicted_hits: list[PredictedHit] = Field(default_factory=list)
     best_measured: dict[str, float] = Field(default_factory=dict)
     diversity: dict[str, float] = Field(default_factory=dict)
+    adjustment: Adjustment = Adjustment()
+    collapse: CollapseStatus | None = None
     residuals: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
     resumed: bool = False
     seconds: float = 0.0

@@ -63,21 +63,36 @@ class DiversityGuard:
         return Verdict(guard=self.name, ok=True, score=score)
 
 
-def collapse_report(candidates: Sequence[Candidate]) -> dict[str, float]:
-    """Diversity of a batch: unique fraction by hash, unique reduced formulas, Vendi score.
+def collapse_report(candidates: Sequence[Candidate], repeats: int | None = None) -> dict[str, float]:
+    """Diversity of one iteration's batch, for the report and the collapse monitor.
 
-    Returns ``{"n", "unique_fraction", "unique_formulas", "vendi"}``; a collapsing generator
-    shows a falling unique fraction and a Vendi score far below ``n``.
+    Args:
+        candidates: the batch as stored (one per canonical hash), after the guards ran.
+        repeats: sampled crystals the store already held (in-batch repeats included), when known.
+
+    Returns ``{"n", "sampled", "unique_fraction", "distinct_fraction", "novel_fraction",
+    "unique_formulas", "vendi", "vendi_fraction"}``: ``sampled = n + repeats``; unique fraction
+    ``n / sampled``; distinct fraction: stored candidates whose diversity verdict is not a
+    (near-)duplicate, over ``sampled`` (without a diversity verdict a candidate counts as
+    distinct); novel fraction: those not refused as copies of a reference structure, over
+    ``n``; Vendi score of the fingerprints and that score over ``n``. A collapsing generator
+    shows falling fractions and a Vendi score far below ``n``.
     """
     n = len(candidates)
-    if n == 0:
-        return {"n": 0, "unique_fraction": 0.0, "unique_formulas": 0, "vendi": 0.0}
-    ids = {c.id for c in candidates}
-    formulas = {c.crystal.reduced_formula for c in candidates}
-    features = fingerprints([c.crystal for c in candidates])
+    sampled = n + (repeats or 0)
+    if sampled == 0:
+        return {"n": 0, "sampled": 0, "unique_fraction": 0.0, "distinct_fraction": 0.0, "novel_fraction": 0.0, "unique_formulas": 0, "vendi": 0.0, "vendi_fraction": 0.0}
+    reasons = [next((v.reason for v in c.verdicts if v.guard == DiversityGuard.name and not v.ok), "") for c in candidates]
+    copies = sum(r.startswith(("duplicate", "near-duplicate")) for r in reasons)
+    not_novel = sum(r.startswith("not novel") for r in reasons)
+    vendi = vendi_score(np.asarray(fingerprints([c.crystal for c in candidates]))) if n else 0.0
     return {
         "n": n,
-        "unique_fraction": len(ids) / n,
-        "unique_formulas": len(formulas),
-        "vendi": vendi_score(np.asarray(features)),
+        "sampled": sampled,
+        "unique_fraction": len({c.id for c in candidates}) / sampled,
+        "distinct_fraction": (n - copies) / sampled,
+        "novel_fraction": (n - not_novel) / n if n else 0.0,
+        "unique_formulas": len({c.crystal.reduced_formula for c in candidates}),
+        "vendi": vendi,
+        "vendi_fraction": vendi / n if n else 0.0,
     }

@@ -2,8 +2,8 @@
 promising, retraining (the residual GP, :mod:`.posterior`) every round.
 
 Scores per candidate, with utilities u and stds s scaled per objective (:mod:`crystaloop.loop.objectives`)
-and summed with the objective weights: ``uncertainty`` → Σ w s; ``ucb`` → Σ w (u + β s);
-``greedy`` → Σ w u. The top ``k`` are picked (ties by pool order).
+and summed with the objective weights: ``uncertainty`` → Σ w s; ``ucb`` → Σ w (u + β s), β the
+configured beta times the pool's ``exploration`` (the collapse monitor's factor); ``greedy`` → Σ w u. The top ``k`` are picked (ties by pool order).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ALStrategy:
             return s @ weights
         if self.config.acquisition == "greedy":
             return u @ weights
-        return (u + self.config.beta * s) @ weights
+        return (u + self.config.beta * pool.exploration * s) @ weights
 
     def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
         if len(pool) == 0:

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from crystaloop.data.records import Candidate, Condition
+from crystaloop.loop.collapse import Adjustment, widen_conditions
 from crystaloop.loop.config import CampaignConfig
 
 __all__ = ["Labels", "Pool", "StrategyState", "Strategy", "default_conditions", "prior_from_predictions"]
@@ -49,6 +50,7 @@ class Pool:
         labels: the campaign's labelled history.
         pending: (P, D) embeddings of picks selected but not yet measured.
         pending_prior: (P, m) the surrogate's means at the pending picks (NaN where none).
+        exploration: multiplier of UCB's beta set by the collapse monitor (1: as configured).
     """
 
     candidates: Sequence[Candidate]
@@ -56,6 +58,7 @@ class Pool:
     labels: Labels
     pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     pending_prior: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    exploration: float = 1.0
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -63,12 +66,14 @@ class Pool:
 
 @dataclass(frozen=True)
 class StrategyState:
-    """What ``propose`` sees: the config, the iteration and its seed, and the history so far."""
+    """What ``propose`` sees: the config, the iteration and its seed, how many conditions to
+    propose, and the collapse monitor's adjustment for this iteration."""
 
     config: CampaignConfig
     iteration: int
     seed: int
     n_conditions: int = 1
+    adjustment: Adjustment = field(default_factory=Adjustment)
 
 
 @runtime_checkable
@@ -92,7 +97,8 @@ class Strategy(Protocol):
 
 def default_conditions(state: StrategyState) -> list[Condition]:
     """Conditions cycling through the allowed chemical systems and guidance scales, with the
-    objectives' target values (window midpoints, thresholds) as property targets."""
+    objectives' target values (window midpoints, thresholds) as property targets, widened by
+    the state's collapse adjustment (:func:`~crystaloop.loop.collapse.widen_conditions`)."""
     config = state.config
     targets = {}
     for objective in config.objectives:
@@ -108,7 +114,8 @@ def default_conditions(state: StrategyState) -> list[Condition]:
         state.iteration * state.n_conditions,
         (state.iteration + 1) * state.n_conditions,
     )
-    return [Condition(chemical_system=s, properties=targets, guidance_scale=g) for s, g in combos]
+    conditions = [Condition(chemical_system=s, properties=targets, guidance_scale=g) for s, g in combos]
+    return widen_conditions(conditions, state.adjustment)
 
 
 def prior_from_predictions(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
