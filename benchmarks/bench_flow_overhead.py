@@ -1,6 +1,7 @@
 """Flow overhead: one campaign iteration through Prefect versus `run_iteration` called directly.
 
-Same campaign config and seed, a fresh SQLite store per run, order alternated across repeats,
+Same campaign config and seed, a fresh SQLite store per run, components (checkpoints, CHGNet)
+built inside the timed call on both paths, order alternated across repeats,
 all in one run; medians over 5 repeats (a shared machine is noisy). "direct" builds the components and calls ``loop.campaign.run_iteration`` (no
 Prefect); "flow" runs ``campaign_flow`` with one iteration against a real local Prefect server
 (started here on a free loopback port, as ``crystaloop server start`` does), with and without
@@ -79,8 +80,9 @@ def _direct(config: CampaignConfig, folder: Path, tag: str) -> tuple[float, list
 def _flow(config: CampaignConfig, folder: Path, tag: str, artifacts: bool) -> tuple[float, list]:
     from crystaloop.flows.campaign import campaign_flow
     from crystaloop.flows.config import FlowSettings
-    from crystaloop.flows.runtime import close_stores
+    from crystaloop.flows.runtime import close_stores, uninstall_components
 
+    uninstall_components(config)  # the flow builds its components too, as a fresh scheduled run does
     url = f"sqlite:///{folder / f'flow-{tag}.db'}"
     settings = FlowSettings(artifacts=artifacts, cache_scores=False, report_dir=str(folder / f"figures-{tag}"))
     started = time.perf_counter()
