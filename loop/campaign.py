@@ -15,8 +15,10 @@ says, so a process killed at any point resumes from the last completed write:
 * **evaluate** — measures each ``selected`` candidate, records the measurements, then marks it
   ``evaluated`` (or ``failed``); a candidate measured but not yet marked is measured again
   (oracle caches make that cheap; results overwrite by key, never duplicate).
-* **update** — labels feed the strategy's GP head at the next selection (refitted on every
-  call); the hull grows through the oracle's cache.
+* **update** — labels feed the online surrogate that scores the next iteration (the ensemble
+  plus a residual GP refitted on all labels, trust shrunk after over-prediction;
+  :mod:`crystaloop.loop.online`) and the strategy's GP head at the next selection (the same
+  construction); the hull grows through the oracle's cache.
 * **report** — an :class:`~crystaloop.loop.report.IterationReport` from the store's contents,
   saved with ``finish_iteration``.
 """
@@ -38,6 +40,7 @@ from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.guards import GuardContext, collapse_report, fingerprints, residual_watch, screen
 from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
+from crystaloop.loop.online import OnlineSurrogate, fit_online, measured_matrix
 from crystaloop.loop.report import IterationReport, PredictedHit, classify_hit, rejection_counts
 from crystaloop.loop.strategies import Labels, Pool, StrategyState
 
@@ -47,6 +50,8 @@ __all__ = [
     "next_iteration",
     "iteration_candidates",
     "adjustment_for_iteration",
+    "finished_reports",
+    "online_surrogate",
     "Scores",
     "begin_iteration",
     "generate_candidates",
@@ -84,16 +89,44 @@ def next_iteration(store: CandidateStore, campaign: str) -> int:
     return index
 
 
+def finished_reports(store: CandidateStore, config: CampaignConfig, below: int | None = None) -> dict[int, IterationReport]:
+    """Reports of the campaign's finished iterations (those before ``below`` when given), by index."""
+    if config.name not in store.campaigns():
+        return {}
+    return {
+        row.index: IterationReport.model_validate(json.loads(row.report_json))
+        for row in store.iterations(config.name)
+        if row.finished_at is not None and row.report_json and (below is None or row.index < below)
+    }
+
+
 def adjustment_for_iteration(store: CandidateStore, config: CampaignConfig, index: int) -> Adjustment:
     """The collapse monitor's adjustment for iteration ``index``: what the finished report of
     iteration ``index - 1`` prescribed (level 0 when there is none or the monitor is off)."""
-    if index == 0 or not config.guards.collapse.enabled or config.name not in store.campaigns():
+    if index == 0 or not config.guards.collapse.enabled:
         return Adjustment()
-    for row in store.iterations(config.name):
-        if row.index == index - 1 and row.finished_at is not None and row.report_json:
-            previous = IterationReport.model_validate(json.loads(row.report_json))
-            return previous.collapse.next if previous.collapse is not None else Adjustment()
-    return Adjustment()
+    previous = finished_reports(store, config, index).get(index - 1)
+    return previous.collapse.next if previous is not None and previous.collapse is not None else Adjustment()
+
+
+def online_surrogate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> OnlineSurrogate | None:
+    """The surrogate that scores iteration ``index``: the ensemble corrected by the labels of
+    earlier iterations, trust shrunk after over-prediction (:mod:`crystaloop.loop.online`);
+    ``None`` without a surrogate. Built from the store, memoised in ``components.cache``."""
+    if components.surrogate is None:
+        return None
+    reports = finished_reports(store, config, index)
+    properties = components.surrogate.properties
+    flags = [{p: bool(reports[i].residuals.get(p, {}).get("over_predicted", False)) if i in reports else False for p in properties} for i in range(index)]
+    labelled = [
+        c for c in iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])
+        if c.provenance.iteration is not None and c.provenance.iteration < index
+    ]
+    key = ("online", config.config_hash(), index, tuple(c.id for c in labelled), json.dumps(flags))
+    if key not in components.cache:
+        components.cache = {k: v for k, v in components.cache.items() if k[0] != "online"}  # keep one
+        components.cache[key] = fit_online(components.surrogate, labelled, config, flags)
+    return components.cache[key]
 
 
 # ---------------------------------------------------------------------------- steps
@@ -152,8 +185,8 @@ class Scores:
 
 
 def score_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> Scores:
-    """Surrogate predictions for the iteration's ``generated`` candidates that pass the
-    context-free guards (constraints, validity); writes nothing."""
+    """Predictions of the online surrogate (:func:`online_surrogate`) for the iteration's
+    ``generated`` candidates that pass the context-free guards (constraints, validity); writes nothing."""
     pending = iteration_candidates(store, config.name, index, [CandidateStatus.GENERATED])
     if not pending or components.surrogate is None:
         return Scores()
@@ -163,8 +196,9 @@ def score_candidates(components: Components, store: CandidateStore, config: Camp
     if not scorable:
         return Scores()
     crystals = [c.crystal for c in scorable]
-    prediction = components.surrogate.predict(crystals)
-    ood = components.surrogate.ood_score(crystals)
+    online = online_surrogate(components, store, config, index)
+    prediction = online.predict(crystals)
+    ood = online.ood_score(crystals)
     return Scores(
         predictions={c.id: prediction.row(i) for i, c in enumerate(scorable)},
         ood={c.id: float(s) for c, s in zip(scorable, ood, strict=True)},
@@ -215,12 +249,7 @@ def _objective_matrix(candidates: Sequence[Candidate], config: CampaignConfig, s
                 if p in c.predictions:
                     out[i, j] = c.predictions[p][:2]
         return out
-    out = np.full((len(candidates), len(props)), np.nan)
-    for i, c in enumerate(candidates):
-        values = {m.property: m.value for m in c.measurements if m.status == "ok" and m.value is not None}
-        for j, p in enumerate(props):
-            out[i, j] = values.get(p, np.nan)
-    return out
+    return measured_matrix(candidates, props)
 
 
 def _embed(components: Components, candidates: Sequence[Candidate]) -> np.ndarray:
@@ -230,6 +259,21 @@ def _embed(components: Components, candidates: Sequence[Candidate]) -> np.ndarra
     if components.surrogate is not None:
         return components.surrogate.embed(crystals)
     return fingerprints(crystals)
+
+
+def _ensemble_matrix(online: OnlineSurrogate | None, candidates: Sequence[Candidate], config: CampaignConfig) -> np.ndarray:
+    """(n, m, 2) the ensemble's own mean and (trust-scaled) std per objective, NaN where it does
+    not predict: the prior the strategies' residual GP corrects with the labels, as the online
+    surrogate does (so their posterior is what the store holds)."""
+    out = np.full((len(candidates), len(config.objectives), 2), np.nan)
+    if online is None or not candidates:
+        return out
+    prediction = online.ensemble([c.crystal for c in candidates])
+    for j, objective in enumerate(config.objectives):
+        if objective.property in prediction.properties:
+            column = prediction.properties.index(objective.property)
+            out[:, j, 0], out[:, j, 1] = prediction.mean[:, column], prediction.std[:, column]
+    return out
 
 
 def select_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> list[str]:
@@ -243,20 +287,22 @@ def select_candidates(components: Components, store: CandidateStore, config: Cam
         c for c in iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])
         if c.provenance.iteration is not None and c.provenance.iteration < index
     ]
+    online = online_surrogate(components, store, config, index)
     embeddings = _embed(components, pool_candidates)
     labels = Labels(
         embeddings=_embed(components, history) if history else np.zeros((0, embeddings.shape[1])),
         values=_objective_matrix(history, config, "measured"),
-        prior=_objective_matrix(history, config, "predicted")[..., 0],
+        prior=_ensemble_matrix(online, history, config)[..., 0],
     )
     adjustment = adjustment_for_iteration(store, config, index)
     pool = Pool(pool_candidates, embeddings, labels, exploration=adjustment.beta_factor)
     if picked:
         pool.pending = _embed(components, picked)
-        pool.pending_prior = _objective_matrix(picked, config, "predicted")[..., 0]
+        pool.pending_prior = _ensemble_matrix(online, picked, config)[..., 0]
     n_random = exploration_picks(config.budget.oracle_calls_per_iteration, adjustment)
     n_random = min(k, max(0, n_random - sum(_is_exploration_pick(store, c.id) for c in picked)))
-    indices = components.strategy.select(pool, _objective_matrix(pool_candidates, config, "predicted"), k - n_random) if k > n_random else []
+    predictions = _ensemble_matrix(online, pool_candidates, config)
+    indices = components.strategy.select(pool, predictions, k - n_random) if k > n_random else []
     chosen = [pool_candidates[i].id for i in sorted(int(i) for i in indices)]
     for cid in chosen:
         store.update_status(cid, CandidateStatus.SELECTED, note=f"{components.strategy.name} pick")
@@ -352,6 +398,7 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
         adjustment=adjustment,
         collapse=collapse,
         residuals=residual_watch(evaluated, config.objectives),
+        surrogate=online.update if (online := online_surrogate(components, store, config, index)) is not None else None,
         resumed=resumed,
         seconds=round(time.perf_counter() - started, 3),
     )

@@ -214,6 +214,8 @@ class Components:
         known_ids: extra canonical hashes the diversity guard treats as duplicates.
         reference: known structures outside the campaign (the generator's training split);
             a candidate matching one is "not novel" (:func:`reference_structures`).
+        cache: per-process memo of derived objects (the online surrogate of an iteration),
+            keyed by everything they depend on.
     """
 
     generator: Generator
@@ -223,6 +225,7 @@ class Components:
     surrogate: SurrogateSet | None = None
     known_ids: set[str] = field(default_factory=set)
     reference: StructureIndex | None = None
+    cache: dict = field(default_factory=dict, repr=False)
 
 
 def build_components(config: CampaignConfig) -> Components:

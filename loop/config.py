@@ -241,13 +241,16 @@ class DiversityGuardConfig(BaseModel):
 
 
 class ExploitationGuardConfig(BaseModel):
-    """Refuse candidates the surrogate cannot judge: relative std and OOD score thresholds."""
+    """Refuse candidates the surrogate cannot judge (relative std and OOD score thresholds); after
+    evaluation, shrink trust in a surrogate whose picks were over-predicted (:mod:`crystaloop.loop.online`)."""
 
     model_config = _STRICT
 
     enabled: bool = True
     max_relative_std: float = Field(3.0, gt=0, description="std over the pool's median std, per property")
     max_ood: float = Field(3.0, gt=0, description="OOD score (≈ 1 in distribution) above which to refuse")
+    trust_decay: float = Field(0.5, gt=0, le=1, description="trust factor per consecutive over-predicted iteration (stds divided by trust)")
+    min_trust: float = Field(0.125, gt=0, le=1, description="floor of the trust factor")
 
 
 class SynthesizabilityGuardConfig(BaseModel):
@@ -386,7 +389,10 @@ class CampaignConfig(BaseModel):
     oracle: OracleChoice = OracleChoice()
     seed: int = 0
     store_url: str | None = None
-    retrain_surrogate: bool = Field(True, description="refit the GP head on new labels every iteration")
+    retrain_surrogate: bool = Field(
+        True,
+        description="refit the surrogate's residual GP on all labels every iteration; false: only after the residual watch flags over-prediction",
+    )
 
     @model_validator(mode="after")
     def _distinct_objectives(self) -> CampaignConfig:

@@ -19,7 +19,7 @@ from crystaloop.data.records import Candidate, CandidateStatus
 from crystaloop.loop.collapse import Adjustment, CollapseStatus
 from crystaloop.loop.config import CampaignConfig
 
-__all__ = ["IterationReport", "PredictedHit", "classify_hit"]
+__all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "classify_hit"]
 
 
 class PredictedHit(BaseModel):
@@ -30,6 +30,26 @@ class PredictedHit(BaseModel):
     id: str
     formula: str
     predicted: dict[str, tuple[float, float, str]] = Field(description="property → (mean, std, units), not verified")
+
+
+class SurrogateUpdate(BaseModel):
+    """What the online surrogate of an iteration learned (stored in the iteration's report).
+
+    Attributes:
+        labels: labelled candidates it was fitted on.
+        through_iteration: labels come from iterations up to this one (``None``: no labels).
+        trigger: why it was (re)fitted: ``every iteration``, ``over-prediction at iteration k``,
+            or ``none`` (retraining off and nothing flagged yet).
+        properties: property → ``{"labels", "trust", "mae_ensemble", "mae_online"}``, MAEs in
+            the property's units over the labels (in-sample for the online model).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: int = 0
+    through_iteration: int | None = None
+    trigger: str = "none"
+    properties: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 class IterationReport(BaseModel):
@@ -51,6 +71,8 @@ class IterationReport(BaseModel):
         collapse: the monitor's verdict on this batch and the next iteration's adjustment
             (``None`` with the monitor off).
         residuals: oracle-minus-surrogate watch (see guards.exploitation.residual_watch).
+        surrogate: what the online surrogate that scored this iteration had learned (labels,
+            trigger, trust, MAEs; see loop.online); ``None`` without a surrogate.
         resumed: whether this iteration continued after an interruption.
     """
 
@@ -74,6 +96,7 @@ class IterationReport(BaseModel):
     adjustment: Adjustment = Adjustment()
     collapse: CollapseStatus | None = None
     residuals: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
+    surrogate: SurrogateUpdate | None = None
     resumed: bool = False
     seconds: float = 0.0
 
