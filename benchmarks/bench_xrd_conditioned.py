@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 DATA = "perov_5/val"
 TEACHER = "perov_5"
 MULTIMODAL = "perov_5_multimodal"
-LIMIT = 200  # ≈ 12 min on one shared core with 1000 pc steps (five sampling runs + matching)
+LIMIT = 200  # 13.3 min on one shared core with 1000 pc steps (five sampling runs + matching), 2026-11-28
 
 
 def _score(references: list, samples: list) -> tuple[dict[str, float], np.ndarray]:
