@@ -34,7 +34,6 @@ def _formula(crystal: Crystal) -> str:
     return "".join(f"{element}{count}" for element, count in crystal.composition.items())
 
 
-@pytest.mark.slow  # building the 1000-step schedule of a shipped model costs 5–15 s here
 def test_generate_from_a_pattern_predicts_structures_of_the_composition(target: Crystal, pattern_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     result = runner.invoke(app, ["generate", "--xrd", str(pattern_file), "--composition", _formula(target), "-n", "3",
