@@ -43,6 +43,7 @@ from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
 from crystaloop.loop.online import OnlineSurrogate, fit_online, measured_matrix
 from crystaloop.loop.report import IterationReport, PredictedHit, classify_hit, rejection_counts
 from crystaloop.loop.strategies import Labels, Pool, StrategyState
+from crystaloop.loop.strategies.condition_bo import condition_outcomes
 
 __all__ = [
     "run_iteration",
@@ -151,7 +152,8 @@ def generate_candidates(components: Components, store: CandidateStore, config: C
     adjustment = adjustment_for_iteration(store, config, index)
     if not adjustment.neutral:
         logger.info("iteration %d: collapse level %d, generation widened (%s)", index, adjustment.level, "; ".join(adjustment.describe()))
-    state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)), adjustment=adjustment)
+    history = [c for c in iteration_candidates(store, config.name) if c.provenance.iteration is not None and c.provenance.iteration < index]
+    state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)), adjustment=adjustment, history=history)
     conditions = [_supported(condition, components.generator) for condition in components.strategy.propose(state)]
     sizes = [n_total // len(conditions) + (j < n_total % len(conditions)) for j in range(len(conditions))]
     candidates: list[Candidate] = []
@@ -399,6 +401,7 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
         collapse=collapse,
         residuals=residual_watch(evaluated, config.objectives),
         surrogate=online.update if (online := online_surrogate(components, store, config, index)) is not None else None,
+        conditions=condition_outcomes(candidates, config),
         resumed=resumed,
         seconds=round(time.perf_counter() - started, 3),
     )

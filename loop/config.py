@@ -182,6 +182,14 @@ class StrategyConfig(BaseModel):
             positive moves the target further in the goal's direction.
         rl_policy_dir: rl only: folder of the policy checkpoint ``<campaign name>.rl.pt``
             (relative to the working directory); ``None`` keeps the policy in memory only.
+        condition_search: how random, bo and al choose generation conditions: ``cycle``
+            (systems × guidance scales with the objectives' targets) or ``bo`` (a GP over the
+            condition's targets and guidance scale fitted to the guarded score of what each
+            earlier condition produced; :mod:`crystaloop.loop.strategies.condition_bo`).
+        condition_bounds: ``bo`` search box: objective property or ``guidance_scale`` →
+            ``[low, high]`` (property units). Unlisted: a target window is its own bounds, the
+            guidance scale spans ``guidance_scales``, anything else stays at its default.
+        condition_initial: iterations of space-filling (Sobol) conditions before the GP chooses.
     """
 
     model_config = _STRICT
@@ -196,6 +204,20 @@ class StrategyConfig(BaseModel):
     rl_steps: int = Field(64, gt=0)
     rl_target_offsets: tuple[float, ...] = Field((-0.25, 0.0, 0.25), min_length=1)
     rl_policy_dir: str | None = "runs/rl-policies"
+    condition_search: Literal["cycle", "bo"] = "cycle"
+    condition_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    condition_initial: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _condition_search(self) -> StrategyConfig:
+        if self.condition_search == "bo" and self.kind == "rl":
+            raise ValueError("condition_search 'bo' is for random, bo and al; an rl policy chooses its own conditions")
+        for name, (low, high) in self.condition_bounds.items():
+            if not low < high:
+                raise ValueError(f"condition_bounds[{name!r}] must have low < high, got {[low, high]}")
+        if "guidance_scale" in self.condition_bounds and self.condition_bounds["guidance_scale"][0] < 0:
+            raise ValueError(f"guidance_scale bounds must be ≥ 0, got {list(self.condition_bounds['guidance_scale'])}")
+        return self
 
 
 class ValidityGuardConfig(BaseModel):
@@ -399,6 +421,9 @@ class CampaignConfig(BaseModel):
         names = [o.property for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives name a property twice: {names}")
+        unknown = sorted(set(self.strategy.condition_bounds) - {*names, "guidance_scale"})
+        if unknown:
+            raise ValueError(f"strategy.condition_bounds names {unknown}; allowed: the objectives' properties {names} and 'guidance_scale'")
         return self
 
     @property

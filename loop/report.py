@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crystaloop.data.records import Candidate, CandidateStatus
+from crystaloop.data.records import Candidate, CandidateStatus, Condition
 from crystaloop.loop.collapse import Adjustment, CollapseStatus
 from crystaloop.loop.config import CampaignConfig
 
-__all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "classify_hit"]
+__all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "ConditionOutcome", "classify_hit"]
 
 
 class PredictedHit(BaseModel):
@@ -52,6 +52,19 @@ class SurrogateUpdate(BaseModel):
     properties: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class ConditionOutcome(BaseModel):
+    """What one generation condition produced in one iteration: candidates stored, how many passed
+    the guards, and the guarded score (summed desirability of those that passed over those
+    generated; see loop.strategies.condition_bo)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    condition: Condition
+    generated: int
+    passed: int
+    score: float
+
+
 class IterationReport(BaseModel):
     """Summary of one iteration, stored as JSON with the iteration in the store.
 
@@ -71,6 +84,8 @@ class IterationReport(BaseModel):
         collapse: the monitor's verdict on this batch and the next iteration's adjustment
             (``None`` with the monitor off).
         residuals: oracle-minus-surrogate watch (see guards.exploitation.residual_watch).
+        conditions: each generation condition of this iteration and what it produced (the
+            observations of ``condition_search: bo``).
         surrogate: what the online surrogate that scored this iteration had learned (labels,
             trigger, trust, MAEs; see loop.online); ``None`` without a surrogate.
         resumed: whether this iteration continued after an interruption.
@@ -97,6 +112,7 @@ class IterationReport(BaseModel):
     collapse: CollapseStatus | None = None
     residuals: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
     surrogate: SurrogateUpdate | None = None
+    conditions: list[ConditionOutcome] = Field(default_factory=list)
     resumed: bool = False
     seconds: float = 0.0
 

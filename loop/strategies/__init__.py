@@ -11,7 +11,14 @@ from collections.abc import Callable
 from crystaloop.data.errors import UnknownComponentError
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.strategies.al import ALStrategy
-from crystaloop.loop.strategies.base import Labels, Pool, Strategy, StrategyState, default_conditions
+from crystaloop.loop.strategies.base import (
+    Labels,
+    Pool,
+    Strategy,
+    StrategyState,
+    default_conditions,
+    propose_conditions,
+)
 from crystaloop.loop.strategies.bo import BOStrategy
 from crystaloop.loop.strategies.random import RandomStrategy
 
@@ -21,6 +28,7 @@ __all__ = [
     "Pool",
     "Labels",
     "default_conditions",
+    "propose_conditions",
     "RandomStrategy",
     "ALStrategy",
     "BOStrategy",

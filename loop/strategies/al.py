@@ -15,7 +15,7 @@ import numpy as np
 from crystaloop.data.records import Condition
 from crystaloop.loop.config import Objective, StrategyConfig
 from crystaloop.loop.objectives import utilities, utility_scales
-from crystaloop.loop.strategies.base import Pool, StrategyState, default_conditions
+from crystaloop.loop.strategies.base import Pool, StrategyState, propose_conditions
 from crystaloop.loop.strategies.posterior import ResidualGP
 
 __all__ = ["ALStrategy"]
@@ -32,7 +32,7 @@ class ALStrategy:
         self.seed = seed
 
     def propose(self, state: StrategyState) -> list[Condition]:
-        return default_conditions(state)
+        return propose_conditions(state)
 
     def scores(self, pool: Pool, predictions: np.ndarray) -> np.ndarray:
         """(n,) acquisition scores (higher first); NaN-free."""

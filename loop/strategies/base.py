@@ -20,7 +20,7 @@ from crystaloop.data.records import Candidate, Condition
 from crystaloop.loop.collapse import Adjustment, widen_conditions
 from crystaloop.loop.config import CampaignConfig
 
-__all__ = ["Labels", "Pool", "StrategyState", "Strategy", "default_conditions", "prior_from_predictions"]
+__all__ = ["Labels", "Pool", "StrategyState", "Strategy", "default_conditions", "propose_conditions", "target_defaults", "allowed_systems", "prior_from_predictions"]
 
 
 @dataclass
@@ -67,13 +67,15 @@ class Pool:
 @dataclass(frozen=True)
 class StrategyState:
     """What ``propose`` sees: the config, the iteration and its seed, how many conditions to
-    propose, and the collapse monitor's adjustment for this iteration."""
+    propose, the collapse monitor's adjustment for this iteration and the campaign's candidates
+    of earlier iterations (conditions, statuses, predictions, measurements)."""
 
     config: CampaignConfig
     iteration: int
     seed: int
     n_conditions: int = 1
     adjustment: Adjustment = field(default_factory=Adjustment)
+    history: Sequence[Candidate] = ()
 
 
 @runtime_checkable
@@ -95,27 +97,51 @@ class Strategy(Protocol):
         ...
 
 
-def default_conditions(state: StrategyState) -> list[Condition]:
-    """Conditions cycling through the allowed chemical systems and guidance scales, with the
-    objectives' target values (window midpoints, thresholds) as property targets, widened by
-    the state's collapse adjustment (:func:`~crystaloop.loop.collapse.widen_conditions`)."""
-    config = state.config
+def target_defaults(config: CampaignConfig) -> dict[str, float]:
+    """Property → the target a condition asks for by default: window midpoint, else threshold."""
     targets = {}
     for objective in config.objectives:
         if objective.window is not None:
             targets[objective.property] = 0.5 * (objective.window[0] + objective.window[1])
         elif objective.threshold is not None:
             targets[objective.property] = objective.threshold
-    systems: list[tuple[str, ...] | None] = list(config.constraints.chemical_systems or [None])
-    if config.constraints.chemical_systems is None and config.constraints.elements is not None:
-        systems = [config.constraints.elements]
+    return targets
+
+
+def allowed_systems(config: CampaignConfig) -> list[tuple[str, ...] | None]:
+    """The chemical systems conditions cycle through: the constraints' systems, else their
+    element list as one system, else ``[None]`` (unconstrained)."""
+    constraints = config.constraints
+    if constraints.chemical_systems is not None:
+        return list(constraints.chemical_systems)
+    return [constraints.elements] if constraints.elements is not None else [None]
+
+
+def default_conditions(state: StrategyState) -> list[Condition]:
+    """Conditions cycling through the allowed chemical systems and guidance scales, with the
+    objectives' target values (window midpoints, thresholds) as property targets, widened by
+    the state's collapse adjustment (:func:`~crystaloop.loop.collapse.widen_conditions`)."""
+    config = state.config
     combos = itertools.islice(
-        itertools.cycle(itertools.product(systems, config.strategy.guidance_scales)),
+        itertools.cycle(itertools.product(allowed_systems(config), config.strategy.guidance_scales)),
         state.iteration * state.n_conditions,
         (state.iteration + 1) * state.n_conditions,
     )
+    targets = target_defaults(config)
     conditions = [Condition(chemical_system=s, properties=targets, guidance_scale=g) for s, g in combos]
     return widen_conditions(conditions, state.adjustment)
+
+
+def propose_conditions(state: StrategyState) -> list[Condition]:
+    """The conditions random, bo and al propose: ``strategy.condition_search`` picks
+    :func:`default_conditions` (``cycle``) or the GP search over conditions (``bo``,
+    :mod:`crystaloop.loop.strategies.condition_bo`), widened by the collapse adjustment."""
+    if state.config.strategy.condition_search == "bo":
+        from crystaloop.loop.strategies.condition_bo import bo_conditions
+
+        conditions = bo_conditions(state.config, state.iteration, state.seed, state.n_conditions, state.history)
+        return widen_conditions(conditions, state.adjustment)
+    return default_conditions(state)
 
 
 def prior_from_predictions(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

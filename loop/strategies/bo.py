@@ -27,7 +27,7 @@ from crystaloop.data.records import Condition
 from crystaloop.loop.config import Objective, StrategyConfig
 from crystaloop.loop.objectives import utilities, utilities_torch, utility_scales
 from crystaloop.loop.strategies.al import ALStrategy
-from crystaloop.loop.strategies.base import Pool, StrategyState, default_conditions
+from crystaloop.loop.strategies.base import Pool, StrategyState, propose_conditions
 from crystaloop.loop.strategies.posterior import ResidualGP
 
 __all__ = ["BOStrategy"]
@@ -59,7 +59,7 @@ class BOStrategy:
         self.seed = seed
 
     def propose(self, state: StrategyState) -> list[Condition]:
-        return default_conditions(state)
+        return propose_conditions(state)
 
     def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
         n = len(pool)

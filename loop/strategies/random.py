@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from crystaloop.data.records import Condition
-from crystaloop.loop.strategies.base import Pool, StrategyState, default_conditions
+from crystaloop.loop.strategies.base import Pool, StrategyState, propose_conditions
 
 __all__ = ["RandomStrategy"]
 
@@ -19,7 +19,7 @@ class RandomStrategy:
         self.seed = seed
 
     def propose(self, state: StrategyState) -> list[Condition]:
-        return default_conditions(state)
+        return propose_conditions(state)
 
     def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, len(pool.labels), len(pool)])
