@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, fail, progress_bar, read_yaml_mapping
+from crystaloop.commands.common import console, fail, parse_composition, progress_bar, read_yaml_mapping
 from crystaloop.commands.distill import distill
 
 __all__ = ["generator_app"]
@@ -342,22 +342,7 @@ def generate(
     if wavelength is not None and xrd is None:
         raise fail("--wavelength describes the radiation of an --xrd pattern; give --xrd too")
     try:
-        comp = None
-        if composition:
-            from pymatgen.core import Composition
-
-            try:
-                parsed = Composition(composition)
-            except Exception as exc:  # pymatgen raises ValueError or its own errors
-                raise CrystaloopError(f"--composition {composition!r} is not a chemical formula: {exc}") from None
-            if any(abs(v - round(v)) > 1e-6 for v in parsed.values()):
-                raise CrystaloopError(f"--composition {composition!r} must have whole-number counts (cell contents)")
-            from pymatgen.core import Element
-
-            unknown = [getattr(el, "symbol", str(el)) for el in parsed if not isinstance(el, Element)]
-            if unknown:
-                raise CrystaloopError(f"--composition {composition!r}: unknown element {unknown[0]!r}; allowed: element symbols H..Og")
-            comp = {str(el): int(round(v)) for el, v in parsed.items()}
+        comp = parse_composition(composition) if composition else None
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
         conditioned = xrd is not None or text is not None
         name = model or _default_model(comp, system, embedding=conditioned)

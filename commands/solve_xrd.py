@@ -64,6 +64,7 @@ def solve_xrd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Solve a structure from its powder pattern: guided posterior samples ranked by Rwp, with a KL score."""
+    from crystaloop.commands.generator import write_structures  # noqa: I001 - after the library imports
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.xrd_grid import DEFAULT_GRID
     from crystaloop.data.xrd_refine import RefineConfig
@@ -73,8 +74,6 @@ def solve_xrd(
     from crystaloop.generator.posterior_xrd import solve_pattern
     from crystaloop.generator.shipped import resolve_generator_checkpoint
     from crystaloop.multimodal.xrd_io import read_pattern
-
-    from crystaloop.commands.generator import write_structures  # noqa: I001 - after the library imports
 
     if (composition is None) == (chemsys is None):
         raise fail("give exactly one of --composition (e.g. SrTiO3) and --chemsys (e.g. Sr-Ti-O)")

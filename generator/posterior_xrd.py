@@ -28,15 +28,17 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Condition
 from crystaloop.data.xrd_forward import pattern_misfit, powder_pattern, powder_pattern_of, rwp
-from crystaloop.data.xrd_refine import RefineConfig, refine_to_pattern, smooth_patterns
 from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid
+from crystaloop.data.xrd_refine import RefineConfig, refine_to_pattern, smooth_patterns
 from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
 from crystaloop.generator.posterior import PosteriorConfig, PosteriorSamples, posterior_sample_batch
 
-__all__ = ["XRDMisfit", "XRDSolution", "solve_pattern"]
+__all__ = ["DEFAULT_REFINE", "XRDMisfit", "XRDSolution", "solve_pattern"]
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_REFINE = RefineConfig()
+"""The refinement :func:`solve_pattern` applies unless told otherwise (pass ``None`` to skip it)."""
 _MIN_VOLUME_PER_SITE = 1.0  # Å³: below this a clean estimate is treated as collapsed (no real solid is that dense)
 _LEVELS = 6  # distinct profile widths used while annealing (each caches its kernel table)
 
@@ -112,7 +114,7 @@ def solve_pattern(generator: DiffusionGenerator, pattern: np.ndarray, *, composi
                   guidance: PosteriorConfig | None = None, embedding: tuple[float, ...] | None = None,
                   embedding_guidance: float = 1.0, grid: PatternGrid = DEFAULT_GRID, anneal_fwhm: float = 1.0,
                   misfit_kind: str = "rwp",
-                  refine: RefineConfig | None = RefineConfig(), seed: int = 0, on_step: Callable[[int, int], None] | None = None) -> tuple[list[XRDSolution], PosteriorSamples]:
+                  refine: RefineConfig | None = DEFAULT_REFINE, seed: int = 0, on_step: Callable[[int, int], None] | None = None) -> tuple[list[XRDSolution], PosteriorSamples]:
     """Posterior samples for ``pattern`` ranked by Rwp (best first), and the raw guided samples.
 
     Args:

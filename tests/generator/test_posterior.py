@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.records import Condition
 from crystaloop.data.xrd_forward import powder_pattern_of
 from crystaloop.data.xrd_grid import DEFAULT_GRID
 from crystaloop.data.xrd_refine import RefineConfig
-from crystaloop.data.records import Condition
 from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.diffusion import DiffusionGenerator
 from crystaloop.generator.posterior import PosteriorConfig, posterior_sample_batch
