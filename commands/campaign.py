@@ -10,7 +10,7 @@ import typer
 
 from crystaloop.commands.common import console, fail
 
-__all__ = ["campaign_app"]
+__all__ = ["campaign_app", "print_reports", "report_folder"]
 
 campaign_app = typer.Typer(help="Closed-loop campaigns: generate, guard, select, measure, learn.", no_args_is_help=True)
 logger = logging.getLogger(__name__)
@@ -22,15 +22,19 @@ def run(
     store: Annotated[Optional[str], typer.Option("--store", help="SQLAlchemy URL of the store; default: the config's store_url, then $CRYSTALOOP_DB_URL, then sqlite:///crystaloop.db.")] = None,  # noqa: UP045
     resume: Annotated[bool, typer.Option("--resume", help="Continue a campaign that already has iterations in the store.")] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+    figures: Annotated[Optional[Path], typer.Option("--figures", help="Folder for the discovery curve, Pareto plot and reports.json; default: <campaign>-report/ beside a SQLite store file, else runs/<campaign>/.")] = None,  # noqa: UP045
 ) -> None:
-    """Run the campaign's remaining iterations, one report line per iteration."""
+    """Run the campaign's remaining iterations, one report line per iteration, then write the
+    figures (discovery curve; Pareto plot for several objectives) and the reports as files."""
     import torch
 
     from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.records import CandidateStatus
     from crystaloop.data.store import CandidateStore, redact_url
-    from crystaloop.loop.campaign import run_campaign
+    from crystaloop.loop.campaign import iteration_candidates, run_campaign
     from crystaloop.loop.components import build_components
     from crystaloop.loop.config import load_campaign_config
+    from crystaloop.loop.plots import write_figures
 
     torch.set_num_threads(threads)
     try:
@@ -40,9 +44,30 @@ def run(
             if started and not resume:
                 raise fail(f"campaign {campaign.name!r} already has iterations in {redact_url(db.url)}; pass --resume to continue it")
             reports = run_campaign(build_components(campaign), db, campaign)
+            evaluated = iteration_candidates(db, campaign.name, None, [CandidateStatus.EVALUATED])
+            folder = figures or report_folder(db.url, campaign.name)
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
     print_reports(campaign, reports)
+    try:
+        written = write_figures(reports, campaign, evaluated, folder)
+        summary = folder / "reports.json"
+        summary.write_text("[\n" + ",\n".join(r.model_dump_json() for r in reports) + "\n]\n")
+    except OSError as exc:
+        raise fail(f"cannot write the campaign's figures to {folder}: {exc}") from None
+    for path in [*written, summary]:
+        console.print(f"wrote {path}")
+
+
+def report_folder(store_url: str, campaign: str) -> Path:
+    """Where ``campaign run`` writes figures by default: ``<campaign>-report/`` beside a SQLite
+    store file, else ``runs/<campaign>/`` under the working directory."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).expanduser().resolve().parent / f"{campaign}-report"
+    return Path("runs") / campaign
 
 
 def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, list[IterationReport]

@@ -27,6 +27,11 @@ def test_campaign_run_and_resume(tmp_path):
     first = runner.invoke(app, ["campaign", "run", str(path), "--store", url])
     assert first.exit_code == 0, first.output
     assert "cli-replay" in first.output
+    folder = tmp_path / "cli-replay-report"  # beside the SQLite store
+    curve = folder / "discovery-curve.png"
+    assert curve.read_bytes().startswith(b"\x89PNG") and str(curve) in first.output.replace("\n", "")
+    assert not (folder / "pareto.png").exists()  # one objective: no Pareto plot
+    assert '"iteration":0' in (folder / "reports.json").read_text()
     again = runner.invoke(app, ["campaign", "run", str(path), "--store", url])
     assert again.exit_code == 2 and "--resume" in again.output
     resumed = runner.invoke(app, ["campaign", "run", str(path), "--store", url, "--resume"])
@@ -34,3 +39,16 @@ def test_campaign_run_and_resume(tmp_path):
     path.write_text(CONFIG.replace("kind: random", "kind: sideways"))
     bad = runner.invoke(app, ["campaign", "run", str(path), "--store", url])
     assert bad.exit_code == 2 and "sideways" in bad.output
+
+
+def test_multi_objective_run_writes_the_pareto_plot(tmp_path):
+    app = typer.Typer()
+    app.add_typer(campaign_app, name="campaign")
+    path = tmp_path / "c.yaml"
+    two = CONFIG.replace("objectives: [{property: heat_ref, goal: minimise, units: eV}]",
+                         "objectives: [{property: heat_ref, goal: minimise, units: eV}, {property: dir_gap, goal: target, window: [1.5, 3.0], units: eV}]")
+    path.write_text(two.replace("measure: [heat_ref]", "measure: [heat_ref, dir_gap]").replace("oracle_calls_per_iteration: 2", "oracle_calls_per_iteration: 4"))
+    out = tmp_path / "figures"
+    result = CliRunner().invoke(app, ["campaign", "run", str(path), "--store", f"sqlite:///{tmp_path / 's.db'}", "--figures", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "pareto.png").read_bytes().startswith(b"\x89PNG") and (out / "discovery-curve.png").is_file()

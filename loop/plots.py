@@ -1,0 +1,151 @@
+"""Campaign figures as PNG bytes (matplotlib's Agg canvas, no pyplot state): the discovery curve
+and, for multi-objective campaigns, the Pareto plot of the first two objectives.
+
+* :func:`discovery_curve_png` — cumulative oracle-verified hits against cumulative oracle calls,
+  one point per iteration; predicted-only hits (an objective beyond the oracle, e.g. a band gap
+  with an MLIP oracle) as a separate dashed line, never added to the verified count.
+* :func:`pareto_png` — the evaluated candidates' values of the first two objectives with their
+  non-dominated front; a value is the oracle's where it measured one, else the surrogate's
+  prediction, and an axis says "predicted" when any of its values is one.
+* :func:`write_figures` — both as files in a folder (what ``crystaloop campaign run`` writes).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from crystaloop.data.records import Candidate
+from crystaloop.loop.config import CampaignConfig, Objective
+from crystaloop.loop.report import IterationReport
+
+__all__ = ["discovery_curve_png", "pareto_mask", "pareto_png", "objective_values", "write_figures"]
+
+
+def _figure():  # noqa: ANN202 - a matplotlib Figure
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(6.4, 4.0), dpi=100)
+
+
+def _png(figure) -> bytes:  # noqa: ANN001
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")  # a bare Figure draws with the Agg canvas
+    return buffer.getvalue()
+
+
+def discovery_curve_png(reports: Sequence[IterationReport], title: str) -> bytes:
+    """Cumulative verified hits (and predicted-only hits, dashed, when any) against cumulative
+    oracle calls, one point per iteration annotated with its index."""
+    calls = np.concatenate([[0], np.cumsum([r.oracle_calls for r in reports])])
+    hits = np.concatenate([[0], np.cumsum([len(r.verified_hits) for r in reports])])
+    predicted = np.concatenate([[0], np.cumsum([len(r.predicted_hits) for r in reports])])
+    figure = _figure()
+    ax = figure.add_subplot(1, 1, 1)
+    ax.plot(calls, hits, marker="o", label="verified hits (oracle)")
+    if predicted[-1] > 0:
+        ax.plot(calls, predicted, marker="s", linestyle="--", color="C1", label="predicted-only hits (surrogate)")
+        ax.legend()
+    for r, x, y in zip(reports, calls[1:], hits[1:], strict=True):
+        ax.annotate(str(r.iteration), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_ylim(0, 1.1 * max(1, hits[-1], predicted[-1]))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("oracle calls (cumulative)")
+    ax.set_ylabel("hits (cumulative)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """(n,) bool: the non-dominated rows of ``points`` (n, k), every column minimised."""
+    n = len(points)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        dominated = np.all(points <= points[i], axis=1) & np.any(points < points[i], axis=1)
+        mask[i] = not dominated.any()
+    return mask
+
+
+def objective_values(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, predicted)``, both (n, m): the oracle's ``ok`` value of each objective, else the
+    surrogate's predicted mean (``predicted`` True there), NaN when neither exists."""
+    values = np.full((len(candidates), len(objectives)), np.nan)
+    predicted = np.zeros_like(values, dtype=bool)
+    for i, candidate in enumerate(candidates):
+        measured = {m.property: m.value for m in candidate.measurements if m.status == "ok" and m.value is not None}
+        for j, objective in enumerate(objectives):
+            if objective.property in measured:
+                values[i, j] = measured[objective.property]
+            elif objective.property in candidate.predictions:
+                values[i, j] = candidate.predictions[objective.property][0]
+                predicted[i, j] = True
+    return values, predicted
+
+
+def _cost(column: np.ndarray, objective: Objective) -> np.ndarray:
+    if objective.goal == "maximise":
+        return -column
+    if objective.goal == "minimise":
+        return column
+    low, high = objective.window or (0.0, 0.0)
+    return np.maximum(low - column, 0.0) + np.maximum(column - high, 0.0)
+
+
+def _label(objective: Objective, predicted: bool) -> str:
+    text = f"{objective.property} ({objective.units})" if objective.units else objective.property
+    return text + (", predicted where not measured" if predicted else "")
+
+
+def pareto_png(values: np.ndarray, config: CampaignConfig, predicted: np.ndarray | None = None) -> bytes | None:
+    """The first two objectives' ``values`` (n, ≥2; NaN rows dropped) with their Pareto front
+    (distance outside a target window counts as the cost), or ``None`` for a single-objective
+    campaign or no complete row. ``predicted`` (n, ≥2) marks surrogate values."""
+    if len(config.objectives) < 2:
+        return None
+    first, second = config.objectives[:2]
+    values = np.asarray(values, dtype=np.float64)[:, :2]
+    complete = np.all(np.isfinite(values), axis=1)
+    if not complete.any():
+        return None
+    flags = np.zeros_like(values, dtype=bool) if predicted is None else np.asarray(predicted)[:, :2]
+    values, flags = values[complete], flags[complete]
+    front = pareto_mask(np.stack([_cost(values[:, 0], first), _cost(values[:, 1], second)], axis=1))
+    figure = _figure()
+    ax = figure.add_subplot(1, 1, 1)
+    ax.scatter(values[~front, 0], values[~front, 1], s=18, alpha=0.5, label="evaluated")
+    order = np.argsort(values[front, 0])
+    ax.plot(values[front, 0][order], values[front, 1][order], marker="o", color="C3", label="Pareto front")
+    for j, objective in enumerate((first, second)):
+        if objective.window is not None:
+            (ax.axvspan if j == 0 else ax.axhspan)(*objective.window, color="C2", alpha=0.1)
+    ax.set_xlabel(_label(first, bool(flags[:, 0].any())))
+    ax.set_ylabel(_label(second, bool(flags[:, 1].any())))
+    ax.set_title(f"{config.name}: evaluated candidates")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def write_figures(reports: Sequence[IterationReport], config: CampaignConfig, evaluated: Sequence[Candidate], folder: Path) -> list[Path]:
+    """Write ``discovery-curve.png`` and, for multi-objective campaigns with complete rows,
+    ``pareto.png`` (from the ``evaluated`` candidates) into ``folder``; returns the files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = {"discovery-curve": discovery_curve_png(reports, f"{config.name}: discovery curve")}
+    values, predicted = objective_values(evaluated, config.objectives)
+    pareto = pareto_png(values, config, predicted)
+    if pareto is not None:
+        figures["pareto"] = pareto
+    written = []
+    for name, png in figures.items():
+        path = folder / f"{name}.png"
+        path.write_bytes(png)
+        written.append(path)
+    return written
