@@ -5,13 +5,15 @@ outcome is in the store before the next step reads it, and each step starts from
 says, so a process killed at any point resumes from the last completed write:
 
 * **generate** — skipped when the iteration already has candidates; otherwise all sampled
-  candidates are added in one transaction (all or none), with seeds derived from the config.
+  candidates are added in one transaction (all or none), with seeds derived from the config,
+  under the strategy's conditions as the collapse monitor's adjustment widened them.
 * **score + guard** — runs on the iteration's candidates still ``generated``, in id order;
   each gets its predictions and verdicts recorded, then ``scored`` or ``rejected``. Candidates
   kept earlier (this iteration included) are the diversity guard's history, so a resumed run
   reaches the verdicts an uninterrupted one would.
 * **select** — tops up the iteration's picks to the oracle budget (picks already made count,
-  and are pending points for BO), so no candidate is selected twice.
+  and are pending points for BO), so no candidate is selected twice; after a collapse a share
+  of the picks is drawn at random (notes ``exploration pick``).
 * **evaluate** — measures each ``selected`` candidate, records the measurements, then marks it
   ``evaluated`` (or ``failed``); a candidate measured but not yet marked is measured again
   (oracle caches make that cheap; results overwrite by key, never duplicate).
@@ -19,8 +21,10 @@ says, so a process killed at any point resumes from the last completed write:
   plus a residual GP refitted on all labels, trust shrunk after over-prediction;
   :mod:`crystaloop.loop.online`) and the strategy's GP head at the next selection (the same
   construction); the hull grows through the oracle's cache.
-* **report** — an :class:`~crystaloop.loop.report.IterationReport` from the store's contents,
-  saved with ``finish_iteration``.
+* **report** — an :class:`~crystaloop.loop.report.IterationReport` from the store's contents
+  (with the collapse monitor's verdict and the next iteration's adjustment,
+  :mod:`crystaloop.loop.collapse`), saved with ``finish_iteration``; later steps read the
+  finished reports, so a resumed campaign continues with the same adjustments.
 """
 
 from __future__ import annotations
