@@ -1,4 +1,4 @@
-"""``crystaloop multimodal train|eval|index`` and ``crystaloop search``.
+"""``crystaloop multimodal train|eval|index|embed-training|robocrys-cache`` and ``crystaloop search``.
 
 ``search`` ranks the candidates of the store against a text, a measured powder pattern or a
 structure file, through the fusion model's shared latent; candidates the model has not embedded
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from crystaloop.multimodal.fusion import FusionModel
 
-__all__ = ["multimodal_app", "search", "train", "evaluate", "index", "embed_training"]
+__all__ = ["multimodal_app", "search", "train", "evaluate", "index", "embed_training", "robocrys_cache"]
 
 multimodal_app = typer.Typer(
     help="Structure / XRD / text encoders in one latent: train, evaluate, index.", no_args_is_help=True
@@ -155,9 +155,16 @@ def index(model: ModelOption = None, store: StoreOption = None) -> None:
 
 @multimodal_app.command("embed-training")
 def embed_training(
-    dataset: Annotated[str, typer.Option("--dataset", help="Shipped name (its train split), name/split, or a CDVAE CSV / folder / extxyz.")],
-    out: Annotated[Path, typer.Option("--out", help=".npy to write (structures × latent width), with a .json summary beside it.")],
-    views: Annotated[str, typer.Option("--views", help="Views drawn at random per structure, comma-separated.")] = "structure,xrd,text",
+    dataset: Annotated[
+        str,
+        typer.Option("--dataset", help="Shipped name (its train split), name/split, or a CDVAE CSV / folder / extxyz."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help=".npy to write (structures × latent width), with a .json summary beside it.")
+    ],
+    views: Annotated[
+        str, typer.Option("--views", help="Views drawn at random per structure, comma-separated.")
+    ] = "structure,xrd,text",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     model: ModelOption = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
@@ -186,12 +193,54 @@ def embed_training(
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, result.vectors)
     summary = {
-        "dataset": spec, "n": len(data), "width": int(result.vectors.shape[1]), "views": list(chosen), "seed": seed,
-        "rows_per_view": result.counts(), "fusion_checkpoint_sha256": info["checkpoint_hash"],
+        "dataset": spec,
+        "n": len(data),
+        "width": int(result.vectors.shape[1]),
+        "views": list(chosen),
+        "seed": seed,
+        "rows_per_view": result.counts(),
+        "fusion_checkpoint_sha256": info["checkpoint_hash"],
         "view_of_row_sha256": hashlib.sha256(",".join(result.views).encode()).hexdigest()[:16],
     }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     console.print(f"wrote {len(data)} × {summary['width']} latents ({summary['rows_per_view']}) to {out}")
+
+
+@multimodal_app.command("robocrys-cache")
+def robocrys_cache(
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="Shipped split (perov_5/val) or a CDVAE CSV / folder / extxyz.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Cache to write or extend (.jsonl.gz).")],
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", min=1, help="Only the first N structures of the dataset.")  # noqa: UP045
+    ] = None,
+    time_budget: Annotated[
+        Optional[float], typer.Option("--time-budget", min=0.1, help="Minutes; start no new structure after them.")  # noqa: UP045
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip structures already in --out.")] = True,
+) -> None:
+    """Precompute robocrys descriptions (needs the optional extra `crystaloop[robocrys]`; 4–25 s per structure)."""
+    from crystaloop.data.datasets import load_dataset
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.multimodal.robocrys_cache import build_cache, robocrys_available
+
+    if not robocrys_available():
+        raise fail("robocrys is not installed; install the optional extra: pip install 'crystaloop[robocrys]'")
+    if not out.name.endswith(".jsonl.gz"):
+        raise fail(f"--out {out}: must end in .jsonl.gz")
+    try:
+        crystals = load_dataset(dataset).crystals
+        crystals = crystals[:limit] if limit is not None else crystals
+        report = build_cache(
+            crystals, out, resume=resume, time_budget_s=None if time_budget is None else time_budget * 60
+        )
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"{out}: {report.described} described, {report.failed} failed, {report.already_cached} already cached, "
+        f"{report.remaining} left for a later run; {report.mean_seconds:.1f} s per structure"
+    )
 
 
 def _query_embedding(

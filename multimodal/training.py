@@ -2,7 +2,8 @@
 
 Each step takes a batch of crystals and their three views: the crystal graph, a freshly
 augmented copy of its clean XRD pattern (:func:`~.xrd.augment_patterns`, so the encoder learns
-what measurements do) and one of its descriptions (the full one or a variant, at random), and
+what measurements do) and one of its descriptions (the full one or a variant, at random; with
+``TrainConfig.robocrys_texts`` some variants are shipped robocrys descriptions), and
 minimises :func:`~.fusion.clip_loss`. AdamW with a cosine learning-rate schedule; torch and numpy
 are seeded from ``TrainConfig.seed``.
 
@@ -52,6 +53,10 @@ class TrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     text_variants: int = Field(1, ge=0, description="training variants per description (besides the full one)")
+    robocrys_texts: bool = Field(
+        False,
+        description="swap shipped robocrys descriptions into the training variants (multimodal/robocrys_cache.py)",
+    )
     augment: AugmentConfig = AugmentConfig()
     seed: int = 0
     threads: int = Field(1, ge=1, description="torch CPU threads")
@@ -62,7 +67,10 @@ class TrainConfig(BaseModel):
     def digest(self) -> str:
         """sha256 of what shapes the result (a resume must match it; threads, time budget and
         checkpoint interval may change between the interrupted run and its resumption)."""
-        relevant = self.model_dump_json(exclude={"threads", "max_minutes", "checkpoint_every"})
+        excluded = {"threads", "max_minutes", "checkpoint_every"}
+        if not self.robocrys_texts:  # off: the digest of configs from before the option existed
+            excluded.add("robocrys_texts")
+        relevant = self.model_dump_json(exclude=excluded)
         return hashlib.sha256(relevant.encode()).hexdigest()[:16]
 
 
@@ -97,15 +105,25 @@ def load_training_data(
     seed: int,
     limit: int | None = None,
     progress: bool = False,
+    robocrys: bool = False,
 ) -> TrainingData:
-    """Datasets (shipped names or paths) with their cached views; ``limit`` keeps the first n of each."""
+    """Datasets (shipped names or paths) with their cached views; ``limit`` keeps the first n of each.
+
+    With ``robocrys``, training variants of crystals in the shipped robocrys cache become their
+    robocrys description on a seeded coin flip (:func:`~.robocrys_cache.add_robocrys_variants`);
+    crystals without an entry keep exactly the texts they get without it.
+    """
+    from crystaloop.multimodal.robocrys_cache import add_robocrys_variants, shipped_cache
+
+    cache = shipped_cache() if robocrys else {}
     datasets, views = [], []
     for spec in specs:
         dataset = load_dataset(spec)
         if limit is not None and len(dataset) > limit:
             dataset = dataset.subset(np.arange(limit))
         datasets.append(dataset)
-        views.append(prepare_views(dataset, grid=config.grid, variants=variants, seed=seed, progress=progress))
+        view = prepare_views(dataset, grid=config.grid, variants=variants, seed=seed, progress=progress)
+        views.append(add_robocrys_variants(view, dataset.crystals, cache, seed=seed) if cache else view)
     return TrainingData(datasets, views, config)
 
 
@@ -153,6 +171,7 @@ def train(
             seed=config.seed,
             limit=config.max_train,
             progress=progress,
+            robocrys=config.robocrys_texts,
         )
     model = FusionModel(config.model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
