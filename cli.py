@@ -229,7 +229,7 @@ def db_ls(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's store.")] = Path("runs/demo"),
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="Rows per shipped file (all by default).")] = None,  # noqa: UP045
-    campaign: Annotated[bool, typer.Option("--campaign/--no-campaign", help="Then run one short real campaign iteration.")] = True,
+    campaign: Annotated[bool, typer.Option("--campaign/--no-campaign", help="Then run a short real 2-iteration campaign through Prefect.")] = True,
 ) -> None:
     """Import the shipped datasets into a fresh SQLite store, summarise it, and run a short campaign."""
     from crystaloop.data.datasets import SHIPPED_DATASETS
@@ -251,34 +251,46 @@ def demo(
         summary = candidate_store.summary()
     _print_store_summary(summary)
     if campaign:
-        _demo_campaign(url)
+        _demo_campaign(url, out / "report")
     console.print(f"\nstore: [bold]{db_path}[/]  (try: crystaloop db ls --store {url} --elements Sr,Ti)")
 
 
-def _demo_campaign(url: str) -> None:
-    """One short real iteration of examples/perovskite-water-splitting.yaml: the shipped perov_5
-    generator, the shipped band-gap surrogate, CHGNet relaxations and the hull."""
+def _demo_campaign(url: str, report_dir: Path) -> None:
+    """A short real campaign, examples/perovskite-water-splitting.yaml cut to 2 iterations, through
+    the Prefect flow: the shipped perov_5 generator, the shipped band-gap surrogate, BO, CHGNet
+    relaxations and the hull. Prefect runs in its local mode (a temporary server) unless
+    ``PREFECT_API_URL`` points at one, where the run then shows in the UI."""
+    import os
+
     import torch
 
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from crystaloop.commands.campaign import print_reports
     from crystaloop.data.errors import CrystaloopError
-    from crystaloop.data.store import CandidateStore
-    from crystaloop.loop.campaign import run_campaign
-    from crystaloop.loop.components import build_components
+    from crystaloop.flows.campaign import campaign_flow
+    from crystaloop.flows.config import FlowSettings
+    from crystaloop.flows.runtime import close_stores
     from crystaloop.loop.config import load_campaign_config
 
     torch.set_num_threads(1)
     config = load_campaign_config(Path(__file__).resolve().parent / "examples" / "perovskite-water-splitting.yaml")
-    budget = config.budget.model_copy(update={"iterations": 1, "candidates_per_iteration": 24, "oracle_calls_per_iteration": 3})
+    budget = config.budget.model_copy(update={"iterations": 2, "candidates_per_iteration": 24, "oracle_calls_per_iteration": 3})
     generator = config.generator.model_copy(update={"steps": 100, "method": "pc"})
     config = config.model_copy(update={"budget": budget, "generator": generator})
-    console.print(f"\n[bold]demo campaign[/] {config.name}: 1 iteration, 24 generated, 3 CHGNet relaxations")
+    console.print(f"\n[bold]demo campaign[/] {config.name}: 2 iterations through Prefect, 24 generated and 3 CHGNet "
+                  "relaxations each")
     try:
-        with CandidateStore(url) as candidate_store:
-            reports = run_campaign(build_components(config), candidate_store, config)
+        state = campaign_flow(config, store_url=url, settings=FlowSettings(report_dir=str(report_dir)), return_state=True)
+        if not state.is_completed():
+            raise CrystaloopError(f"the demo flow run ended {state.type.value}: {state.message}")
+        reports = state.result()
     except CrystaloopError as exc:
         raise _fail(str(exc)) from None
+    finally:
+        close_stores()
     print_reports(config, reports)
+    figures = sorted(report_dir.glob("*.png"))
+    console.print(f"report: [bold]{report_dir}[/] ({', '.join(p.name for p in figures) or 'no figures'})")
 
 
 def _print_store_summary(summary: dict) -> None:
