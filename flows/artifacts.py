@@ -14,7 +14,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -24,8 +23,8 @@ from prefect.artifacts import (
 
 from crystaloop.data.records import Candidate, CandidateStatus
 from crystaloop.flows.config import artifact_key
-from crystaloop.flows.plots import discovery_curve_png, pareto_png
 from crystaloop.loop.config import CampaignConfig, Objective
+from crystaloop.loop.plots import discovery_curve_png, objective_values, pareto_png
 from crystaloop.loop.report import IterationReport
 
 __all__ = [
@@ -143,9 +142,8 @@ def publish_figures(reports: Sequence[IterationReport], config: CampaignConfig, 
     folder.mkdir(parents=True, exist_ok=True)
     last = reports[-1].iteration
     figures = {"discovery-curve": discovery_curve_png(reports, f"{config.name}: discovery curve")}
-    properties = [o.property for o in config.objectives[:2]]
-    values = np.array([[_measured(c).get(p, np.nan) for p in properties] for c in candidates], dtype=float).reshape(len(candidates), len(properties))
-    pareto = pareto_png(values, config)
+    values, predicted = objective_values(candidates, config.objectives)
+    pareto = pareto_png(values, config, predicted)
     if pareto is not None:
         figures["pareto"] = pareto
     written = []

@@ -44,10 +44,15 @@ def generate(config: CampaignConfig, store_url: str | None, index: int) -> int |
 
 
 def score_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Cache key of :func:`score`: the pending candidates' ids (canonical structure hashes) and
-    every setting the scores depend on (surrogates, constraints, validity guard)."""
+    """Cache key of :func:`score`: the pending candidates' ids (canonical structure hashes), every
+    setting the scores depend on (surrogates, constraints, validity guard), and the campaign and
+    iteration: the scoring surrogate is refitted on each iteration's new labels, so a score is
+    reusable only by the same iteration of the same campaign (a retried or resumed run)."""
     config: CampaignConfig = parameters["config"]
     payload = {
+        "campaign": config.name,
+        "config": config.config_hash(),
+        "iteration": parameters["index"],
         "surrogates": [s.model_dump(mode="json") for s in config.surrogates],
         "constraints": config.constraints.model_dump(mode="json"),
         "validity": config.guards.validity.model_dump(mode="json"),

@@ -168,6 +168,13 @@ def test_score_is_cached_on_structure_hashes(prefect_server, replay_campaign, st
     assert first.is_completed() and first.name == "Completed"
     assert second.name == "Cached"
     assert second.result().predictions == first.result().predictions and first.result().predictions
+    # the scoring surrogate is refitted on new labels: another iteration or campaign never reuses a score
+    ids = sorted(first.result().predictions)
+    key = tasks.score_cache_key(None, {"config": config, "index": 0, "pending_ids": ids})
+    assert key == tasks.score_cache_key(None, {"config": config, "index": 0, "pending_ids": list(reversed(ids))})
+    assert key != tasks.score_cache_key(None, {"config": config, "index": 1, "pending_ids": ids})
+    other = config.model_copy(update={"name": "score-cache-other"})
+    assert key != tasks.score_cache_key(None, {"config": other, "index": 0, "pending_ids": ids})
     close_stores()
 
 

@@ -12,8 +12,8 @@ from crystaloop.data.records import Candidate, CandidateStatus, Measurement, Pro
 from crystaloop.flows.artifacts import summary_markdown, top_candidate_rows
 from crystaloop.flows.campaign import make_task_runner
 from crystaloop.flows.config import RunnerSettings
-from crystaloop.flows.plots import discovery_curve_png, pareto_mask
 from crystaloop.flows.server import ServerSettings, client_environment, server_environment
+from crystaloop.loop.plots import discovery_curve_png, pareto_mask
 from crystaloop.loop.report import IterationReport
 
 
