@@ -9,10 +9,10 @@ features can be computed once and cached. :class:`LayerMixHead` is the trainable
 weighting over those layers (shallow layers carry words and numbers, deep ones meaning; the
 model learns which it needs) followed by a projection MLP.
 
-Descriptions to train on come from :mod:`.describe` (our fast describer). robocrys descriptions
-are not used: robocrys is not installed here (its matminer dependency would pin pandas < 3 in the
-shared environment) and takes 4–25 s per structure (≈ 8–30 h for the 4 656 training structures
-on two shared cores); a cache of them could be added as further text variants per structure.
+Descriptions to train on come from :mod:`.describe` (our fast describer) and, with
+``TrainConfig.robocrys_texts``, from the shipped robocrys cache (:mod:`.robocrys_cache`: robocrys
+takes 4–25 s per structure, so its descriptions are precomputed, keyed by canonical hash, and
+swapped in as extra text variants where an entry exists).
 """
 
 from __future__ import annotations
