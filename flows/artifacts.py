@@ -24,7 +24,7 @@ from prefect.artifacts import (
 from crystaloop.data.records import Candidate, CandidateStatus
 from crystaloop.flows.config import artifact_key
 from crystaloop.loop.config import CampaignConfig, Objective
-from crystaloop.loop.plots import discovery_curve_png, objective_values, pareto_png
+from crystaloop.loop.plots import campaign_figures
 from crystaloop.loop.report import IterationReport
 
 __all__ = [
@@ -141,13 +141,8 @@ def publish_figures(reports: Sequence[IterationReport], config: CampaignConfig, 
     ``folder`` and publish each as a markdown artifact embedding the image; returns the files."""
     folder.mkdir(parents=True, exist_ok=True)
     last = reports[-1].iteration
-    figures = {"discovery-curve": discovery_curve_png(reports, f"{config.name}: discovery curve")}
-    values, predicted = objective_values(candidates, config.objectives)
-    pareto = pareto_png(values, config, predicted)
-    if pareto is not None:
-        figures["pareto"] = pareto
     written = []
-    for name, png in figures.items():
+    for name, png in campaign_figures(reports, config, candidates).items():
         path = folder / f"{name}-iter{last}.png"
         path.write_bytes(png)
         written.append(path)

@@ -22,7 +22,7 @@ from crystaloop.data.records import Candidate
 from crystaloop.loop.config import CampaignConfig, Objective
 from crystaloop.loop.report import IterationReport
 
-__all__ = ["discovery_curve_png", "pareto_mask", "pareto_png", "objective_values", "write_figures"]
+__all__ = ["discovery_curve_png", "pareto_mask", "pareto_png", "objective_values", "campaign_figures", "write_figures"]
 
 
 def _figure():  # noqa: ANN202 - a matplotlib Figure
@@ -134,17 +134,22 @@ def pareto_png(values: np.ndarray, config: CampaignConfig, predicted: np.ndarray
     return _png(figure)
 
 
-def write_figures(reports: Sequence[IterationReport], config: CampaignConfig, evaluated: Sequence[Candidate], folder: Path) -> list[Path]:
-    """Write ``discovery-curve.png`` and, for multi-objective campaigns with complete rows,
-    ``pareto.png`` (from the ``evaluated`` candidates) into ``folder``; returns the files."""
-    folder.mkdir(parents=True, exist_ok=True)
+def campaign_figures(reports: Sequence[IterationReport], config: CampaignConfig, evaluated: Sequence[Candidate]) -> dict[str, bytes]:
+    """PNG bytes by name: ``discovery-curve`` and, for multi-objective campaigns with complete
+    rows, ``pareto`` (from the ``evaluated`` candidates)."""
     figures = {"discovery-curve": discovery_curve_png(reports, f"{config.name}: discovery curve")}
     values, predicted = objective_values(evaluated, config.objectives)
     pareto = pareto_png(values, config, predicted)
     if pareto is not None:
         figures["pareto"] = pareto
+    return figures
+
+
+def write_figures(reports: Sequence[IterationReport], config: CampaignConfig, evaluated: Sequence[Candidate], folder: Path) -> list[Path]:
+    """Write :func:`campaign_figures` as ``<name>.png`` into ``folder``; returns the files."""
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, png in figures.items():
+    for name, png in campaign_figures(reports, config, evaluated).items():
         path = folder / f"{name}.png"
         path.write_bytes(png)
         written.append(path)
