@@ -18,7 +18,6 @@ Run ``python -m benchmarks.bench_flow_overhead`` (``--quick``: replay only, 1 re
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
@@ -155,14 +154,7 @@ def _measure(configs: list[CampaignConfig], folder: Path, repeats: int) -> list[
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for row in run(quick=args.quick):
-        logger.info("%s", row)
-
-
 if __name__ == "__main__":
-    main()
+    from benchmarks.run_all import run_standalone
+
+    run_standalone(run, __doc__)

@@ -14,7 +14,6 @@ Run ``python -m benchmarks.bench_loop_pool`` (``--quick``: 2 seeds, 30 calls).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -101,14 +100,7 @@ def _run_target(dataset, TARGET: str, goal: str, quick: bool) -> list[dict]:  # 
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for row in run(quick=args.quick):
-        logger.info("%s", row)
-
-
 if __name__ == "__main__":
-    main()
+    from benchmarks.run_all import run_standalone
+
+    run_standalone(run, __doc__)

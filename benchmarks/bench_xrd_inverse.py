@@ -27,7 +27,6 @@ Run ``python -m benchmarks.bench_xrd_inverse`` (``--quick``: 3 patterns, 20 step
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -171,14 +170,7 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for row in run(quick=args.quick):
-        logger.info("%s", row)
-
-
 if __name__ == "__main__":
-    main()
+    from benchmarks.run_all import run_standalone
+
+    run_standalone(run, __doc__)

@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger("crystaloop.benchmarks")
@@ -60,6 +61,16 @@ def to_markdown(rows: list[dict]) -> str:
             cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def run_standalone(run: Callable[..., list[dict]], doc: str | None) -> None:
+    """``python -m benchmarks.<name> [--quick]``: run one benchmark and print its rows as a table."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = run(quick=args.quick)
+    logger.info("machine: %s\n\n%s", machine_description(), to_markdown(rows))
 
 
 def main() -> None:
