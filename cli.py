@@ -318,6 +318,7 @@ def surrogate_train(
     architecture: Annotated[str, typer.Option("--architecture", help="mpnn | cgcnn")] = "mpnn",
     ensemble: Annotated[Optional[int], typer.Option("--ensemble", min=1, help="Ensemble members.")] = None,  # noqa: UP045
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1)] = None,  # noqa: UP045
+    angular_degree: Annotated[Optional[int], typer.Option("--angular-degree", min=0, max=3, help="mpnn bond-angle features: highest spherical-harmonic degree, 0 = distances only (default 3).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of SurrogateConfig fields.")] = None,  # noqa: UP045
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice).")] = None,  # noqa: UP045
@@ -335,7 +336,7 @@ def surrogate_train(
     from crystaloop.surrogates.training import train_ensemble
 
     fields = {**read_yaml_mapping(config, "surrogate config"), "architecture": architecture, "targets": tuple(target), "seed": seed}
-    fields.update({k: v for k, v in {"ensemble_size": ensemble, "epochs": epochs}.items() if v is not None})
+    fields.update({k: v for k, v in {"ensemble_size": ensemble, "epochs": epochs, "angular_degree": angular_degree}.items() if v is not None})
     try:
         settings = SurrogateConfig(**fields)
         train_set = load_dataset(data)

@@ -18,6 +18,9 @@ class SurrogateConfig(BaseModel):
         architecture: ``mpnn`` (crystaloop's network) or ``cgcnn`` (the baseline).
         targets: dataset columns to predict, e.g. ``("heat_ref",)``.
         hidden, layers, n_gaussians: network width, interaction blocks, distance basis size.
+        angular_degree, angular_channels: highest spherical-harmonic degree (0–3) and number of
+            channels of the ``mpnn``'s three-body (bond-angle) features; degree 0 gives the
+            distance-only network. Ignored by ``cgcnn``.
         graph: radius-graph settings (cutoff in Å, nearest ``max_neighbors`` kept per atom).
         ensemble_size: independently seeded members (deep ensemble).
         epochs, batch_size, lr, weight_decay, patience: optimisation (AdamW, cosine decay,
@@ -36,6 +39,8 @@ class SurrogateConfig(BaseModel):
     hidden: int = Field(64, gt=0)
     layers: int = Field(3, gt=0)
     n_gaussians: int = Field(32, gt=1)
+    angular_degree: int = Field(3, ge=0, le=3)
+    angular_channels: int = Field(16, gt=0)
     graph: GraphConfig = GraphConfig(cutoff=5.0, max_neighbors=16)
     ensemble_size: int = Field(3, ge=1)
     epochs: int = Field(60, ge=1)
@@ -58,10 +63,14 @@ class SurrogateConfig(BaseModel):
 
     def model_kwargs(self) -> dict[str, int | float]:
         """Constructor arguments of the network."""
-        return {
+        kwargs: dict[str, int | float] = {
             "n_targets": len(self.targets),
             "hidden": self.hidden,
             "layers": self.layers,
             "n_gaussians": self.n_gaussians,
             "cutoff": self.graph.cutoff,
         }
+        if self.architecture == "mpnn":
+            kwargs["angular_degree"] = self.angular_degree
+            kwargs["angular_channels"] = self.angular_channels
+        return kwargs

@@ -167,7 +167,9 @@ class PropertyEnsemble:
     def from_state(cls, state: dict[str, Any], *, device: str = "cpu") -> PropertyEnsemble:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CrystaloopError(f"not a crystaloop surrogate checkpoint (format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
-        config = SurrogateConfig.model_validate({**state["config"], "device": device})
+        saved = dict(state["config"])
+        saved.setdefault("angular_degree", 0)  # checkpoints from before the angular features
+        config = SurrogateConfig.model_validate({**saved, "device": device})
         members = []
         for weights in state["members"]:
             member = build_model(config.architecture, **config.model_kwargs())

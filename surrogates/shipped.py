@@ -19,12 +19,12 @@ SHIPPED_SURROGATES: dict[str, tuple[str, str, str]] = {
     "perov_5-heat_ref": (
         "perov_5",
         "heat_ref",
-        "crystaloop surrogate train --data perov_5/train --test perov_5/val --target heat_ref --out surrogates/shipped/perov_5-heat_ref.pt",
+        "crystaloop surrogate train --data perov_5/train --test perov_5/val --target heat_ref --angular-degree 0 --out surrogates/shipped/perov_5-heat_ref.pt",
     ),
     "perov_5-dir_gap": (
         "perov_5",
         "dir_gap",
-        "crystaloop surrogate train --data perov_5/train --test perov_5/val --target dir_gap --out surrogates/shipped/perov_5-dir_gap.pt",
+        "crystaloop surrogate train --data perov_5/train --test perov_5/val --target dir_gap --angular-degree 0 --out surrogates/shipped/perov_5-dir_gap.pt",
     ),
     "carbon_24-energy_per_atom": (
         "carbon_24",
