@@ -7,6 +7,7 @@ import pytest
 
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.errors import UnknownComponentError
+from crystaloop.surrogates.config import SurrogateConfig
 from crystaloop.surrogates.ensemble import PropertyEnsemble
 from crystaloop.surrogates.shipped import SHIPPED_SURROGATES, default_surrogate_for, shipped_surrogate_path
 from crystaloop.surrogates.training import evaluate_ensemble
@@ -20,6 +21,11 @@ def test_shipped_surrogate_matches_its_recorded_validation_metrics(name: str) ->
     assert ensemble.config.targets == (target,)
     assert len(ensemble.members) >= 3  # a deep ensemble
     assert f"--target {target}" in command and name in command
+    # the reproduce command asks for the network the checkpoint holds (checkpoints written before
+    # the angular option existed load as distance-only, angular_degree 0)
+    words = command.split()
+    asked = int(words[words.index("--angular-degree") + 1]) if "--angular-degree" in words else SurrogateConfig.model_fields["angular_degree"].default
+    assert ensemble.config.angular_degree == asked
     val = load_dataset(f"{dataset_name}/val")
     report = evaluate_ensemble(ensemble, val)[target]
     recorded = ensemble.metadata["metrics"]["held_out"][target]
