@@ -255,7 +255,8 @@ def _train_member(
         if on_epoch is not None:  # after the state is saved: a crash here loses nothing
             on_epoch(member_index, epoch + 1, config.epochs, mae)
         if bad_epochs >= config.patience:
-            logger.info("member %d stopped early at epoch %d", member_index, epoch + 1)
+            if epoch + 1 < config.epochs:
+                logger.info("member %d stopped early at epoch %d", member_index, epoch + 1)
             break
     state.pop("current", None)
     return best_state
