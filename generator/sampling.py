@@ -225,7 +225,7 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
     net = CanonicalFrame(model.denoiser, model.schedule.alpha_bar) if config.canonical_frame else model.denoiser
     schedule = model.schedule
     state, conditioned, species_bias = prior_state(model, request, generator, schedule.timesteps, initial)
-    b, n, num_atoms = len(state.num_atoms), len(state.tokens), state.num_atoms
+    b, n = len(state.num_atoms), len(state.tokens)
     denovo = request.tokens is None
 
     evaluate = conditioned_evaluator(net, conditioned, request.guidance_scale)

@@ -254,7 +254,7 @@ def describe_many(
     crystals: Sequence[Crystal], *, variants: int = 0, seed: int = 0, progress: bool = False
 ) -> list[list[str]]:
     """Per crystal, the full description followed by ``variants`` seeded training variants."""
-    from crystaloop.multimodal.progress import progress_bar
+    from crystaloop.data.progress import progress_bar
 
     rng = np.random.default_rng(seed)
     out: list[list[str]] = []

@@ -233,7 +233,7 @@ def build_cache(
         else:
             done.add(key)
             todo.append((key, crystal))
-    from crystaloop.multimodal.progress import progress_bar
+    from crystaloop.data.progress import progress_bar
 
     started = time.monotonic()
     with progress_bar(progress) as bar:

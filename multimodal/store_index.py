@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from crystaloop.data.errors import QueryError
+from crystaloop.data.progress import progress_bar
 from crystaloop.data.store import CandidateFilter, CandidateStore
 from crystaloop.multimodal.fusion import FusionModel
-from crystaloop.multimodal.progress import progress_bar
 from crystaloop.multimodal.retrieval import EmbeddingIndex, SearchHit
 
 __all__ = ["embedding_name", "index_store", "search_store"]

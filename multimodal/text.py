@@ -77,7 +77,7 @@ class MiniLMLayerFeatures:
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        from crystaloop.multimodal.progress import progress_bar
+        from crystaloop.data.progress import progress_bar
 
         texts = check_texts(texts)
         out = np.zeros((len(texts), MINILM_LAYERS, MINILM_WIDTH), dtype=np.float32)

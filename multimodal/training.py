@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import CrystalDataset, load_dataset
+from crystaloop.data.progress import progress_bar
 from crystaloop.multimodal.features import DatasetViews, prepare_views
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, clip_loss, save_checkpoint
-from crystaloop.multimodal.progress import progress_bar
 from crystaloop.multimodal.retrieval import composition_baseline_recall, random_recall, recall_at_k
 from crystaloop.multimodal.xrd import AugmentConfig, augment_patterns
 

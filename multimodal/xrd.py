@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import InvalidStructureError
+from crystaloop.data.progress import progress_bar
 from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid, pseudo_voigt
-from crystaloop.multimodal.progress import progress_bar
 
 if TYPE_CHECKING:
     from pymatgen.analysis.diffraction.xrd import XRDCalculator

@@ -44,13 +44,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError, OracleError
+from crystaloop.data.progress import progress_bar
 from crystaloop.data.records import Measurement
 from crystaloop.surrogates.oracles.cache import CachedResult, OracleCache
 from crystaloop.surrogates.oracles.relax import Outcome, relax_atoms, single_point_atoms
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
-    from rich.progress import Progress
 
 __all__ = ["RelaxConfig", "Relaxation", "Oracle", "ASEOracle", "ENERGY_UNITS", "package_version", "torch_threads"]
 
@@ -271,7 +271,7 @@ class ASEOracle:
         todo = [(h, c) for h, c in zip(hashes, crystals, strict=True) if h not in results]
         if known:
             logger.info("oracle %s: %d of %d %s results from the cache", self.name, len(known), len(crystals), prop)
-        with self._compute_scope(), _progress(len(todo) > self.progress_threshold) as progress:
+        with self._compute_scope(), progress_bar(len(todo) > self.progress_threshold) as progress:
             task = progress.add_task(f"{self.name} {prop}", total=len(todo))
             for structure_hash, crystal in todo:
                 if structure_hash in results:  # a duplicate within the batch
@@ -423,20 +423,6 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _progress(enabled: bool) -> AbstractContextManager[Progress]:
-    """A transient rich progress bar (disabled, so silent, when ``enabled`` is false)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not enabled,
-    )
 
 
 class TorchOracle(ASEOracle):

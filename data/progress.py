@@ -1,4 +1,4 @@
-"""A transient rich progress bar for the long loops of this package (silent when disabled)."""
+"""A transient rich progress bar for long loops in any layer (silent when disabled)."""
 
 from __future__ import annotations
 
