@@ -96,8 +96,9 @@ class AngularDensity(nn.Module):
     Two linear projections of the messages (E, H) → (E, C) are spread on the spherical harmonics
     of the bond directions and averaged per receiving atom: A, A' (N, C, (L+1)²). Their
     per-degree contraction B[n, c, l] = Σ_m A[n, c, lm]·A'[n, c, lm] equals the neighbour-pair
-    average of a_c(k)·a'_c(i)·P_l(cos θ_kni), an angle-resolved three-body feature, at the cost
-    of one pass over edges. Returns (N, C·(L+1)), layer-normalised: products of two averaged
+    average of a_c(k)·a'_c(i)·P_l(cos θ_kni) over neighbours k, i of atom n (the diagonal k = i
+    included, a two-body term), an angle-resolved three-body feature at the cost of one pass over
+    edges. Returns (N, C·(L+1)), layer-normalised: products of two averaged
     projections are orders of magnitude smaller than the messages at initialisation.
     """
 
