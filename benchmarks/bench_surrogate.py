@@ -8,7 +8,6 @@ carbon_24`` runs one dataset's comparison (each dataset's rows are one run on th
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -94,12 +93,7 @@ def run(quick: bool = False, datasets: tuple[str, ...] = tuple(TARGETS)) -> list
 
 
 if __name__ == "__main__":
-    from benchmarks.run_all import machine_description, to_markdown
+    from benchmarks.run_all import run_standalone
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    parser.add_argument("--datasets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    table = to_markdown(run(quick=args.quick, datasets=tuple(args.datasets)))
-    logger.info("machine: %s\n\n%s", machine_description(), table)
+    datasets = {"nargs": "*", "default": list(TARGETS), "choices": list(TARGETS), "type": str}
+    run_standalone(lambda quick, datasets: run(quick=quick, datasets=tuple(datasets)), __doc__, {"--datasets": datasets})

@@ -18,6 +18,7 @@ import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("crystaloop.benchmarks")
 
@@ -63,13 +64,19 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_standalone(run: Callable[..., list[dict]], doc: str | None) -> None:
-    """``python -m benchmarks.<name> [--quick]``: run one benchmark and print its rows as a table."""
+def run_standalone(run: Callable[..., list[dict]], doc: str | None, options: dict[str, dict[str, Any]] | None = None) -> None:
+    """``python -m benchmarks.<name> [--quick] [options]``: run one benchmark and print its rows as a table.
+
+    ``options`` maps extra flags to ``argparse.add_argument`` keywords; each parsed value is
+    passed to ``run`` under the flag's destination name (``--datasets`` → ``datasets=``).
+    """
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    args = parser.parse_args()
+    for flag, keywords in (options or {}).items():
+        parser.add_argument(flag, **keywords)
+    args = vars(parser.parse_args())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = run(quick=args.quick)
+    rows = run(**args)
     logger.info("machine: %s\n\n%s", machine_description(), to_markdown(rows))
 
 

@@ -111,8 +111,9 @@ class AngularDensity(nn.Module):
         self.register_buffer("degree_of_column", torch.repeat_interleave(torch.arange(degree + 1), 2 * torch.arange(degree + 1) + 1))
 
     def forward(self, messages: torch.Tensor, dst: torch.Tensor, harmonics: torch.Tensor, n_atoms: int) -> torch.Tensor:
-        first = scatter(self.first(messages)[:, :, None] * harmonics[:, None, :], dst, dim=0, dim_size=n_atoms, reduce="mean")
-        second = scatter(self.second(messages)[:, :, None] * harmonics[:, None, :], dst, dim=0, dim_size=n_atoms, reduce="mean")
+        channels = torch.cat([self.first(messages), self.second(messages)], dim=-1)  # (E, 2C)
+        densities = scatter(channels[:, :, None] * harmonics[:, None, :], dst, dim=0, dim_size=n_atoms, reduce="mean")
+        first, second = densities.chunk(2, dim=1)
         products = first * second  # (N, C, (L+1)²)
         per_degree = torch.zeros(n_atoms, products.shape[1], self.degree + 1, dtype=products.dtype, device=products.device)
         per_degree.index_add_(2, self.degree_of_column, products)
