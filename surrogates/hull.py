@@ -9,17 +9,24 @@ Mixing energies of different models (or of a model and DFT) makes a hull meaning
    * else ASE's reference state, ``ase.build.bulk(symbol)`` (fcc Cu, diamond Si, hcp Ti, bcc Fe,
      fcc Ar...), relaxed with the oracle's settings;
    * else, for the molecular elements H, N, O, F, Cl, Br, I, a dimer (ASE's bond length, or
-     twice the covalent radius) in a periodic cubic box of ``box_size`` Å, and for He and Rn a
+     twice the covalent radius) in a periodic cubic box of ``box_size`` Å, for sulfur the
+     crown S₈ ring of α-sulfur (S–S 2.05 Å, S–S–S 108°, the α-S molecule, Rettig & Trotter,
+     Acta Cryst. C43, 2260, 1987) in that box, and for He and Rn a
      single atom in that box; positions relax, the box stays fixed (MLIP energies of an
      isolated molecule are what the model learned for gas-phase-like environments, so treat
      hulls of oxides, nitrides and halides as approximate);
-   * else (B, P, S, Se, Te, Ga, Mn, Pa, Pu and the elements ASE has no reference state for), with
+   * else the element's crystal from the Δ-test collection that ships with ASE
+     (``ase.collections.dcdft``; Lejaeghere et al., Science 351, aad3000, 2016), relaxed with
+     the oracle's settings: α-B₁₂, black P, trigonal Se and Te, α-Ga, and the two-atom
+     tetragonal cell that benchmark uses in place of α-Mn (58 atoms; so Mn compounds' hulls
+     are approximate too);
+   * else (Pm, At, Fr, Ra and the actinides from Pa on: elements in none of the above), with
      ``missing_reference="fail"`` (the default), no reference is built: candidates containing
      the element get a failed Measurement naming it, unless the oracle has evaluated some
      structure of the pure element (then that counts). With ``"trial_lattices"`` the lowest of
      simple cubic, bcc, fcc and diamond cells (nearest-neighbour distance twice the covalent
      radius) and a dimer in a box, each relaxed, stands in. That is only an upper bound on the
-     true elemental energy (α-S, black P, α-B are far more complex), so e_above_hull of
+     true elemental energy (ground states are often far more complex), so e_above_hull of
      compounds with such elements comes out too low;
 2. **every structure this oracle relaxed**, read from the cache (all chemical subsystems of the
    candidate's system), so the hull grows with the campaign;
@@ -56,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 MOLECULAR_ELEMENTS = frozenset({"H", "N", "O", "F", "Cl", "Br", "I"})
 """Elements whose reference is a dimer in a box (when ASE has no bulk reference state)."""
+SULFUR_RING = (8, 2.05, 108.0)
+"""Crown S₈ ring of α-sulfur, sulfur's reference: atoms, S–S bond (Å), S–S–S angle (degrees)."""
 ATOMIC_ELEMENTS = frozenset({"He", "Ne", "Ar", "Kr", "Xe", "Rn"})
 """Elements whose reference is a single atom in a box (when ASE has no bulk reference state)."""
 PROPERTY = "e_above_hull"
@@ -99,10 +108,35 @@ def reference_structure(element: str, *, box_size: float = 12.0) -> tuple[Crysta
         positions = [(centre - bond / 2, centre, centre), (centre + bond / 2, centre, centre)]
         atoms = Atoms([element, element], positions=positions, cell=[box_size] * 3, pbc=True)
         return Crystal.from_ase(atoms), f"{element}2 dimer in a {box_size} Å box", True
+    if element == "S":
+        atoms = Atoms("S8", positions=_crown_ring(*SULFUR_RING) + centre, cell=[box_size] * 3, pbc=True)
+        return Crystal.from_ase(atoms), f"crown S8 ring in a {box_size} Å box", True
     if element in ATOMIC_ELEMENTS:
         atoms = Atoms([element], positions=[(centre, centre, centre)], cell=[box_size] * 3, pbc=True)
         return Crystal.from_ase(atoms), f"{element} atom in a {box_size} Å box", True
-    return None, f"ASE has no buildable reference state for {element} ({state.get('symmetry')})", False
+    delta_test = _delta_test_crystal(element)
+    if delta_test is not None:
+        return delta_test, f"ase.collections.dcdft[{element!r}] (Δ-test crystal, {delta_test.n_sites} atoms)", False
+    return None, f"ASE has neither a buildable reference state nor a Δ-test crystal for {element}", False
+
+
+def _crown_ring(n_atoms: int, bond: float, angle_degrees: float) -> np.ndarray:
+    """(n, 3) Cartesian positions (Å, centred on 0) of a crown ring: atoms alternate between two
+    parallel regular n/2-gons, rotated by half a step, with the given bond length and angle."""
+    step = 2.0 * np.pi / n_atoms
+    radius = bond * np.sqrt((1.0 - np.cos(np.radians(angle_degrees))) / (1.0 - np.cos(2.0 * step)))
+    height = np.sqrt(bond**2 - 2.0 * radius**2 * (1.0 - np.cos(step)))
+    k = np.arange(n_atoms)
+    return np.column_stack([radius * np.cos(k * step), radius * np.sin(k * step), np.where(k % 2, 0.5, -0.5) * height])
+
+
+def _delta_test_crystal(element: str) -> Crystal | None:
+    """The element's crystal in ASE's Δ-test collection, or ``None`` if it has none."""
+    from ase.collections import dcdft
+
+    if element not in dcdft.names:
+        return None
+    return Crystal.from_ase(dcdft[element])
 
 
 def trial_structures(element: str, *, box_size: float = 12.0) -> list[tuple[str, Crystal, bool]]:
@@ -135,9 +169,9 @@ class EnergyAboveHull:
         cache: where the structures this oracle evaluated are read from; ``None`` → the
             oracle's cache (and without any cache the hull holds references and candidates only).
         extra_references: element → structure to use as its reference instead of ASE's
-            (relaxed by the oracle), e.g. a known phase for B, P or S.
+            (relaxed by the oracle), e.g. α-S or α-Mn where the Δ-test cell is too crude.
         box_size: edge of the cubic box for molecular and atomic references, Å.
-        missing_reference: what to do for an element without an ASE reference state:
+        missing_reference: what to do for an element without any ASE reference structure:
             ``"fail"`` its candidates, or use ``"trial_lattices"`` (see the module docstring).
     """
 

@@ -70,3 +70,26 @@ def test_import_loads_no_model() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[] None"
+
+
+@pytest.mark.slow
+def test_chgnet_zinc_sulfide_hull_uses_the_s8_reference(chgnet: CHGNetOracle) -> None:
+    """Zincblende ZnS against CHGNet's own Zn and S₈ references: on the hull, with a formation
+    energy of the right sign and size (experiment: −1.07 eV/atom, −206 kJ/mol per ZnS)."""
+    from ase.collections import dcdft
+
+    from crystaloop.surrogates.hull import EnergyAboveHull
+
+    hull = EnergyAboveHull(chgnet)
+    zns = Crystal.from_ase(bulk("ZnS", "zincblende", a=5.41))
+    (measurement,) = hull.e_above_hull([zns])
+    assert measurement.status == "ok", measurement.reason
+    assert measurement.value == 0.0
+    (relaxed,) = chgnet.relax([zns])  # cached: the same relaxation the hull used
+    zinc, sulfur = hull.reference("Zn"), hull.reference("S")
+    assert sulfur.final.composition == {"S": 8}
+    formation = relaxed.energy_per_atom - 0.5 * (zinc.energy_per_atom + sulfur.energy_per_atom)
+    assert -1.6 < formation < -0.5
+    # the ring is a far better sulfur reference than the one-atom cell of the Δ-test collection
+    (simple_cell,) = chgnet.relax([Crystal.from_ase(dcdft["S"])])
+    assert sulfur.energy_per_atom < simple_cell.energy_per_atom - 0.3

@@ -30,6 +30,11 @@ def _cual() -> Crystal:
     return Crystal.from_ase(bulk("CuAl", "cesiumchloride", a=3.0))
 
 
+def _cu_pu() -> Crystal:
+    """CuPu in rock salt: Pu has neither an ASE reference state nor a Δ-test crystal."""
+    return Crystal.from_ase(bulk("CuPu", "rocksalt", a=5.0))
+
+
 def test_elemental_references_sit_on_the_hull(oracle: ASEOracle) -> None:
     hull = EnergyAboveHull(oracle)
     cu, al = hull.e_above_hull([_cu(), _al()])
@@ -90,10 +95,10 @@ def test_relaxed_candidates_become_part_of_later_hulls() -> None:
 
 def test_missing_energy_and_missing_reference_fail_with_reasons(oracle: ASEOracle) -> None:
     hull = EnergyAboveHull(oracle)
-    sulfide = Crystal.from_ase(bulk("CuS", "rocksalt", a=5.0))
-    none, no_reference = hull.e_above_hull([_cu(), sulfide], [None, -1.0])
+    plutonide = _cu_pu()
+    none, no_reference = hull.e_above_hull([_cu(), plutonide], [None, -1.0])
     assert none.status == "failed" and "no finite energy" in none.reason
-    assert no_reference.status == "failed" and "no elemental reference for S" in no_reference.reason
+    assert no_reference.status == "failed" and "no elemental reference for Pu" in no_reference.reason
     relaxed_fail = hull.e_above_hull([Crystal.from_ase(bulk("NaCl", "rocksalt", a=5.6))])[0]
     assert relaxed_fail.status == "failed" and "No EMT-potential for Na" in relaxed_fail.reason
 
@@ -106,8 +111,26 @@ def test_reference_structures_for_molecules_and_atoms() -> None:
     assert helium.n_sites == 1 and fixed
     silicon, source, fixed = reference_structure("Si")
     assert silicon.n_sites == 2 and not fixed and "diamond" in source
-    none, source, _ = reference_structure("S")
-    assert none is None and "S" in source
+    none, source, _ = reference_structure("Pu")
+    assert none is None and "Pu" in source
+
+
+def test_sulfur_reference_is_the_crown_s8_ring() -> None:
+    sulfur, source, fixed = reference_structure("S", box_size=12.0)
+    atoms = sulfur.to_ase()
+    assert sulfur.composition == {"S": 8} and fixed and "S8" in source
+    bonds = [atoms.get_distance(i, (i + 1) % 8, mic=True) for i in range(8)]
+    angles = [atoms.get_angle(i, (i + 1) % 8, (i + 2) % 8, mic=True) for i in range(8)]
+    np.testing.assert_allclose(bonds, 2.05, atol=1e-9)
+    np.testing.assert_allclose(angles, 108.0, atol=1e-6)
+    assert sulfur.min_pair_distance() == pytest.approx(2.05)  # a ring, no closer non-bonded pair
+
+
+@pytest.mark.parametrize("element", ["B", "P", "Se", "Te", "Ga", "Mn"])
+def test_elements_without_ase_bulk_state_use_the_delta_test_crystal(element: str) -> None:
+    crystal, source, fixed = reference_structure(element)
+    assert set(crystal.composition) == {element} and not fixed
+    assert "dcdft" in source and crystal.min_pair_distance() > 1.5
 
 
 def test_molecular_reference_relaxes_with_a_fixed_box(oracle: ASEOracle) -> None:
@@ -123,12 +146,12 @@ def test_extra_references_must_be_pure() -> None:
 
 def test_trial_lattices_stand_in_for_missing_references(caplog) -> None:
     oracle = ASEOracle("regular-solution", RegularSolution)
-    sulfide = Crystal.from_ase(bulk("CuS", "rocksalt", a=5.0))
-    (failed,) = EnergyAboveHull(oracle).e_above_hull([sulfide], [-0.5])
+    plutonide = _cu_pu()
+    (failed,) = EnergyAboveHull(oracle).e_above_hull([plutonide], [-0.5])
     assert failed.status == "failed" and "missing_reference='trial_lattices'" in failed.reason
     hull = EnergyAboveHull(oracle, missing_reference="trial_lattices")
     with caplog.at_level("WARNING", logger="crystaloop.surrogates.hull"):
-        (measurement,) = hull.e_above_hull([sulfide], [-0.5])
+        (measurement,) = hull.e_above_hull([plutonide], [-0.5])
     assert measurement.status == "ok" and measurement.value == 0.0
-    assert hull.reference("S").status == "ok" and "upper bound" in caplog.text
-    assert [label for label, _, _ in trial_structures("S")] == ["sc", "bcc", "fcc", "diamond", "dimer"]
+    assert hull.reference("Pu").status == "ok" and "upper bound" in caplog.text
+    assert [label for label, _, _ in trial_structures("Pu")] == ["sc", "bcc", "fcc", "diamond", "dimer"]
