@@ -202,7 +202,7 @@ class MPNNProperty(_PropertyNetwork):
         layers: int = 3,
         n_gaussians: int = 32,
         cutoff: float = 5.0,
-        angular_degree: int = 0,
+        angular_degree: int = 3,
         angular_channels: int = 16,
     ) -> None:
         super().__init__()
