@@ -378,8 +378,8 @@ class OracleChoice(BaseModel):
         dataset: dataset spec for ``replay``.
         fmax, max_steps: relaxation settings of MLIP oracles (eV/Å, steps).
         cache_url: SQLAlchemy URL of the MLIP result cache (``None`` → its default file).
-        missing_reference: for elements without any reference structure (Pm, At, Fr, Ra and
-            the actinides from Pa on; see :mod:`crystaloop.surrogates.hull`):
+        missing_reference: for elements without any reference structure (Pm, At, Fr, Ra, Pa
+            and the actinides from Pu on; see :mod:`crystaloop.surrogates.hull`):
             ``fail`` their candidates' e_above_hull (default), or ``trial_lattices`` — the lowest
             relaxed trial structure stands in, an upper bound on the element's energy, so
             e_above_hull is then a lower bound (optimistic) for those compounds.

@@ -20,7 +20,7 @@ Mixing energies of different models (or of a model and DFT) makes a hull meaning
      the oracle's settings: α-B₁₂, black P, trigonal Se and Te, α-Ga, and the two-atom
      tetragonal cell that benchmark uses in place of α-Mn (58 atoms; so Mn compounds' hulls
      are approximate too);
-   * else (Pm, At, Fr, Ra and the actinides from Pa on: elements in none of the above), with
+   * else (Pm, At, Fr, Ra, Pa and the actinides from Pu on: elements in none of the above), with
      ``missing_reference="fail"`` (the default), no reference is built: candidates containing
      the element get a failed Measurement naming it, unless the oracle has evaluated some
      structure of the pure element (then that counts). With ``"trial_lattices"`` the lowest of
