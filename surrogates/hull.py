@@ -169,7 +169,7 @@ class EnergyAboveHull:
         cache: where the structures this oracle evaluated are read from; ``None`` → the
             oracle's cache (and without any cache the hull holds references and candidates only).
         extra_references: element → structure to use as its reference instead of ASE's
-            (relaxed by the oracle), e.g. α-S or α-Mn where the Δ-test cell is too crude.
+            (relaxed by the oracle), e.g. α-Mn, for which the Δ-test cell is too crude.
         box_size: edge of the cubic box for molecular and atomic references, Å.
         missing_reference: what to do for an element without any ASE reference structure:
             ``"fail"`` its candidates, or use ``"trial_lattices"`` (see the module docstring).
