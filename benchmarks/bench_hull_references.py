@@ -20,7 +20,13 @@ import logging
 import torch
 
 from crystaloop.data.datasets import load_dataset
-from crystaloop.surrogates.hull import ATOMIC_ELEMENTS, MOLECULAR_ELEMENTS, reference_structure, trial_structures
+from crystaloop.surrogates.hull import (
+    ATOMIC_ELEMENTS,
+    MOLECULAR_ELEMENTS,
+    EnergyAboveHull,
+    delta_test_crystal,
+    reference_structure,
+)
 from crystaloop.surrogates.oracles import CHGNetOracle, RelaxConfig
 
 logger = logging.getLogger(__name__)
@@ -41,56 +47,31 @@ def _has_ase_reference(element: str) -> bool:
     return True
 
 
-def _energy_rows(elements: tuple[str, ...]) -> list[dict]:
-    oracle = CHGNetOracle(relax=RelaxConfig(fmax=0.05, max_steps=200), cache=None, threads=1)
+def _row(element: str, reference: str, energy: float | None, other_energy: float | None, other: str) -> dict:
+    difference = energy - other_energy if energy is not None and other_energy is not None else None
+    row = {"element": element, "reference": reference, "reference_eV_per_atom": energy, "best_trial_eV_per_atom": other_energy, "best_trial": other, "reference_minus_trial": difference}
+    logger.info("%s", row)
+    return row
+
+
+def _energy_rows(hull: EnergyAboveHull, elements: tuple[str, ...]) -> list[dict]:
+    """Each element's reference (relaxed as the hull relaxes it) beside its best trial structure."""
     rows = []
     for element in elements:
-        crystal, source, fixed = reference_structure(element)
-        config = oracle.relax_config.model_copy(update={"relax_cell": not fixed})
-        (reference,) = oracle.relax([crystal], config=config, use_cache=False)
-        trials = []
-        for label, trial, trial_fixed in trial_structures(element):
-            (result,) = oracle.relax([trial], config=oracle.relax_config.model_copy(update={"relax_cell": not trial_fixed}), use_cache=False)
-            if result.status == "ok" and result.energy_per_atom is not None:
-                trials.append((result.energy_per_atom, label))
+        reference = hull.reference(element)
+        trials = [(r.energy_per_atom, label) for label, r in hull.trial_references(element) if r.status == "ok" and r.energy_per_atom is not None]
         best_trial, best_label = min(trials)
-        rows.append(
-            {
-                "element": element,
-                "reference": source,
-                "reference_eV_per_atom": reference.energy_per_atom,
-                "best_trial_eV_per_atom": best_trial,
-                "best_trial": best_label,
-                "reference_minus_trial": reference.energy_per_atom - best_trial,
-            }
-        )
-        logger.info("%s", rows[-1])
+        rows.append(_row(element, reference_structure(element)[1], reference.energy_per_atom, best_trial, best_label))
     return rows
 
 
-def _molecular_rows(elements: tuple[str, ...]) -> list[dict]:
+def _molecular_rows(hull: EnergyAboveHull, elements: tuple[str, ...]) -> list[dict]:
     """The dimer-in-a-box reference of each molecular element beside its Δ-test molecular crystal."""
-    from ase.collections import dcdft
-
-    from crystaloop.data.crystal import Crystal
-
-    oracle = CHGNetOracle(relax=RelaxConfig(fmax=0.05, max_steps=200), cache=None, threads=1)
     rows = []
     for element in elements:
-        dimer, source, _ = reference_structure(element)
-        (in_box,) = oracle.relax([dimer], config=oracle.relax_config.model_copy(update={"relax_cell": False}), use_cache=False)
-        (crystal,) = oracle.relax([Crystal.from_ase(dcdft[element])], use_cache=False)
-        rows.append(
-            {
-                "element": element,
-                "reference": f"{source} (the reference used)",
-                "reference_eV_per_atom": in_box.energy_per_atom,
-                "best_trial_eV_per_atom": crystal.energy_per_atom,
-                "best_trial": f"Δ-test molecular crystal ({crystal.final.n_sites if crystal.final else '?'} atoms), not used",
-                "reference_minus_trial": in_box.energy_per_atom - crystal.energy_per_atom if crystal.energy_per_atom is not None else None,
-            }
-        )
-        logger.info("%s", rows[-1])
+        crystal = hull.relax_reference(delta_test_crystal(element), fixed_cell=False)
+        label = f"Δ-test molecular crystal ({crystal.final.n_sites if crystal.final else '?'} atoms), not used"
+        rows.append(_row(element, f"{reference_structure(element)[1]} (the reference used)", hull.reference(element).energy_per_atom, crystal.energy_per_atom, label))
     return rows
 
 
@@ -114,8 +95,10 @@ def _coverage_rows() -> list[dict]:
 
 def run(quick: bool = False) -> list[dict]:
     torch.set_num_threads(1)
+    oracle = CHGNetOracle(relax=RelaxConfig(fmax=0.05, max_steps=200), cache=None, threads=1)  # one model load
+    hull = EnergyAboveHull(oracle, cache=None)
     molecular = ("O",) if quick else tuple(sorted(MOLECULAR_ELEMENTS))
-    return _energy_rows(("B", "S") if quick else ELEMENTS) + _molecular_rows(molecular) + _coverage_rows()
+    return _energy_rows(hull, ("B", "S") if quick else ELEMENTS) + _molecular_rows(hull, molecular) + _coverage_rows()
 
 
 if __name__ == "__main__":

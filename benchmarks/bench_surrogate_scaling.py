@@ -27,8 +27,8 @@ from crystaloop.surrogates.training import train_ensemble
 
 logger = logging.getLogger(__name__)
 
-MODELS = {"mpnn, distances only": ("mpnn", {"angular_degree": 0}), "mpnn, bond angles L=3": ("mpnn", {"angular_degree": 3}), "cgcnn": ("cgcnn", {})}
-BASELINE = "cgcnn"
+DISTANCE, ANGULAR, BASELINE = "mpnn, distances only", "mpnn, bond angles L=3", "cgcnn"
+MODELS = {DISTANCE: ("mpnn", {"angular_degree": 0}), ANGULAR: ("mpnn", {"angular_degree": 3}), BASELINE: ("cgcnn", {})}
 FRACTIONS = (0.25, 0.5)
 FIGURE = Path(__file__).parent / "figures" / "surrogate_scaling_perov5.png"
 
@@ -38,7 +38,7 @@ def _member_means(label: str, train, val, members: int, quick: bool) -> np.ndarr
     architecture, overrides = MODELS[label]
     extra = {"epochs": 2, "hidden": 16} if quick else {}
     config = SurrogateConfig(architecture=architecture, targets=("heat_ref",), ensemble_size=members, **overrides, **extra)
-    ensemble = train_ensemble(config, train, val).ensemble
+    ensemble = train_ensemble(config, train).ensemble  # val is predicted once, below
     return ensemble.member_outputs(val.crystals).means[:, :, 0]
 
 
@@ -54,10 +54,10 @@ def run(quick: bool = False) -> list[dict]:
     members = 3 if quick else 6
     means = {label: _member_means(label, train, val, members, quick) for label in MODELS}
     subsets = {}
+    order = np.random.default_rng(7).permutation(len(train))
     for fraction in FRACTIONS:
-        order = np.random.default_rng(7).permutation(len(train))
         subset = train.subset(np.sort(order[: int(round(fraction * len(train)))]))
-        subsets[len(subset)] = {label: _member_means(label, subset, val, 2, quick) for label in ("mpnn, distances only", BASELINE)}
+        subsets[len(subset)] = {label: _member_means(label, subset, val, 2, quick) for label in (DISTANCE, BASELINE)}
     rows = scaling_rows(means, subsets, y, len(train), (1, 2, 3) if quick else (1, 3, 5, 6))
     if not quick:
         scaling_plot(rows, FIGURE)
@@ -74,17 +74,17 @@ def scaling_rows(means: dict[str, np.ndarray], subsets: dict[int, dict[str, np.n
             maes = _subset_maes(means[label], y, k)
             rows.append({"study": "ensemble size", "model": label, "members": k, "n_train": n_train, "MAE_mean": maes.mean(), "MAE_min": maes.min(), "MAE_max": maes.max(), "subsets": len(maes), "vs_cgcnn": maes.mean() / baseline})
     members = len(means[BASELINE])
-    mixed = np.concatenate([means["mpnn, distances only"], means["mpnn, bond angles L=3"]])
+    mixed = np.concatenate([means[DISTANCE], means[ANGULAR]])
     for k in range(1, members // 2 + 1):
         chosen = list(range(k)) + list(range(members, members + k))
         mae = float(np.mean(np.abs(mixed[chosen].mean(axis=0) - y)))
         baseline = float(np.mean(np.abs(means[BASELINE][: 2 * k].mean(axis=0) - y)))
         rows.append({"study": "ensemble size", "model": "mixed distances + angles (seeds 0..k-1 of each)", "members": 2 * k, "n_train": n_train, "MAE_mean": mae, "subsets": 1, "vs_cgcnn": mae / baseline})
     learning = {n: {label: m[:2] for label, m in models.items()} for n, models in subsets.items()}
-    learning[n_train] = {label: means[label][:2] for label in ("mpnn, distances only", BASELINE)}
+    learning[n_train] = {label: means[label][:2] for label in (DISTANCE, BASELINE)}
     for n in sorted(learning):
         single = {label: float(np.mean([np.mean(np.abs(m - y)) for m in member_means])) for label, member_means in learning[n].items()}
-        rows.append({"study": "training size", "model": "mpnn, distances only (mean of members 0, 1)", "members": 1, "n_train": n, "MAE_mean": single["mpnn, distances only"], "vs_cgcnn": single["mpnn, distances only"] / single[BASELINE]})
+        rows.append({"study": "training size", "model": "mpnn, distances only (mean of members 0, 1)", "members": 1, "n_train": n, "MAE_mean": single[DISTANCE], "vs_cgcnn": single[DISTANCE] / single[BASELINE]})
         rows.append({"study": "training size", "model": "cgcnn (mean of members 0, 1)", "members": 1, "n_train": n, "MAE_mean": single[BASELINE], "vs_cgcnn": 1.0})
     return rows
 
@@ -103,7 +103,7 @@ def scaling_plot(rows: list[dict], out: Path) -> Path:
     size_axis.set_xlabel("ensemble members")
     size_axis.set_ylabel("held-out heat_ref MAE (eV), mean over member subsets")
     size_axis.legend()
-    for prefix in ("mpnn, distances only", "cgcnn"):
+    for prefix in (DISTANCE, BASELINE):
         points = sorted((r["n_train"], r["MAE_mean"]) for r in rows if r["study"] == "training size" and r["model"].startswith(prefix))
         data_axis.plot(*zip(*points, strict=True), "o-", label=prefix)
     data_axis.set_xscale("log")

@@ -57,7 +57,7 @@ from crystaloop.surrogates.oracles.cache import OracleCache, chemical_system
 if TYPE_CHECKING:
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
-__all__ = ["EnergyAboveHull", "reference_structure", "trial_structures", "MOLECULAR_ELEMENTS", "ATOMIC_ELEMENTS"]
+__all__ = ["EnergyAboveHull", "reference_structure", "trial_structures", "delta_test_crystal", "MOLECULAR_ELEMENTS", "ATOMIC_ELEMENTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def reference_structure(element: str, *, box_size: float = 12.0) -> tuple[Crysta
     if element in ATOMIC_ELEMENTS:
         atoms = Atoms([element], positions=[(centre, centre, centre)], cell=[box_size] * 3, pbc=True)
         return Crystal.from_ase(atoms), f"{element} atom in a {box_size} Å box", True
-    delta_test = _delta_test_crystal(element)
+    delta_test = delta_test_crystal(element)
     if delta_test is not None:
         return delta_test, f"ase.collections.dcdft[{element!r}] (Δ-test crystal, {delta_test.n_sites} atoms)", False
     return None, f"ASE has neither a buildable reference state nor a Δ-test crystal for {element}", False
@@ -130,7 +130,7 @@ def _crown_ring(n_atoms: int, bond: float, angle_degrees: float) -> np.ndarray:
     return np.column_stack([radius * np.cos(k * step), radius * np.sin(k * step), np.where(k % 2, 0.5, -0.5) * height])
 
 
-def _delta_test_crystal(element: str) -> Crystal | None:
+def delta_test_crystal(element: str) -> Crystal | None:
     """The element's crystal in ASE's Δ-test collection, or ``None`` if it has none."""
     from ase.collections import dcdft
 
@@ -212,30 +212,36 @@ class EnergyAboveHull:
         else:
             crystal, source, fixed_cell = reference_structure(element, box_size=self.box_size)
         if crystal is None and self.missing_reference == "trial_lattices":
-            return self._trial_lattice_reference(element)
+            return self._best_trial_reference(element)
         if crystal is None:
             reason = (
                 f"no elemental reference for {element}: {source}; pass extra_references={{{element!r}: crystal}} "
                 "or missing_reference='trial_lattices'"
             )
             return Relaxation(initial_hash="", final=None, energy_per_atom=None, status="failed", reason=reason)
-        result = self._relax_reference(crystal, fixed_cell)
+        result = self.relax_reference(crystal, fixed_cell)
         if result.status != "ok":
             reason = f"reference for {element} ({source}) failed: {result.reason}"
             return Relaxation(result.initial_hash, None, None, "failed", reason, result.steps)
         logger.info("%s reference for %s (%s): %.4f eV/atom", self.oracle.name, element, source, result.energy_per_atom)
         return result
 
-    def _relax_reference(self, crystal: Crystal, fixed_cell: bool) -> Relaxation:
+    def relax_reference(self, crystal: Crystal, fixed_cell: bool) -> Relaxation:
+        """Relax a pure-element structure as references are relaxed: the oracle's settings,
+        with the cell held fixed for molecules and atoms in a box."""
         config = self.oracle.relax_config
         if fixed_cell:
             config = config.model_copy(update={"relax_cell": False})
         return self.oracle.relax([crystal], config=config)[0]
 
-    def _trial_lattice_reference(self, element: str) -> Relaxation:
-        """Lowest relaxed energy of simple trial structures (an upper bound, see the module)."""
+    def trial_references(self, element: str) -> list[tuple[str, Relaxation]]:
+        """(label, relaxation) of each of :func:`trial_structures` for ``element``."""
         trials = trial_structures(element, box_size=self.box_size)
-        results = [(label, self._relax_reference(crystal, fixed)) for label, crystal, fixed in trials]
+        return [(label, self.relax_reference(crystal, fixed)) for label, crystal, fixed in trials]
+
+    def _best_trial_reference(self, element: str) -> Relaxation:
+        """Lowest relaxed energy of simple trial structures (an upper bound, see the module)."""
+        results = self.trial_references(element)
         ok = [(label, r) for label, r in results if r.status == "ok" and r.energy_per_atom is not None]
         if not ok:
             reasons = "; ".join(f"{label}: {r.reason}" for label, r in results)

@@ -76,9 +76,7 @@ def test_import_loads_no_model() -> None:
 def test_chgnet_zinc_sulfide_hull_uses_the_s8_reference(chgnet: CHGNetOracle) -> None:
     """Zincblende ZnS against CHGNet's own Zn and S₈ references: on the hull, with a formation
     energy of the right sign and size (experiment: −1.07 eV/atom, −206 kJ/mol per ZnS)."""
-    from ase.collections import dcdft
-
-    from crystaloop.surrogates.hull import EnergyAboveHull
+    from crystaloop.surrogates.hull import EnergyAboveHull, delta_test_crystal
 
     hull = EnergyAboveHull(chgnet)
     zns = Crystal.from_ase(bulk("ZnS", "zincblende", a=5.41))
@@ -91,5 +89,5 @@ def test_chgnet_zinc_sulfide_hull_uses_the_s8_reference(chgnet: CHGNetOracle) ->
     formation = relaxed.energy_per_atom - 0.5 * (zinc.energy_per_atom + sulfur.energy_per_atom)
     assert -1.6 < formation < -0.5
     # the ring is a far better sulfur reference than the one-atom cell of the Δ-test collection
-    (simple_cell,) = chgnet.relax([Crystal.from_ase(dcdft["S"])])
+    simple_cell = hull.relax_reference(delta_test_crystal("S"), fixed_cell=False)
     assert sulfur.energy_per_atom < simple_cell.energy_per_atom - 0.3
