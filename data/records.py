@@ -8,6 +8,7 @@ only plain fields are pydantic models (validated, JSON round-trip); records hold
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = [
     "Provenance",
     "Verdict",
     "Measurement",
+    "MeasurementStatus",
     "Prediction",
     "Candidate",
 ]
@@ -155,11 +157,32 @@ class Verdict(BaseModel):
     score: float | None = None
 
 
+MeasurementStatus = Literal["ok", "failed", "unconverged"]
+"""``ok``: a usable value; ``failed``: no value, ``reason`` says why; ``unconverged``: a
+relaxation that stopped at its step cap, its (finite) value kept for inspection only."""
+
+
 class Measurement(BaseModel):
     """One value from an oracle (or a dataset's DFT label) for one structure.
 
     A failed calculation is a Measurement with ``status="failed"`` and a reason; only
-    infrastructure faults raise.
+    infrastructure faults raise. ``status="unconverged"`` marks a relaxation that stopped at its
+    step cap: its value (finite, or ``None``) is kept for inspection but never counts as an
+    energy for a hull, a hit or a stability verdict; only ``ok`` values do.
+
+    Attributes:
+        oracle: name of the oracle (or dataset) that measured.
+        property: property name (``"energy_per_atom"``, ``"e_above_hull"``, …).
+        value: the value in ``units``; finite when ``status`` is ``ok``.
+        units: unit string (``"eV/atom"``).
+        status: see :data:`MeasurementStatus`.
+        reason: why a measurement failed or did not converge (empty when ``ok``).
+        details: JSON-able extra facts about how the value came about. For ``e_above_hull`` it
+            holds the hull's basis, e.g. ``{"basis": {"elements": 4, "prototype": 31, "known": 0,
+            "campaign": 2}, "coverage": "prototype", "decomposition": [{"formula": "CaO",
+            "fraction": 0.5, "source": "prototype:rocksalt"}], "hull_energy_per_atom": -5.1}``
+            (counts of reference phases by kind, the coverage class, the competing phases with
+            their atom fractions, and the hull energy in eV/atom at this composition).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -168,13 +191,26 @@ class Measurement(BaseModel):
     property: str
     value: float | None
     units: str = ""
-    status: Literal["ok", "failed"] = "ok"
+    status: MeasurementStatus = "ok"
     reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the value counts (``status == "ok"``): for hulls, hits and stability verdicts."""
+        return self.status == "ok"
 
     @model_validator(mode="after")
     def _value_matches_status(self) -> Measurement:
+        name = f"{self.oracle}/{self.property}"
         if self.status == "ok" and (self.value is None or not math.isfinite(self.value)):
-            raise ValueError(f"measurement {self.oracle}/{self.property} with status 'ok' needs a finite value, got {self.value}")
+            raise ValueError(f"measurement {name} with status 'ok' needs a finite value, got {self.value}")
+        if self.status == "unconverged" and self.value is not None and not math.isfinite(self.value):
+            raise ValueError(f"measurement {name} with status 'unconverged' needs a finite value or None, got {self.value}")
+        try:
+            json.dumps(self.details, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"details of measurement {name} must be JSON-able (no NaN/inf), got {self.details!r}: {exc}") from None
         return self
 
 

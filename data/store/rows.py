@@ -170,7 +170,7 @@ def prediction_rows(
 
 
 def measurement_rows(candidate_id: str, measurements: Iterable[Measurement], now: dt.datetime) -> list[dict[str, Any]]:
-    """``measurements`` rows (a NaN value of a failed measurement is stored as NULL)."""
+    """``measurements`` rows (a NaN value of a failed measurement is stored as NULL, empty details as NULL)."""
     rows = []
     for m in measurements:
         if not isinstance(m, Measurement):
@@ -184,6 +184,7 @@ def measurement_rows(candidate_id: str, measurements: Iterable[Measurement], now
                 "units": m.units,
                 "status": m.status,
                 "reason": m.reason,
+                "details_json": json.dumps(m.details) if m.details else None,
                 "created_at": now,
             }
         )
@@ -260,6 +261,7 @@ def row_to_candidate(
                 units=m["units"],
                 status=m["status"],
                 reason=m["reason"],
+                details=json.loads(m["details_json"]) if m.get("details_json") else {},
             )
             for m in measurements
         ),

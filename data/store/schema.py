@@ -20,6 +20,11 @@ the API's default order.
 
 Revision 0003 added ``candidate_embeddings``: one vector per (candidate, embedding model), for
 multimodal retrieval (:mod:`crystaloop.data.store.embeddings`).
+
+Revision 0004 added the measurement status ``unconverged`` (a relaxation stopped at its step
+cap; ``status`` widened to 16 characters) and ``measurements.details_json``, the measurement's
+:attr:`~crystaloop.data.records.Measurement.details` as JSON (NULL for rows written before it,
+read back as ``{}``).
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 STATUS_VALUES: tuple[str, ...] = tuple(s.value for s in CandidateStatus)
-MEASUREMENT_STATUS_VALUES: tuple[str, ...] = ("ok", "failed")
+MEASUREMENT_STATUS_VALUES: tuple[str, ...] = ("ok", "failed", "unconverged")
 
 
 def utcnow() -> dt.datetime:
@@ -235,7 +240,11 @@ class PredictionRow(Base):
 
 
 class MeasurementRow(Base):
-    """An oracle's value of one property (``value`` NULL for a failed calculation)."""
+    """An oracle's value of one property (``value`` NULL for a failed calculation).
+
+    ``details_json`` is the measurement's ``details`` dict as JSON (for ``e_above_hull``: the
+    hull's basis and decomposition); NULL or ``{}`` both read back as an empty dict.
+    """
 
     __tablename__ = "measurements"
     __table_args__ = (
@@ -253,8 +262,9 @@ class MeasurementRow(Base):
     property: Mapped[str] = mapped_column(Text, nullable=False)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     units: Mapped[str] = mapped_column(Text, nullable=False)
-    status: Mapped[str] = mapped_column(String(8), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+    details_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 

@@ -64,6 +64,23 @@ def test_measurement_ok_needs_a_finite_value() -> None:
         Measurement(oracle="chgnet", property="energy_per_atom", value=None)
 
 
+def test_measurement_unconverged_and_details() -> None:
+    kept = Measurement(oracle="chgnet", property="energy_per_atom", value=-3.1, status="unconverged", reason="max_steps")
+    assert kept.value == -3.1 and not kept.usable
+    assert Measurement(oracle="chgnet", property="energy_per_atom", value=None, status="unconverged").value is None
+    assert Measurement(oracle="chgnet", property="energy_per_atom", value=-3.1).usable
+    with pytest.raises(ValidationError, match="'unconverged' needs a finite value or None"):
+        Measurement(oracle="chgnet", property="energy_per_atom", value=float("nan"), status="unconverged")
+    details = {"basis": {"elements": 2}, "decomposition": [{"formula": "CaO", "fraction": 0.5}]}
+    m = Measurement(oracle="chgnet", property="e_above_hull", value=0.0, details=details)
+    assert Measurement.model_validate_json(m.model_dump_json()) == m
+    assert Measurement(oracle="o", property="p", value=1.0).details == {}
+    with pytest.raises(ValidationError, match="details of measurement chgnet/e_above_hull must be JSON-able"):
+        Measurement(oracle="chgnet", property="e_above_hull", value=0.0, details={"x": object()})
+    with pytest.raises(ValidationError, match="JSON-able"):
+        Measurement(oracle="chgnet", property="e_above_hull", value=0.0, details={"x": float("inf")})
+
+
 def test_prediction_shapes_are_checked() -> None:
     prediction = Prediction(mean=[[1.0, 2.0]], std=[[0.1, 0.2]], properties=("a", "b"), units=("eV", "eV/atom"))
     assert prediction.row(0) == {"a": (1.0, 0.1, "eV"), "b": (2.0, 0.2, "eV/atom")}

@@ -83,6 +83,33 @@ def test_round_trip_equal(store: CandidateStore) -> None:
     assert fresh.canonical_hash() == candidate.id  # the id really is the hash of what was read back
 
 
+HULL_DETAILS = {
+    "basis": {"elements": 4, "prototype": 31, "known": 0, "campaign": 2},
+    "coverage": "prototype",
+    "decomposition": [{"formula": "CaO", "fraction": 0.5, "source": "prototype:rocksalt"}],
+    "hull_energy_per_atom": -5.1,
+}
+
+
+def test_measurement_details_and_unconverged_round_trip(store: CandidateStore) -> None:
+    measurements = (
+        Measurement(oracle="chgnet", property="e_above_hull", value=0.03, units="eV/atom", details=HULL_DETAILS),
+        Measurement(
+            oracle="chgnet", property="energy_per_atom", value=-4.2, units="eV/atom", status="unconverged",
+            reason="stopped at max_steps=2 with fmax 0.8 eV/Å > 0.05", details={"steps": 2},
+        ),
+        Measurement(oracle="chgnet", property="formation_energy", value=None, status="unconverged", reason="no energy"),
+    )
+    candidate = Candidate(crystal=base_cells()["C"], provenance=Provenance(component="t"), measurements=measurements)
+    store.add(candidate)
+    assert store.get(candidate.id).measurements == measurements
+    other = make_candidates(1, seed=31)[0]
+    store.add(other)
+    store.record(other.id, measurements=[measurements[1]])
+    (back,) = store.get(other.id).measurements
+    assert back == measurements[1] and back.status == "unconverged" and back.details == {"steps": 2}
+
+
 def test_round_trip_minimal_and_query(store: CandidateStore) -> None:
     candidate = Candidate(crystal=base_cells()["C"], provenance=Provenance(component="import"))
     store.add(candidate)

@@ -46,7 +46,7 @@ def test_upgrade_head_gives_exactly_the_orm_schema(store_url: str) -> None:
         assert _tables(engine) == TABLES
         assert _diffs(engine) == []
         with engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == "0003"
+            assert current_revision(conn) == head_revision() == "0004"
         # Control: the comparison does see a difference when there is one.
         changed = MetaData()
         for table in Base.metadata.sorted_tables:
@@ -122,3 +122,50 @@ def test_in_memory_sqlite_works() -> None:
         candidate = make_candidates(1, seed=24)[0]
         store.add(candidate)
         assert store.get(candidate.id) == candidate
+
+
+def test_store_written_at_0003_upgrades_and_keeps_its_rows(store_url: str) -> None:
+    """Rows written by revision-0003 code survive 0004 (details read as {}), which then takes unconverged."""
+    from crystaloop.data.records import Measurement
+    from crystaloop.data.store import rows as R
+    from crystaloop.data.store.schema import utcnow
+
+    candidate = make_candidates(1, seed=25)[0]
+    old = (
+        Measurement(oracle="chgnet", property="energy_per_atom", value=-3.5, units="eV/atom"),
+        Measurement(oracle="chgnet", property="e_above_hull", value=None, status="failed", reason="no reference"),
+    )
+    engine = create_store_engine(store_url)
+    try:
+        upgrade(engine, "0003")
+        tables = MetaData()
+        tables.reflect(engine)
+        now = utcnow()
+        row = R.candidate_row(candidate, candidate.id, now)
+        measurement_rows = R.measurement_rows(candidate.id, old, now)
+        for m in measurement_rows:
+            assert m.pop("details_json") is None  # the 0003 table has no such column
+        with write_transaction(engine) as conn:
+            conn.execute(tables.tables["candidates"].insert(), [row])
+            conn.execute(tables.tables["candidate_elements"].insert(), R.element_rows(candidate.id, row["elements"]))
+            conn.execute(tables.tables["measurements"].insert(), measurement_rows)
+        with pytest.raises(Exception, match="(?i)check|too long"):  # 0003 refuses the new status
+            with write_transaction(engine) as conn:
+                conn.execute(tables.tables["measurements"].insert(), [{**measurement_rows[0], "property": "x", "status": "unconverged"}])
+    finally:
+        engine.dispose()
+    with CandidateStore(store_url) as store:
+        back = store.get(candidate.id)
+        assert back.measurements == old and all(m.details == {} for m in back.measurements)
+        unconverged = Measurement(oracle="chgnet", property="relaxed", value=-3.4, status="unconverged", details={"steps": 2})
+        store.record(candidate.id, measurements=[unconverged])
+        assert store.get(candidate.id).measurements == (*old, unconverged)
+    engine = create_store_engine(store_url)
+    try:
+        downgrade(engine, "0003")  # unconverged rows become failed, nothing else changes
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    with CandidateStore(store_url) as store:
+        *kept, downgraded = store.get(candidate.id).measurements
+        assert tuple(kept) == old and downgraded.status == "failed" and downgraded.value is None
