@@ -71,11 +71,14 @@ def report_folder(store_url: str, campaign: str) -> Path:
 
 
 def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, list[IterationReport]
-    """One table row per iteration: generated, rejected, evaluated, hits, best measured values."""
+    """One table row per iteration: generated, rejected, evaluated, hits, S.U.N. candidates (at the
+    stable / strict e_above_hull thresholds), best measured values; then the campaign's S.U.N. line."""
     from rich.table import Table
 
+    from crystaloop.loop.sun import campaign_sun
+
     table = Table(title=f"campaign {campaign.name} ({campaign.config_hash()}): hits = oracle-verified, predicted = surrogate only")
-    for column in ("iter", "gen", "rejected", "measured", "failed", "hits", "predicted", "best measured", "diversity"):
+    for column in ("iter", "gen", "rejected", "measured", "failed", "hits", "predicted", "S.U.N.", "best measured", "diversity"):
         table.add_column(column, overflow="fold")
     for r in reports:
         best = ", ".join(f"{k}={v:.3g}" for k, v in r.best_measured.items())
@@ -84,9 +87,12 @@ def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, 
             diversity += f" [red]collapsed → level {r.collapse.next.level}[/]"
         table.add_row(
             str(r.iteration), str(r.generated), str(sum(r.rejected_by_reason.values())), str(r.evaluated), str(r.failed),
-            str(len(r.verified_hits)), str(len(r.predicted_hits)), best, diversity,
+            str(len(r.verified_hits)), str(len(r.predicted_hits)), "—" if r.sun is None else f"{r.sun.sun} / {r.sun.sun_strict}", best, diversity,
         )
     console.print(table)
+    total = campaign_sun(r.sun for r in reports)
+    if total is not None:
+        console.print(f"campaign {campaign.name}: {total.describe()}", highlight=False)
     for r in reports:
         if r.collapse is not None and r.collapse.collapsed:
             console.print(f"iteration {r.iteration}: collapse ({'; '.join(r.collapse.reasons)}); next: {'; '.join(r.collapse.next.describe())}")

@@ -59,6 +59,7 @@ def summary_markdown(report: IterationReport, config: CampaignConfig) -> str:
         f"| oracle calls | {report.oracle_calls} ({report.evaluated} evaluated, {report.failed} failed) |",
         f"| verified hits | {len(report.verified_hits)} |",
         f"| predicted-only hits | {len(report.predicted_hits)} |",
+        f"| S.U.N. | {'—' if report.sun is None else report.sun.describe()} |",
         "",
         f"Best measured: {best}.",
     ]

@@ -22,7 +22,8 @@ says, so a process killed at any point resumes from the last completed write:
   :mod:`crystaloop.loop.online`) and the strategy's GP head at the next selection (the same
   construction); the hull grows through the oracle's cache.
 * **report** — an :class:`~crystaloop.loop.report.IterationReport` from the store's contents
-  (with the collapse monitor's verdict and the next iteration's adjustment,
+  (with the S.U.N. classification of the evaluated candidates, :mod:`crystaloop.loop.sun`, and
+  the collapse monitor's verdict and the next iteration's adjustment,
   :mod:`crystaloop.loop.collapse`), saved with ``finish_iteration``; later steps read the
   finished reports, so a resumed campaign continues with the same adjustments.
 """
@@ -48,6 +49,7 @@ from crystaloop.loop.online import OnlineSurrogate, fit_online, measured_matrix
 from crystaloop.loop.report import IterationReport, PredictedHit, classify_hit, rejection_counts
 from crystaloop.loop.strategies import Labels, Pool, StrategyState
 from crystaloop.loop.strategies.condition_bo import condition_outcomes
+from crystaloop.loop.sun import iteration_sun, with_sun_labels
 
 __all__ = [
     "run_iteration",
@@ -297,7 +299,7 @@ def select_candidates(components: Components, store: CandidateStore, config: Cam
     embeddings = _embed(components, pool_candidates)
     labels = Labels(
         embeddings=_embed(components, history) if history else np.zeros((0, embeddings.shape[1])),
-        values=_objective_matrix(history, config, "measured"),
+        values=with_sun_labels(_objective_matrix(history, config, "measured"), history, config, _sun_ids(store, config, index)),
         prior=_ensemble_matrix(online, history, config)[..., 0],
     )
     adjustment = adjustment_for_iteration(store, config, index)
@@ -322,6 +324,13 @@ def select_candidates(components: Components, store: CandidateStore, config: Cam
 
 
 _EXPLORATION_NOTE = "exploration pick"
+
+
+def _sun_ids(store: CandidateStore, config: CampaignConfig, below: int) -> set[str] | None:
+    """S.U.N. candidates of the finished iterations before ``below`` (``None``: S.U.N. off)."""
+    if not config.sun.enabled:
+        return None
+    return {i for r in finished_reports(store, config, below).values() if r.sun is not None for i in r.sun.sun_ids}
 
 
 def _is_exploration_pick(store: CandidateStore, candidate_id: str) -> bool:
@@ -360,9 +369,11 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
         by_status[c.status].append(c)
     evaluated = by_status[CandidateStatus.EVALUATED]
     measurable = components.evaluator.properties
+    picks = evaluated + by_status[CandidateStatus.FAILED]
+    sun = iteration_sun(components, store, config, index, evaluated, len(picks))
     verified, predicted = [], []
     for c in evaluated:
-        kind = classify_hit(c, config, measurable)
+        kind = classify_hit(c, config, measurable, None if sun is None else set(sun.sun_ids))
         if kind == "verified":
             verified.append(c.id)
         elif kind == "predicted":
@@ -379,7 +390,6 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
                 best[objective.property] = float(column[0])
             else:
                 best[objective.property] = float(column.max() if objective.goal == "maximise" else column.min())
-    picks = evaluated + by_status[CandidateStatus.FAILED]
     diversity = collapse_report(candidates, duplicates)
     adjustment = adjustment_for_iteration(store, config, index)
     collapse = assess(diversity, adjustment, config.guards.collapse) if config.guards.collapse.enabled else None
@@ -406,6 +416,7 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
         residuals=residual_watch(evaluated, config.objectives),
         surrogate=online.update if (online := online_surrogate(components, store, config, index)) is not None else None,
         conditions=condition_outcomes(candidates, config),
+        sun=sun,
         resumed=resumed,
         seconds=round(time.perf_counter() - started, 3),
     )

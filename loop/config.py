@@ -40,6 +40,8 @@ __all__ = [
     "SynthesizabilityGuardConfig",
     "CollapseMonitorConfig",
     "GuardsConfig",
+    "SunConfig",
+    "SUN_PROPERTY",
     "GeneratorChoice",
     "SurrogateChoice",
     "OracleChoice",
@@ -50,6 +52,11 @@ __all__ = [
 
 MLIP_PROPERTIES = ("energy_per_atom", "e_above_hull", "bulk_modulus")
 """Properties an MLIP oracle measures (relaxed energy, hull distance, EOS bulk modulus)."""
+
+SUN_PROPERTY = "sun"
+"""Objective property of S.U.N. campaigns (:mod:`crystaloop.loop.sun`): 1 for a stable, unique,
+novel evaluated candidate, else 0; ``{property: sun, goal: maximise}`` counts S.U.N. candidates as
+the hits."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -88,6 +95,11 @@ class Objective(BaseModel):
 
     @model_validator(mode="after")
     def _window_matches_goal(self) -> Objective:
+        if self.property == SUN_PROPERTY and (self.goal != "maximise" or self.threshold not in (None, 1.0)):
+            raise ValueError(
+                f"objective {SUN_PROPERTY!r} (1 for a S.U.N. candidate, else 0) takes goal 'maximise' and no threshold, "
+                f"got goal {self.goal!r}, threshold {self.threshold}"
+            )
         if self.goal == "target":
             if self.window is None:
                 raise ValueError(f"objective {self.property!r} with goal 'target' needs window: [low, high]")
@@ -102,6 +114,8 @@ class Objective(BaseModel):
         if self.goal == "target":
             low, high = self.window or (float("-inf"), float("inf"))
             return low <= value <= high
+        if self.property == SUN_PROPERTY:
+            return value >= 1.0
         if self.threshold is None:
             return True
         return value >= self.threshold if self.goal == "maximise" else value <= self.threshold
@@ -327,6 +341,42 @@ class GuardsConfig(BaseModel):
     collapse: CollapseMonitorConfig = CollapseMonitorConfig()
 
 
+class SunConfig(BaseModel):
+    """S.U.N. (stable, unique, novel) classification of evaluated candidates (:mod:`crystaloop.loop.sun`).
+
+    Attributes:
+        enabled: classify and report (``False``: reports carry no S.U.N. summary; a ``sun``
+            objective then has no hits).
+        stable_e_above_hull: stable when the ``ok`` e_above_hull is at most this, in eV/atom.
+        strict_e_above_hull: the stricter threshold reported alongside (eV/atom, ≤
+            ``stable_e_above_hull``), e.g. "S.U.N. at 0.1 / at 0.0".
+        reference: datasets whose structures a novel candidate must not match; ``None`` → the
+            diversity guard's reference (by default the generator's training split), ``[]`` → none.
+        against_imported: also not novel when matching a candidate imported into the store
+            (status ``imported``, e.g. by ``crystaloop data import``).
+        max_comparisons: StructureMatcher calls per candidate and index at most (nearest of the
+            same reduced formula first); tolerances are the diversity guard's.
+    """
+
+    model_config = _STRICT
+
+    enabled: bool = True
+    stable_e_above_hull: float = Field(0.1, ge=-1.0, le=10.0, description="eV/atom")
+    strict_e_above_hull: float = Field(0.0, ge=-1.0, le=10.0, description="eV/atom")
+    reference: tuple[str, ...] | None = None
+    against_imported: bool = True
+    max_comparisons: int = Field(24, ge=1)
+
+    @model_validator(mode="after")
+    def _strict_below_stable(self) -> SunConfig:
+        if self.strict_e_above_hull > self.stable_e_above_hull:
+            raise ValueError(
+                f"strict_e_above_hull {self.strict_e_above_hull} eV/atom must not exceed stable_e_above_hull "
+                f"{self.stable_e_above_hull} eV/atom"
+            )
+        return self
+
+
 class GeneratorChoice(BaseModel):
     """Which generator, by registry name (``crystaloop.loop.registry.GENERATORS``).
 
@@ -410,6 +460,7 @@ class CampaignConfig(BaseModel):
     generator: GeneratorChoice = GeneratorChoice()
     surrogates: tuple[SurrogateChoice, ...] = ()
     oracle: OracleChoice = OracleChoice()
+    sun: SunConfig = SunConfig()
     seed: int = 0
     store_url: str | None = None
     retrain_surrogate: bool = Field(

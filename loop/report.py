@@ -5,19 +5,23 @@ property and every measured value meets its objective (window, threshold), and, 
 measured ``e_above_hull``, it lies within the synthesizability window. When some objective
 property is beyond the oracle (a band gap from an MLIP), the candidate can at most be a
 **predicted hit**: the measured objectives pass and the unmeasured ones pass on the surrogate's
-prediction, reported with that prediction's std and never counted as verified.
+prediction, reported with that prediction's std and never counted as verified. With a ``sun``
+objective (:data:`~crystaloop.loop.config.SUN_PROPERTY`), only S.U.N. candidates
+(:mod:`crystaloop.loop.sun`) are verified hits. Every report carries the iteration's S.U.N. summary;
+:func:`~crystaloop.loop.sun.campaign_sun` adds them up for the campaign.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Candidate, CandidateStatus, Condition
 from crystaloop.loop.collapse import Adjustment, CollapseStatus
-from crystaloop.loop.config import CampaignConfig
+from crystaloop.loop.config import SUN_PROPERTY, CampaignConfig
+from crystaloop.loop.sun import SunSummary
 
 __all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "ConditionOutcome", "classify_hit"]
 
@@ -88,6 +92,9 @@ class IterationReport(BaseModel):
             observations of ``condition_search: bo``).
         surrogate: what the online surrogate that scored this iteration had learned (labels,
             trigger, trust, MAEs; see loop.online); ``None`` without a surrogate.
+        sun: stable / unique / novel counts of this iteration's evaluated candidates, unique
+            against the campaign's earlier iterations (see loop.sun); ``None`` with ``sun.enabled``
+            off or in reports written before S.U.N. was classified.
         resumed: whether this iteration continued after an interruption.
     """
 
@@ -113,15 +120,20 @@ class IterationReport(BaseModel):
     residuals: dict[str, dict[str, float | bool]] = Field(default_factory=dict)
     surrogate: SurrogateUpdate | None = None
     conditions: list[ConditionOutcome] = Field(default_factory=list)
+    sun: SunSummary | None = None
     resumed: bool = False
     seconds: float = 0.0
 
 
-def classify_hit(candidate: Candidate, config: CampaignConfig, measurable: Sequence[str]) -> str | None:
-    """``"verified"``, ``"predicted"`` or ``None`` for one candidate (see the module docstring)."""
+def classify_hit(candidate: Candidate, config: CampaignConfig, measurable: Sequence[str], sun_ids: Collection[str] | None = None) -> str | None:
+    """``"verified"``, ``"predicted"`` or ``None`` for one candidate (see the module docstring);
+    ``sun_ids``: the S.U.N. candidates, the measured value of a ``sun`` objective (``None``: not
+    classified, so a ``sun`` objective has no hit)."""
     if candidate.status != CandidateStatus.EVALUATED:
         return None
     measured = {m.property: m.value for m in candidate.measurements if m.status == "ok" and m.value is not None}
+    if sun_ids is not None:
+        measured[SUN_PROPERTY] = 1.0 if candidate.id in sun_ids else 0.0
     hull = measured.get("e_above_hull")
     if hull is not None and config.guards.synthesizability.enabled and hull > config.guards.synthesizability.max_e_above_hull:
         return None
