@@ -18,7 +18,8 @@ the generator's training split, and its relaxed structure matches no training st
 same reduced formula under pymatgen's StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)) and
 **unique** (it matches no earlier hit of the same campaign). Hashes of the training split are
 also handed to the diversity guard (``Components.known_ids``), so exact copies of training
-crystals are refused before selection.
+crystals are refused before selection. ``engine_sun`` is the engine's own S.U.N. count
+(:mod:`crystaloop.loop.sun`: generated, not relaxed, structures; bulk modulus not required).
 
 1. Strategies: random, bo, al and rl with the same budget and the same seeds, in one run.
 2. Guard ablation: the random campaign (seed 0) with all guards on (the row of part 1) and with
@@ -110,10 +111,10 @@ class Outcome:
 
 
 # ---------------------------------------------------------------------------- structure matching
-def _matcher():
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+def _matcher():  # noqa: ANN202 - a pymatgen StructureMatcher
+    from crystaloop.data.matching import structure_matcher
 
-    return StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
+    return structure_matcher()
 
 
 def _matches(matcher, a: Crystal, b: Crystal) -> bool:  # noqa: ANN001
@@ -273,6 +274,7 @@ def _counts(outcome: Outcome) -> dict:
         "failed_by": Counter(kind for f in failures for kind in f),
         "stable": sum(outcome.measured(c).get("e_above_hull", float("inf")) <= MAX_E_ABOVE_HULL for c in picks),
         "engine_verified": sum(len(r.verified_hits) for r in outcome.reports),
+        "engine_sun": sum(r.sun.sun for r in outcome.reports if r.sun is not None),
         "not_novel": outcome.not_novel,
         "repeat_evals": outcome.repeats,
         "hits": len(outcome.hits),

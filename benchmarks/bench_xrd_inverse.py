@@ -56,9 +56,9 @@ OOD_PATTERNS = 12
 
 
 def _matcher():  # noqa: ANN202
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from crystaloop.data.matching import structure_matcher
 
-    return StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)  # the CSP protocol's tolerances (generator.evaluation)
+    return structure_matcher()  # the CSP protocol's tolerances
 
 
 def _latent(patterns: np.ndarray) -> np.ndarray:

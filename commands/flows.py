@@ -173,6 +173,7 @@ def flow_run(
     from crystaloop.flows.campaign import campaign_flow
     from crystaloop.flows.config import FlowSettings
     from crystaloop.loop.config import load_campaign_config
+    from crystaloop.loop.sun import campaign_sun
 
     torch.set_num_threads(threads)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -186,4 +187,8 @@ def flow_run(
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
     for r in reports:
-        console.print(f"iteration {r.iteration}: {r.generated} generated, {r.evaluated} evaluated, {len(r.verified_hits)} verified hits", highlight=False)
+        sun = "" if r.sun is None else f", S.U.N. {r.sun.sun} / {r.sun.sun_strict}"
+        console.print(f"iteration {r.iteration}: {r.generated} generated, {r.evaluated} evaluated, {len(r.verified_hits)} verified hits{sun}", highlight=False)
+    total = campaign_sun(r.sun for r in reports)
+    if total is not None:
+        console.print(f"campaign {campaign.name}: {total.describe()}", highlight=False)

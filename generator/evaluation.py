@@ -35,10 +35,10 @@ COVERAGE_CUTOFFS = {"perov_5": (0.2, 4.0), "carbon_24": (0.2, 4.0), "mp_20": (0.
 _DEFAULT_CUTOFFS = (0.4, 10.0)
 
 
-def _matcher():
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+def _matcher():  # noqa: ANN202 - a pymatgen StructureMatcher
+    from crystaloop.data.matching import structure_matcher
 
-    return StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
+    return structure_matcher()
 
 
 def csp_metrics(references: Sequence[Crystal], predictions: Sequence[Crystal | None],

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.matching import CSP_ANGLE_TOL, CSP_LTOL, CSP_STOL, structure_matcher
 
 __all__ = ["StructureMatch", "StructureIndex", "Matcher", "neighbour_profile", "neighbour_profiles", "PROFILE_BINS"]
 
@@ -125,7 +126,8 @@ class _Group:
 
 
 class Matcher:
-    """Tolerant comparison of two crystals with pymatgen's StructureMatcher (built on first use).
+    """Tolerant comparison of two crystals with the project's StructureMatcher
+    (:func:`crystaloop.data.matching.structure_matcher`, built on first use).
 
     Args:
         stol, ltol, angle_tol: StructureMatcher tolerances (site, lattice length fraction,
@@ -133,7 +135,7 @@ class Matcher:
         max_comparisons: StructureMatcher calls per query at most (nearest by profile first).
     """
 
-    def __init__(self, *, stol: float = 0.5, ltol: float = 0.3, angle_tol: float = 10.0, max_comparisons: int = 24) -> None:
+    def __init__(self, *, stol: float = CSP_STOL, ltol: float = CSP_LTOL, angle_tol: float = CSP_ANGLE_TOL, max_comparisons: int = 24) -> None:
         self.settings = {"stol": stol, "ltol": ltol, "angle_tol": angle_tol}
         self.max_comparisons = max_comparisons
         self._matcher = None
@@ -141,9 +143,7 @@ class Matcher:
     def rms(self, structure, other) -> float | None:  # noqa: ANN001 - pymatgen Structures
         """Normalised rms displacement when the two match (``get_rms_dist`` returns a value), else ``None``."""
         if self._matcher is None:
-            from pymatgen.analysis.structure_matcher import StructureMatcher
-
-            self._matcher = StructureMatcher(**self.settings)
+            self._matcher = structure_matcher(**self.settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

@@ -157,3 +157,7 @@ def test_campaign_reports_sun_counts_and_uses_them_as_objective(tmp_path):
         print_reports(config, reports)
     text = captured.get()
     assert "S.U.N." in text and f"S.U.N. {total.sun} at 0.1 / {total.sun_strict} at 0 eV/atom" in text
+    pytest.importorskip("prefect")
+    from crystaloop.flows.artifacts import summary_markdown
+
+    assert f"| S.U.N. | {reports[0].sun.describe()} |" in summary_markdown(reports[0], config)
