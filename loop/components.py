@@ -73,12 +73,22 @@ class MLIPEvaluator:
         energy = relaxed.to_measurement(self.name)
         out = [energy] if "energy_per_atom" in self.properties else []
         if "e_above_hull" in self.properties:
-            out += self.hull.e_above_hull([crystal], [relaxed.energy_per_atom])
+            hull = self.hull.e_above_hull([crystal], [relaxed.energy_per_atom])
+            out += hull if relaxed.status != "unconverged" else [_unconverged(m, relaxed.reason) for m in hull]
         if "bulk_modulus" in self.properties:
             from crystaloop.surrogates.eos import bulk_modulus
 
             out.append(bulk_modulus(crystal, self.oracle))
         return out
+
+
+def _unconverged(measurement: Measurement, why: str) -> Measurement:
+    """``measurement`` (from an unconverged relaxation's energy) marked ``unconverged``: its
+    value stays for inspection and never counts as a hull distance, a hit or a stable verdict."""
+    if measurement.status != "ok":
+        return measurement
+    reason = f"from an unconverged relaxation ({why})"
+    return Measurement.model_validate({**measurement.model_dump(), "status": "unconverged", "reason": reason})
 
 
 @dataclass

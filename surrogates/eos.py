@@ -90,8 +90,8 @@ def _fit(
     base = crystal
     if relax_first:
         relaxation = oracle.relax([crystal])[0]
-        if relaxation.status != "ok" or relaxation.final is None:
-            return None, f"relaxation failed: {relaxation.reason}", None, {}
+        if relaxation.status != "ok" or relaxation.final is None:  # an unconverged cell is no equilibrium
+            return None, f"relaxation {relaxation.status}: {relaxation.reason}", None, {}
         base = relaxation.final
     scaled = [Crystal(base.lattice * (1.0 + s), base.frac_coords, base.numbers) for s in strains]
     points = oracle.single_point(scaled, use_cache=False)

@@ -2,6 +2,9 @@
 
 * With an ``ok`` ``e_above_hull`` Measurement (eV/atom) on the candidate: pass when it is at most
   ``max_e_above_hull`` (default 0.1 eV/atom), the usual metastability window.
+* With only an ``unconverged`` one (its relaxation stopped at the step cap): fail, whatever its
+  value; an unfinished relaxation is no stability verdict, and the heuristic must not stand in
+  for a measurement that was made.
 * Without one (before the oracle ran) a cheap heuristic, stated plainly: the composition must
   admit a charge-neutral assignment of SMACT's common oxidation states (the electronegativity
   test left off, that is the validity guard's job; elemental solids pass), and hold at most
@@ -43,6 +46,16 @@ class SynthesizabilityGuard:
                 ok=ok,
                 reason=f"measured e_above_hull {value:.3g} eV/atom {relation} {self.config.max_e_above_hull} ({hull[0].oracle})",
                 score=value,
+            )
+        unconverged = [m for m in candidate.measurements if m.property == "e_above_hull" and m.status == "unconverged"]
+        if unconverged:
+            m = unconverged[0]
+            shown = f"{m.value:.3g} eV/atom" if m.value is not None else "no value"
+            return Verdict(
+                guard=self.name,
+                ok=False,
+                reason=f"e_above_hull unconverged ({shown}, {m.oracle}): not a stability verdict; {m.reason}".rstrip("; "),
+                score=m.value,
             )
         crystal = candidate.crystal
         n_elements = len(crystal.elements)

@@ -7,9 +7,14 @@ and a reason; only infrastructure faults (the calculator cannot be created, the 
 written) raise :class:`~crystaloop.data.errors.OracleError`.
 
 :class:`ASEOracle` is that port for any ASE calculator, MLIP or DFT. It creates the calculator
-lazily, once, through a factory, and reuses it for every structure. To plug in DFT, pass a
-factory returning a configured calculator and describe its physics in ``settings`` (they go
-into the cache key)::
+lazily through a factory, **one per thread** (``threading.local``): an ASE calculator keeps the
+atoms and results of its last call, so two threads sharing one read each other's forces
+(Prefect runs oracle tasks in threads). Each thread that computes gets its own calculator on
+first use and reuses it afterwards. Memory: a factory that loads its own model pays that model
+once per thread (up to ~0.8 GB per CHGNet instance on CPU); the CHGNet and SevenNet oracles
+therefore load their model once and only wrap it in a per-thread calculator (see
+:class:`SharedModel`), which costs a few kB. To plug in DFT, pass a factory returning a
+configured calculator and describe its physics in ``settings`` (they go into the cache key)::
 
     from ase.calculators.espresso import Espresso, EspressoProfile
 
@@ -38,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,10 +57,21 @@ from crystaloop.surrogates.oracles.relax import Outcome, relax_atoms, single_poi
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
 
-__all__ = ["RelaxConfig", "Relaxation", "Oracle", "ASEOracle", "ENERGY_UNITS", "package_version", "torch_threads"]
+__all__ = [
+    "RelaxConfig",
+    "Relaxation",
+    "RelaxationStatus",
+    "Oracle",
+    "ASEOracle",
+    "SharedModel",
+    "ENERGY_UNITS",
+    "package_version",
+    "torch_threads",
+]
 
 logger = logging.getLogger(__name__)
 
+ModelT = TypeVar("ModelT")
 ENERGY_UNITS = "eV/atom"
 RELAXATION = "relaxation"
 SINGLE_POINT = "single_point"
@@ -84,6 +100,13 @@ class RelaxConfig(BaseModel):
         max_volume_factor: the volume may grow or shrink by at most this factor.
         min_distance: shortest allowed interatomic distance (Å), checked before the first
             calculation (overlapping inputs are refused) and after the relaxation; 0 disables.
+        max_cell_strain: the largest principal Green–Lagrange strain of the cell between input
+            and output (dimensionless, absolute value; 0.5 is a lattice direction stretched by
+            √2, −0.375 one halved) beyond which the relaxation fails: the structure has turned
+            into a different one (:func:`~crystaloop.surrogates.oracles.relax.max_cell_strain`).
+
+    A relaxation that stops at ``max_steps`` without reaching ``fmax`` is ``unconverged``, not
+    ``ok``; ``max_steps=0`` (the input's energy) is ``ok``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,6 +119,14 @@ class RelaxConfig(BaseModel):
     max_abs_energy_per_atom: float = Field(50.0, gt=0, description="explosion threshold, eV/atom")
     max_volume_factor: float = Field(3.0, gt=1, description="largest allowed volume ratio either way")
     min_distance: float = Field(0.5, ge=0, description="shortest allowed interatomic distance, Å")
+    max_cell_strain: float = Field(
+        0.5, gt=0, description="largest allowed principal Green-Lagrange strain of the cell, dimensionless"
+    )
+
+
+RelaxationStatus = Literal["ok", "failed", "unconverged"]
+"""``ok``: converged (or ``max_steps=0``); ``failed``: no usable result, ``reason`` says why;
+``unconverged``: stopped at ``max_steps`` short of ``fmax``, the last energy kept for inspection."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +136,9 @@ class Relaxation:
     Attributes:
         initial_hash: canonical hash of the input crystal.
         final: the relaxed crystal, ``None`` when the relaxation failed.
-        energy_per_atom: energy of the final structure, eV/atom (``None`` when failed).
-        status: ``"ok"`` or ``"failed"``.
+        energy_per_atom: energy of the final structure, eV/atom (``None`` when failed; the last
+            step's when unconverged).
+        status: see :data:`RelaxationStatus`.
         reason: why it failed, or a note (``"not converged after 200 steps ..."``).
         steps: optimizer steps taken.
         fmax: largest force the optimizer saw at the end, eV/Å.
@@ -120,7 +152,7 @@ class Relaxation:
     initial_hash: str
     final: Crystal | None
     energy_per_atom: float | None
-    status: Literal["ok", "failed"]
+    status: RelaxationStatus
     reason: str = ""
     steps: int = 0
     fmax: float | None = None
@@ -131,12 +163,12 @@ class Relaxation:
     cached: bool = False
 
     def to_measurement(self, oracle: str) -> Measurement:
-        """The relaxed energy as a Measurement (property ``"energy_per_atom"``, eV/atom)."""
-        ok = self.status == "ok"
+        """The relaxed energy as a Measurement (property ``"energy_per_atom"``, eV/atom, same
+        status; an unconverged one keeps its last energy)."""
         return Measurement(
             oracle=oracle,
             property="energy_per_atom",
-            value=self.energy_per_atom if ok else None,
+            value=self.energy_per_atom if self.status != "failed" else None,
             units=ENERGY_UNITS,
             status=self.status,
             reason=self.reason,
@@ -161,7 +193,8 @@ class ASEOracle:
 
     Args:
         name: the oracle's name, written into every Measurement.
-        calculator_factory: makes the ASE calculator; called once, on first use.
+        calculator_factory: makes an ASE calculator; called once per computing thread, on
+            that thread's first use (one at a time).
         relax: relaxation settings; ``None`` → :class:`RelaxConfig` defaults.
         cache: where results persist; ``None`` → nothing is cached.
         settings: JSON-able description of the calculator's physics (model, version, DFT
@@ -197,8 +230,10 @@ class ASEOracle:
         self.progress_threshold = progress_threshold
         self.blas_threads = blas_threads
         self._factory = calculator_factory
-        self._calculator: Calculator | None = None
+        self._local = threading.local()  # .calculator: this thread's own
         self._lock = threading.Lock()
+        self.calculators_made = 0
+        """How many calculators the factory made (one per thread that computed)."""
         if infrastructure_errors is None:
             from ase.calculators.calculator import CalculatorSetupError
 
@@ -218,21 +253,29 @@ class ASEOracle:
 
     @property
     def calculator(self) -> Calculator:
-        """The ASE calculator, created by the factory on first access and then reused.
+        """This thread's ASE calculator, created by the factory on the thread's first access
+        and then reused by it; never shared between threads (see the module docstring).
+
+        Factories run one at a time (under a lock), so a factory need not be thread-safe.
 
         Raises:
             OracleError: the factory failed (missing weights, missing executable...).
         """
-        if self._calculator is None:
+        calculator = getattr(self._local, "calculator", None)
+        if calculator is None:
             with self._lock:
-                if self._calculator is None:
-                    started = time.perf_counter()
-                    try:
-                        self._calculator = self._factory()
-                    except Exception as exc:
-                        raise OracleError(f"could not create the calculator of oracle {self.name!r}: {exc}") from exc
-                    logger.info("oracle %s: calculator ready in %.2f s", self.name, time.perf_counter() - started)
-        return self._calculator
+                started = time.perf_counter()
+                try:
+                    calculator = self._factory()
+                except Exception as exc:
+                    raise OracleError(f"could not create the calculator of oracle {self.name!r}: {exc}") from exc
+                self.calculators_made += 1
+            self._local.calculator = calculator
+            logger.info(
+                "oracle %s: calculator %d ready in %.2f s (thread %s)",
+                self.name, self.calculators_made, time.perf_counter() - started, threading.current_thread().name,
+            )
+        return calculator
 
     # ------------------------------------------------------------------ the port
     def evaluate(self, crystals: Sequence[Crystal]) -> list[Measurement]:
@@ -279,8 +322,8 @@ class ASEOracle:
                     continue
                 result = compute(crystal)
                 results[structure_hash] = result
-                if result.status == "failed":
-                    logger.info("oracle %s: %s %s failed: %s", self.name, prop, structure_hash[:12], result.reason)
+                if result.status != "ok":
+                    logger.info("oracle %s: %s %s %s: %s", self.name, prop, structure_hash[:12], result.status, result.reason)
                 if cache is not None:
                     cache.put(key, structure_hash, prop, _to_cached(result, crystal))
                 progress.advance(task)
@@ -352,7 +395,7 @@ def _to_relaxation(crystal: Crystal, outcome: Outcome | None, reason: str, secon
         initial_hash=initial_hash,
         final=final,
         energy_per_atom=outcome.energy_per_atom,
-        status="ok",
+        status="unconverged" if outcome.capped else "ok",
         reason=reason,
         steps=outcome.steps,
         fmax=outcome.fmax,
@@ -383,7 +426,7 @@ def _from_cached(structure_hash: str, cached: CachedResult) -> Relaxation:
     return Relaxation(
         initial_hash=structure_hash,
         final=cached.crystal,
-        energy_per_atom=cached.value if cached.status == "ok" else None,
+        energy_per_atom=cached.value if cached.status != "failed" else None,
         status=cached.status,
         reason=cached.reason,
         steps=int(details.get("steps", 0)),
@@ -423,6 +466,35 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class SharedModel(Generic[ModelT]):
+    """A model loaded once, on first use, and shared by the per-thread calculators of an oracle.
+
+    Sharing is for models whose forward pass only reads the module (no caches or buffers
+    written, no training-mode switches beyond an idempotent ``eval()``): CHGNet and SevenNet
+    compute forces and stress with ``torch.autograd.grad`` on each call's own input tensors,
+    which concurrent threads may do on one module. The per-thread ASE calculator wrapping it
+    keeps that thread's atoms and results apart.
+    """
+
+    def __init__(self, load: Callable[[], ModelT]) -> None:
+        self._load = load
+        self._model: ModelT | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded yet."""
+        return self._model is not None
+
+    def get(self) -> ModelT:
+        """The model, loading it on the first call (once, whichever thread calls first)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
 
 
 class TorchOracle(ASEOracle):

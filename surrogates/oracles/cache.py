@@ -15,8 +15,10 @@ A row stores status and reason, the value and its units, the final structure (``
 JSON), the input's composition and chemical system (``"Al-Cu"``, for hull queries) and small details (steps, fmax,
 seconds). Failed results are stored too, so a structure that breaks the calculator is not
 recomputed; ``retry_failed=True`` makes failed rows invisible to look-ups so they are computed
-again (and then overwritten). Writes are insert-or-replace, so writing the same result twice is
-harmless.
+again (and then overwritten). Unconverged relaxations are stored and read back as
+``unconverged`` with their last energy; they are never returned as hull entries. Creating the
+table is safe when several threads or processes open a fresh cache at once. Writes are
+insert-or-replace, so writing the same result twice is harmless.
 
 The database is any SQLAlchemy URL; by default its own SQLite file
 ``$CRYSTALOOP_CACHE_DIR/oracle.db`` (or ``~/.cache/crystaloop/oracle.db``), separate from the
@@ -29,15 +31,17 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import DateTime, Engine, Float, String, Text, create_engine, delete, event, func, select
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import OracleError
@@ -47,6 +51,9 @@ __all__ = ["CachedResult", "OracleCache", "default_cache_url", "chemical_system"
 logger = logging.getLogger(__name__)
 
 _CHUNK = 500
+_CREATE_LOCK_KEY = 0x6F726331  # PostgreSQL advisory lock id ("orc1") held while creating the table
+
+CacheStatus = Literal["ok", "failed", "unconverged"]
 
 
 def default_cache_url() -> str:
@@ -87,16 +94,16 @@ class CachedResult:
     """One stored oracle result.
 
     Attributes:
-        status: ``"ok"`` or ``"failed"``.
-        reason: why it failed (or a note such as "not converged").
-        value: the number (units in ``units``), ``None`` when failed.
+        status: ``"ok"``, ``"failed"`` or ``"unconverged"`` (a relaxation stopped at its step cap).
+        reason: why it failed or did not converge.
+        value: the number (units in ``units``), ``None`` when failed; kept when unconverged.
         units: ``"eV/atom"``, ``"GPa"``...
         composition: element → number of sites of the input structure.
         crystal: the final (relaxed) structure, when there is one.
         details: small JSON-able extras (steps, fmax in eV/Å, seconds...).
     """
 
-    status: Literal["ok", "failed"]
+    status: CacheStatus
     reason: str
     value: float | None
     units: str
@@ -123,6 +130,7 @@ class OracleCache:
         self.url = url or default_cache_url()
         self.retry_failed = retry_failed
         self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OracleCache({self.url!r}, retry_failed={self.retry_failed})"
@@ -130,9 +138,12 @@ class OracleCache:
     # ------------------------------------------------------------------ engine
     @property
     def engine(self) -> Engine:
-        """The SQLAlchemy engine, created (with its table) on first use."""
+        """The SQLAlchemy engine, created (with its table) on first use; safe to call from
+        several threads at once (one engine per cache object)."""
         if self._engine is None:
-            self._engine = self._create_engine()
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = self._create_engine()
         return self._engine
 
     def _create_engine(self) -> Engine:
@@ -154,7 +165,7 @@ class OracleCache:
                 cursor.close()
 
         try:
-            _Base.metadata.create_all(engine)
+            _create_tables(engine)
         except SQLAlchemyError as exc:
             raise OracleError(f"cannot open the oracle cache at {self.url!r}: {exc}") from exc
         return engine
@@ -177,7 +188,7 @@ class OracleCache:
                     _OracleResultRow.structure_hash.in_(chunk),
                 )
                 if self.retry_failed:
-                    query = query.where(_OracleResultRow.status == "ok")
+                    query = query.where(_OracleResultRow.status != "failed")
                 for row in session.scalars(query):
                     found[row.structure_hash] = _to_result(row)
         return found
@@ -290,9 +301,25 @@ class OracleCache:
             return int(session.execute(statement).rowcount or 0)
 
 
+def _create_tables(engine: Engine) -> None:
+    """Create the cache's table and indexes unless they exist, safe against concurrent creators.
+
+    ``CREATE … IF NOT EXISTS`` in one transaction: on SQLite the DDL takes the write lock (so a
+    second process waits, then finds the table); on PostgreSQL, where two concurrent ``IF NOT
+    EXISTS`` can still collide in the catalogue, an advisory lock serialises the creators.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_CREATE_LOCK_KEY)))
+        for table in _Base.metadata.sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                conn.execute(CreateIndex(index, if_not_exists=True))
+
+
 def _to_result(row: _OracleResultRow) -> CachedResult:
     crystal = Crystal.from_dict(json.loads(row.crystal_json)) if row.crystal_json else None
-    status: Literal["ok", "failed"] = "ok" if row.status == "ok" else "failed"
+    status = cast(CacheStatus, row.status if row.status in ("ok", "unconverged") else "failed")
     return CachedResult(
         status=status,
         reason=row.reason,

@@ -9,8 +9,14 @@ so the cell relaxes too) and checks, in order of cost:
   ``|E| / N ≤ max_abs_energy_per_atom`` (eV/atom, an exploding model);
 * between optimizer steps: the wall-clock ``timeout_s`` (no signals are used, so a single
   calculator call that hangs is not interrupted; give DFT calculators their own time limit);
-* after the run: the volume changed by at most ``max_volume_factor`` either way and no two
-  sites closer than ``min_distance``.
+* after the run: the volume changed by at most ``max_volume_factor`` either way, the cell
+  distorted by at most ``max_cell_strain`` (largest principal Green–Lagrange strain between
+  the input and the final cell, dimensionless, :func:`max_cell_strain`) and no two sites
+  closer than ``min_distance``.
+
+A run that passes every check but stopped at ``max_steps`` without reaching ``fmax`` is marked
+``capped`` (the oracle reports it as ``unconverged``: its energy is kept for inspection, never
+used as a converged one). ``max_steps=0`` asks for the input's energy and is never capped.
 
 Each failed check gives an :class:`Outcome` with ``ok=False`` and a reason naming the value
 and the limit; exceptions from the calculator propagate to the caller, which decides whether
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
 
     from crystaloop.surrogates.oracles.base import RelaxConfig
 
-__all__ = ["Outcome", "relax_atoms", "single_point_atoms", "closest_pair", "max_force"]
+__all__ = ["Outcome", "relax_atoms", "single_point_atoms", "closest_pair", "max_force", "max_cell_strain"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ class Outcome:
         initial_fmax: the same for the input structure, eV/Å.
         steps: optimizer steps taken.
         converged: the optimizer reached ``fmax`` within ``max_steps``.
+        capped: the optimizer stopped at ``max_steps > 0`` without reaching ``fmax``.
+        cell_strain: largest principal Green–Lagrange strain of the cell, input → final
+            (dimensionless; 0 for a fixed cell).
     """
 
     ok: bool
@@ -64,6 +73,23 @@ class Outcome:
     initial_fmax: float | None = None
     steps: int = 0
     converged: bool = False
+    capped: bool = False
+    cell_strain: float = 0.0
+
+
+def max_cell_strain(initial_cell: np.ndarray, final_cell: np.ndarray) -> float:
+    """Largest principal Green–Lagrange strain (dimensionless, absolute value) taking the cell
+    ``initial_cell`` to ``final_cell`` (3×3, rows are lattice vectors, Å).
+
+    With rows as vectors, ``final = initial @ M``; the deformation gradient is ``F = Mᵀ`` and the
+    strain ``E = (FᵀF − I) / 2 = (M Mᵀ − I) / 2``. A vector stretched by a factor ``s`` has a
+    principal strain ``(s² − 1) / 2``: 0.5 is a stretch by √2 ≈ 1.41, −0.375 a halving.
+    """
+    initial = np.asarray(initial_cell, dtype=np.float64)
+    final = np.asarray(final_cell, dtype=np.float64)
+    m = np.linalg.solve(initial, final)
+    strain = 0.5 * (m @ m.T - np.eye(3))
+    return float(np.abs(np.linalg.eigvalsh(0.5 * (strain + strain.T))).max())
 
 
 def closest_pair(atoms: ase.Atoms, cutoff: float) -> tuple[int, int, float] | None:
@@ -134,6 +160,7 @@ def relax_atoms(atoms: ase.Atoms, calculator: Calculator, config: RelaxConfig) -
         return Outcome(ok=False, reason=reason)
     atoms.calc = calculator
     initial_volume = float(atoms.get_volume())
+    initial_cell = np.array(atoms.cell)
     e0 = float(atoms.get_potential_energy())
     reason = _energy_reason(e0, n, config.max_abs_energy_per_atom, "for the input structure")
     if reason:
@@ -183,14 +210,23 @@ def relax_atoms(atoms: ase.Atoms, calculator: Calculator, config: RelaxConfig) -
             f"allowed 1/{config.max_volume_factor}..{config.max_volume_factor}"
         )
         return outcome
+    outcome.cell_strain = max_cell_strain(initial_cell, np.array(atoms.cell))
+    if outcome.cell_strain > config.max_cell_strain:
+        outcome.ok = False
+        outcome.reason = (
+            f"cell distorted during relaxation: largest principal Green-Lagrange strain {outcome.cell_strain:.3g} "
+            f"exceeds max_cell_strain {config.max_cell_strain}"
+        )
+        return outcome
     reason = _overlap_reason(atoms, config.min_distance, "after relaxation")
     if reason:
         outcome.ok, outcome.reason = False, reason
         return outcome
     if not outcome.converged:
+        outcome.capped = True
         outcome.reason = (
-            f"not converged after {outcome.steps} steps (fmax {outcome.fmax:.3g} eV/Å > {config.fmax} eV/Å); "
-            "energy of the last step"
+            f"not converged after {outcome.steps} steps (max_steps {config.max_steps}; fmax {outcome.fmax:.3g} eV/Å "
+            f"> {config.fmax} eV/Å); energy of the last step"
         )
     return outcome
 

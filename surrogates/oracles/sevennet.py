@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from crystaloop.data.errors import OracleError, UnknownComponentError
-from crystaloop.surrogates.oracles.base import RelaxConfig, TorchOracle, package_version
+from crystaloop.surrogates.oracles.base import RelaxConfig, SharedModel, TorchOracle, package_version
 from crystaloop.surrogates.oracles.cache import OracleCache
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
 
-__all__ = ["SevenNetOracle", "SevenNetModel", "SEVENNET_CHECKPOINTS", "sevennet_checkpoint", "load_sevennet_calculator"]
+__all__ = ["SevenNetOracle", "SevenNetModel", "SEVENNET_CHECKPOINTS", "sevennet_checkpoint", "load_sevennet_calculator", "sevennet_calculator"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,22 @@ def sevennet_checkpoint(model: str) -> Path:
 
 
 def load_sevennet_calculator(model: SevenNetModel = "7net-0", device: str = "cpu") -> Calculator:
-    """A ``sevenn.calculator.SevenNetCalculator`` on the wheel's ``model`` checkpoint."""
+    """A ``sevenn.calculator.SevenNetCalculator`` on the wheel's ``model`` checkpoint (its own model)."""
     path = sevennet_checkpoint(model)
     from sevenn.calculator import SevenNetCalculator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no tensor-product accelerator" notes on CPU
         return SevenNetCalculator(str(path), device=device)
+
+
+def sevennet_calculator(loaded: Calculator, device: str = "cpu") -> Calculator:
+    """A new ``SevenNetCalculator`` sharing the model of an already ``loaded`` one (cheap)."""
+    from sevenn.calculator import SevenNetCalculator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SevenNetCalculator(loaded.model, file_type="model_instance", device=device)
 
 
 class SevenNetOracle(TorchOracle):
@@ -76,6 +85,8 @@ class SevenNetOracle(TorchOracle):
             CHGNet single points ran 3–9× faster on 1 thread than on torch's default 2.
 
     The name is ``"sevennet-<model>"``; the cache key also covers the sevenn package version.
+    The checkpoint is loaded once (:attr:`shared_model`, a first calculator) and its model
+    shared by the calculator each computing thread gets.
     """
 
     def __init__(
@@ -92,9 +103,10 @@ class SevenNetOracle(TorchOracle):
         self.model = model
         self.device = device
         self.threads = threads
+        self.shared_model: SharedModel[Calculator] = SharedModel(lambda: load_sevennet_calculator(model, device))
         super().__init__(
             f"sevennet-{model}",
-            lambda: load_sevennet_calculator(model, device),
+            lambda: sevennet_calculator(self.shared_model.get(), device),
             relax=relax,
             cache=cache,
             settings={"model": model, "package": "sevenn", "version": package_version("sevenn")},

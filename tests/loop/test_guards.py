@@ -132,6 +132,11 @@ def test_synthesizability_measured_and_heuristic(cells):
     assert not verdict.ok and "0.4" in verdict.reason
     heuristic = guard.check(cand(cells["SrTiO3"]), GuardContext())
     assert heuristic.ok and "heuristic" in heuristic.reason
+    unconverged = Measurement(oracle="chgnet", property="e_above_hull", value=0.0, status="unconverged", reason="max_steps")
+    for kept in (unconverged, unconverged.model_copy(update={"value": None})):
+        verdict = guard.check(cand(cells["SrTiO3"], (kept,)), GuardContext())
+        assert not verdict.ok and "unconverged" in verdict.reason and "heuristic" not in verdict.reason
+    assert guard.check(cand(cells["SrTiO3"], (stable, unconverged)), GuardContext()).ok  # an ok value decides
     frac = np.array([[0, 0, 0], [0.5, 0.5, 0.5]])
     nao = Crystal.from_symbols(np.eye(3) * 4.0, frac, ["Na", "Na"])  # elemental: passes
     assert guard.check(cand(nao), GuardContext()).ok

@@ -66,10 +66,10 @@ def test_import_loads_no_model() -> None:
     code = (
         "import sys, crystaloop.surrogates.oracles as o, crystaloop.surrogates.hull, crystaloop.surrogates.eos\n"
         "oracle = o.make_oracle('chgnet')\n"
-        "print(sorted(m for m in ('torch', 'chgnet', 'sevenn') if m in sys.modules), oracle._calculator)\n"
+        "print(sorted(m for m in ('torch', 'chgnet', 'sevenn') if m in sys.modules), oracle.calculators_made, oracle.shared_model.loaded)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    assert out.stdout.strip() == "[] None"
+    assert out.stdout.strip() == "[] 0 False"
 
 
 @pytest.mark.slow

@@ -147,17 +147,67 @@ def test_calculator_is_created_lazily_once() -> None:
     assert made == []
     oracle.evaluate([_cu(), _al()])
     oracle.single_point([_cu(3.7)])
-    assert made == [1]
+    assert made == [1] and oracle.calculators_made == 1
 
 
 def test_volume_change_and_unconverged_runs() -> None:
     (blown,) = _emt_oracle(relax=RelaxConfig(max_volume_factor=1.001)).relax([_cu(3.85)])
     assert blown.status == "failed" and "volume changed by a factor" in blown.reason
     (short,) = _emt_oracle(relax=RelaxConfig(max_steps=1, fmax=1e-4)).relax([_cu(3.85)])
-    assert short.status == "ok" and not short.converged and short.steps == 1
+    assert short.status == "unconverged" and not short.converged and short.steps == 1
     assert short.reason.startswith("not converged after 1 steps")
     (frozen,) = _emt_oracle(relax=RelaxConfig(max_steps=0)).relax([_cu(3.85)])
-    assert frozen.steps == 0 and frozen.energy_per_atom == pytest.approx(frozen.initial_energy_per_atom)
+    assert frozen.status == "ok" and frozen.steps == 0
+    assert frozen.energy_per_atom == pytest.approx(frozen.initial_energy_per_atom)
+
+
+def _distorted_cu() -> Crystal:
+    """A conventional fcc Cu cell sheared and stretched well away from its minimum."""
+    atoms = bulk("Cu", "fcc", a=3.9, cubic=True)
+    atoms.set_cell(np.array(atoms.cell) @ np.array([[1.0, 0.08, 0.0], [0.0, 1.05, 0.0], [0.0, 0.0, 0.96]]), scale_atoms=True)
+    atoms.positions[0] += (0.08, -0.05, 0.03)
+    return Crystal.from_ase(atoms)
+
+
+def test_step_cap_gives_unconverged_with_its_energy_kept() -> None:
+    crystal = _distorted_cu()
+    (capped,) = _emt_oracle(relax=RelaxConfig(max_steps=2, fmax=0.01)).relax([crystal])
+    assert capped.status == "unconverged" and capped.steps == 2 and not capped.converged
+    assert capped.final is not None and np.isfinite(capped.energy_per_atom)
+    assert capped.energy_per_atom < capped.initial_energy_per_atom
+    assert "max_steps 2" in capped.reason and "fmax" in capped.reason
+    measurement = capped.to_measurement("emt")
+    assert measurement.status == "unconverged" and measurement.value == capped.energy_per_atom
+    assert not measurement.usable
+    (done,) = _emt_oracle(relax=RelaxConfig(max_steps=500, fmax=0.05)).relax([crystal])
+    assert done.status == "ok" and done.converged and done.to_measurement("emt").usable
+    (single,) = _emt_oracle(relax=RelaxConfig(max_steps=0, fmax=1e-6)).relax([crystal])
+    assert single.status == "ok" and single.to_measurement("emt").status == "ok"
+
+
+def test_cell_strain_beyond_the_limit_fails() -> None:
+    crystal = _distorted_cu()
+    config = RelaxConfig(max_steps=500, fmax=0.05)
+    (ok,) = _emt_oracle(relax=config).relax([crystal])
+    assert ok.status == "ok"
+    strict = config.model_copy(update={"max_cell_strain": 0.01})
+    (failed,) = _emt_oracle(relax=strict).relax([crystal])
+    assert failed.status == "failed" and failed.final is None and failed.energy_per_atom is None
+    assert "Green-Lagrange strain" in failed.reason and "exceeds max_cell_strain 0.01" in failed.reason
+    with pytest.raises(ValidationError):
+        RelaxConfig(max_cell_strain=0)
+
+
+def test_max_cell_strain_is_the_largest_principal_green_lagrange_strain() -> None:
+    from crystaloop.surrogates.oracles.relax import max_cell_strain
+
+    cell = np.array([[3.0, 0.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.5, 4.0]])
+    assert max_cell_strain(cell, cell) == pytest.approx(0.0, abs=1e-12)
+    rotation = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert max_cell_strain(cell, cell @ rotation) == pytest.approx(0.0, abs=1e-12)  # rotations strain nothing
+    stretched = cell @ np.diag([1.0, 1.0, np.sqrt(2.0)])
+    assert max_cell_strain(cell, stretched) == pytest.approx(0.5)
+    assert max_cell_strain(cell, cell * 0.5) == pytest.approx(0.375)
 
 
 def test_fixed_cell_relaxation_keeps_the_cell() -> None:

@@ -49,7 +49,7 @@ def test_second_evaluate_reads_the_cache(cache: OracleCache) -> None:
     assert calls > 0
     again = _oracle(cache)  # a new oracle (new calculator) with the same settings
     second = again.evaluate([_cu(3.5), _cu()])
-    assert again._calculator is None  # never even created
+    assert again.calculators_made == 0  # never even created
     assert [m.value for m in second] == [first[1].value, first[0].value]
     (cached,) = again.relax([_cu()])
     assert cached.cached and cached.final is not None and cached.steps > 0
@@ -73,7 +73,7 @@ def test_failed_results_are_cached_unless_retried(cache: OracleCache) -> None:
     assert failed.status == "failed"
     again = _oracle(cache)
     (still,) = again.evaluate([_overlapping()])
-    assert still.status == "failed" and still.reason == failed.reason and again._calculator is None
+    assert still.status == "failed" and still.reason == failed.reason and again.calculators_made == 0
 
     retry_cache = OracleCache(cache.url, retry_failed=True)
     assert retry_cache.get(again.cache_key(), _overlapping().canonical_hash(), "relaxation") is None

@@ -31,7 +31,7 @@ def test_unknown_oracle_lists_valid_names() -> None:
 def test_registry_builds_without_loading_models() -> None:
     assert {"chgnet", "sevennet"} <= set(ORACLES)
     chgnet = make_oracle("chgnet", model="0.2.0", relax=RelaxConfig(fmax=0.05))
-    assert isinstance(chgnet, CHGNetOracle) and chgnet.name == "chgnet-0.2.0" and chgnet._calculator is None
+    assert isinstance(chgnet, CHGNetOracle) and chgnet.name == "chgnet-0.2.0" and chgnet.calculators_made == 0
     assert chgnet.cache_key() != make_oracle("chgnet").cache_key()
     assert isinstance(make_oracle("sevennet"), SevenNetOracle)
     with pytest.raises(UnknownComponentError, match="0.3.0"):
