@@ -28,6 +28,7 @@ __all__ = [
     "tables_for",
     "structure_document",
     "document_to_cif",
+    "decomposition_text",
     "timestamp",
 ]
 
@@ -38,6 +39,8 @@ DEFAULT_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if name not in T
 _P = f"_{PROVIDER_PREFIX}_"
 _NEEDS: dict[str, str] = {
     f"{_P}e_above_hull": "measurements",
+    f"{_P}e_above_hull_decomposition": "measurements",
+    f"{_P}e_above_hull_coverage": "measurements",
     f"{_P}measurements": "measurements",
     f"{_P}predictions": "predictions",
     f"{_P}verdicts": "verdicts",
@@ -144,6 +147,26 @@ class _Structure:
         ]
         return min(values) if values else None
 
+    def hull_details(self) -> dict[str, Any]:
+        """``details`` of the e_above_hull measurement behind ``_crystaloop_e_above_hull`` (the
+        smallest ``ok`` value), ``{}`` when there is none or it recorded none."""
+        rows = [
+            r
+            for r in self.records.get("measurements", ())
+            if r["property"] == "e_above_hull" and r["value"] is not None and r.get("status", "ok") == "ok"
+        ]
+        if not rows:
+            return {}
+        return _json_or_none(min(rows, key=lambda r: r["value"]).get("details_json")) or {}
+
+
+def decomposition_text(details: Mapping[str, Any]) -> str | None:
+    """``"0.5 CaO + 0.5 CoF2"`` from a hull measurement's ``details["decomposition"]`` (atom
+    fractions, 4 significant digits), ``None`` when it has none."""
+    phases = details.get("decomposition") or []
+    parts = [f"{float(p['fraction']):.4g} {p['formula']}" for p in phases if "formula" in p and "fraction" in p]
+    return " + ".join(parts) or None
+
 
 def _json_or_none(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
@@ -174,11 +197,14 @@ _ATTRIBUTES: dict[str, Callable[[_Structure], Any]] = {
     f"{_P}volume": lambda s: s.row["volume"],
     f"{_P}density": lambda s: s.row["density"],
     f"{_P}e_above_hull": lambda s: s.smallest(RecordTarget("measurements", "e_above_hull", "value")),
+    f"{_P}e_above_hull_decomposition": lambda s: decomposition_text(s.hull_details()),
+    f"{_P}e_above_hull_coverage": lambda s: s.hull_details().get("coverage"),
     f"{_P}predictions": lambda s: [
         {k: p[k] for k in ("model", "property", "mean", "std", "units")} for p in s.records.get("predictions", ())
     ],
     f"{_P}measurements": lambda s: [
         {k: m[k] for k in ("oracle", "property", "value", "units", "status", "reason")}
+        | {"details": _json_or_none(m.get("details_json")) or {}}
         for m in s.records.get("measurements", ())
     ],
     f"{_P}verdicts": lambda s: [

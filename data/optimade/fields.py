@@ -196,10 +196,20 @@ _PROVIDER: tuple[FieldSpec, ...] = (
               description="Energy above the convex hull from an oracle (smallest over oracles; null when not measured). "
               "Any measured property can be filtered as _crystaloop_measured_<property>, any predicted one as "
               "_crystaloop_predicted_<property> (mean) and _crystaloop_predicted_std_<property> (std)."),
+    FieldSpec(f"{_P}e_above_hull_decomposition", "string", None,
+              description="The competing phases the hull puts at this composition, with their atom fractions "
+              "(\"0.5 CaO + 0.5 CoF2\"), from the measurement that gives _crystaloop_e_above_hull; null when not "
+              "measured or not recorded."),
+    FieldSpec(f"{_P}e_above_hull_coverage", "string", None,
+              description="What the hull behind _crystaloop_e_above_hull was built from (e.g. \"elements\": elemental "
+              "references only, a formation energy rather than a stability verdict; \"prototype\": competing phases "
+              "from prototypes); null when not measured or not recorded."),
     FieldSpec(f"{_P}predictions", "list", None,
               description="Surrogate predictions: objects with model, property, mean, std and units."),
     FieldSpec(f"{_P}measurements", "list", None,
-              description="Oracle measurements: objects with oracle, property, value, units, status and reason."),
+              description="Oracle measurements: objects with oracle, property, value, units, status (ok, failed or "
+              "unconverged: a relaxation stopped at its step cap, value for inspection only), reason and details "
+              "(for e_above_hull the hull's basis, coverage and decomposition)."),
     FieldSpec(f"{_P}verdicts", "list", None,
               description="Guard verdicts: objects with guard, ok, reason and score."),
     FieldSpec(f"{_P}passed_guards", "list", GuardTarget(True), description="Names of the guards the candidate passed."),

@@ -55,6 +55,18 @@ class KnownStore:
         return {by_id[i] for i in ids}
 
 
+SRTIO3_HULL = {
+    "basis": {"elements": 3, "prototype": 12, "known": 0, "campaign": 1},
+    "coverage": "prototype",
+    "decomposition": [
+        {"formula": "SrO", "fraction": 0.4, "source": "prototype:rocksalt"},
+        {"formula": "TiO2", "fraction": 0.6, "source": "prototype:rutile"},
+    ],
+    "hull_energy_per_atom": -8.1,
+}
+"""Details of SrTiO3's chgnet e_above_hull (the smallest of its two, so the one the API shows)."""
+
+
 def populate(url: str) -> dict[str, str]:
     """Write the reference cells and their records into the store at ``url``; name → id."""
     cells = base_cells()
@@ -72,8 +84,8 @@ def populate(url: str) -> dict[str, str]:
         store.record(
             ids["SrTiO3"],
             measurements=[
-                Measurement(oracle="chgnet", property=hull, value=0.01, units="eV/atom"),
-                Measurement(oracle="sevennet", property=hull, value=0.2, units="eV/atom"),
+                Measurement(oracle="chgnet", property=hull, value=0.01, units="eV/atom", details=SRTIO3_HULL),
+                Measurement(oracle="sevennet", property=hull, value=0.2, units="eV/atom", details={"coverage": "elements"}),
             ],
             verdicts=[Verdict(guard="smact", ok=True)],
             predictions={"band_gap": (1.5, 0.2, "eV")},

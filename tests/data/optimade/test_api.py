@@ -30,7 +30,8 @@ def test_info_endpoints_and_versions(client) -> None:
     entry = _get(client, "/v1/info/structures")
     EntryInfoResponse(**entry)
     properties = entry["data"]["properties"]
-    for name in ("elements", "nsites", "last_modified", "_crystaloop_status", "_crystaloop_e_above_hull", "_crystaloop_predictions"):
+    for name in ("elements", "nsites", "last_modified", "_crystaloop_status", "_crystaloop_e_above_hull", "_crystaloop_predictions",
+                 "_crystaloop_e_above_hull_decomposition", "_crystaloop_e_above_hull_coverage"):
         assert name in properties and properties[name]["description"]
     assert properties["_crystaloop_e_above_hull"]["unit"] == "eV/atom"
     assert properties["nsites"]["sortable"] and not properties["elements"]["sortable"]
@@ -76,6 +77,10 @@ def test_structure_attributes_describe_the_stored_crystal(client, known_store) -
     # provider fields: loop state, records with uncertainty, guards
     assert a["_crystaloop_status"] == "evaluated" and a["_crystaloop_campaign"] == "c1" and a["_crystaloop_iteration"] == 0
     assert a["_crystaloop_e_above_hull"] == 0.01
+    assert a["_crystaloop_e_above_hull_decomposition"] == "0.4 SrO + 0.6 TiO2"  # from the 0.01 (chgnet) value
+    assert a["_crystaloop_e_above_hull_coverage"] == "prototype"
+    details = next(m for m in a["_crystaloop_measurements"] if m["oracle"] == "chgnet")["details"]
+    assert details["basis"]["prototype"] == 12 and details["decomposition"][1]["source"] == "prototype:rutile"
     assert {(m["oracle"], m["value"]) for m in a["_crystaloop_measurements"]} == {("chgnet", 0.01), ("sevennet", 0.2)}
     assert a["_crystaloop_predictions"] == [{"model": "m1", "property": "band_gap", "mean": 1.5, "std": 0.2, "units": "eV"}]
     assert a["_crystaloop_verdicts"][0]["guard"] == "smact" and a["_crystaloop_passed_guards"] == ["smact"]
@@ -83,6 +88,11 @@ def test_structure_attributes_describe_the_stored_crystal(client, known_store) -
     assert a["_crystaloop_volume"] == pytest.approx(crystal.volume)
     failed = _get(client, f"/v1/structures/{known_store.ids['C']}")["data"]["attributes"]
     assert failed["_crystaloop_e_above_hull"] is None and failed["_crystaloop_measurements"][0]["status"] == "failed"
+    assert failed["_crystaloop_e_above_hull_decomposition"] is None and failed["_crystaloop_e_above_hull_coverage"] is None
+    assert failed["_crystaloop_measurements"][0]["details"] == {}
+    fields = "response_fields=_crystaloop_e_above_hull_decomposition,_crystaloop_e_above_hull_coverage"
+    plain = _get(client, f"/v1/structures/{known_store.ids['BaTiO3']}?{fields}")["data"]["attributes"]
+    assert plain == {"_crystaloop_e_above_hull_decomposition": None, "_crystaloop_e_above_hull_coverage": None}
     ErrorResponse(**_get(client, "/v1/structures/0000", 404))
 
 
