@@ -57,7 +57,7 @@ class Evaluator(Protocol):
 class MLIPEvaluator:
     """An ASE oracle measuring ``energy_per_atom`` (relaxed), ``e_above_hull`` and ``bulk_modulus``."""
 
-    def __init__(self, oracle, properties: Sequence[str], missing_reference: str = "fail") -> None:  # noqa: ANN001 - an ASEOracle
+    def __init__(self, oracle, properties: Sequence[str], missing_reference: str = "fail", phases=None) -> None:  # noqa: ANN001 - an ASEOracle, a PhaseConfig
         unknown = [p for p in properties if p not in MLIP_PROPERTIES]
         if unknown:
             raise UnknownComponentError("MLIP property", unknown[0], MLIP_PROPERTIES)
@@ -66,7 +66,7 @@ class MLIPEvaluator:
         self.oracle = oracle
         self.name = oracle.name
         self.properties = tuple(properties)
-        self.hull = EnergyAboveHull(oracle, missing_reference=missing_reference)
+        self.hull = EnergyAboveHull(oracle, missing_reference=missing_reference, phases=phases)
 
     def measure(self, crystal: Crystal) -> list[Measurement]:
         relaxed = self.oracle.relax([crystal])[0]
@@ -174,7 +174,9 @@ def make_evaluator(choice: OracleChoice) -> Evaluator:
     from crystaloop.surrogates.oracles import OracleConfig, RelaxConfig, oracle_from_config
 
     config = OracleConfig(kind=choice.kind, relax=RelaxConfig(fmax=choice.fmax, max_steps=choice.max_steps), cache_url=choice.cache_url)
-    return MLIPEvaluator(oracle_from_config(config), choice.measure, missing_reference=choice.missing_reference)
+    return MLIPEvaluator(
+        oracle_from_config(config), choice.measure, missing_reference=choice.missing_reference, phases=choice.competing_phases
+    )
 
 
 def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:

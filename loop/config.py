@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crystaloop.data.crystal import atomic_number
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
+from crystaloop.surrogates.phases import PhaseConfig
 
 __all__ = [
     "Objective",
@@ -433,6 +434,10 @@ class OracleChoice(BaseModel):
             ``fail`` their candidates' e_above_hull (default), or ``trial_lattices`` — the lowest
             relaxed trial structure stands in, an upper bound on the element's energy, so
             e_above_hull is then a lower bound (optimistic) for those compounds.
+        competing_phases: how the hull's prototype competing phases are built (once per
+            binary or ternary subsystem and oracle setting, cached; the per-subsystem budget
+            is ``max_structures_per_subsystem``); ``enabled: false`` leaves a hull of the
+            elements and the campaign's own relaxations.
     """
 
     model_config = _STRICT
@@ -444,6 +449,7 @@ class OracleChoice(BaseModel):
     max_steps: int = Field(200, ge=0)
     cache_url: str | None = None
     missing_reference: Literal["fail", "trial_lattices"] = "fail"
+    competing_phases: PhaseConfig = Field(default_factory=PhaseConfig)
 
 
 class CampaignConfig(BaseModel):

@@ -82,7 +82,9 @@ def test_chgnet_zinc_sulfide_hull_uses_the_s8_reference(chgnet: CHGNetOracle) ->
     zns = Crystal.from_ase(bulk("ZnS", "zincblende", a=5.41))
     (measurement,) = hull.e_above_hull([zns])
     assert measurement.status == "ok", measurement.reason
-    assert measurement.value == 0.0
+    # the zincblende prototype phase is the same crystal relaxed from another start: within noise
+    assert measurement.value < 2e-3 and measurement.details["coverage"] == "prototype"
+    assert any(d["source"] == "prototype:zincblende" for d in measurement.details["decomposition"])
     (relaxed,) = chgnet.relax([zns])  # cached: the same relaxation the hull used
     zinc, sulfur = hull.reference("Zn"), hull.reference("S")
     assert sulfur.final.composition == {"S": 8}

@@ -9,8 +9,15 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
 from crystaloop.data.crystal import Crystal
-from crystaloop.surrogates.hull import EnergyAboveHull, reference_structure, trial_structures
+from crystaloop.surrogates.hull import (
+    FORMATION_PROPERTY,
+    EnergyAboveHull,
+    delta_test_crystal,
+    reference_structure,
+    trial_structures,
+)
 from crystaloop.surrogates.oracles import ASEOracle, OracleCache
+from crystaloop.surrogates.phases import PhaseConfig
 
 
 @pytest.fixture
@@ -80,17 +87,24 @@ class RegularSolution(Calculator):
 
 
 def test_relaxed_candidates_become_part_of_later_hulls() -> None:
+    """Without prototype phases, the oracle's own relaxations are the only competing phases:
+    a compound alone against the elements gets a formation energy, not a stability verdict."""
     oracle = ASEOracle("regular-solution", RegularSolution, cache=OracleCache("sqlite://"))
+    no_prototypes = PhaseConfig(enabled=False)
     cu3al = Crystal.from_ase(bulk("Cu", "fcc", a=3.7, cubic=True))
     cu3al = Crystal(cu3al.lattice, cu3al.frac_coords, [29, 29, 29, 13])
-    (alone,) = EnergyAboveHull(oracle).e_above_hull([cu3al], [-0.1])
-    assert alone.value == 0.0  # only Cu and Al (both 0 eV/atom) are known: -0.1 is below their tie-line
-    (cual,) = EnergyAboveHull(oracle).e_above_hull([_cual()])  # relaxed by the oracle, so cached
-    assert cual.status == "ok" and cual.value == 0.0
-    diagram = EnergyAboveHull(oracle).phase_diagram(["Al", "Cu"])
+    (alone,) = EnergyAboveHull(oracle, phases=no_prototypes).e_above_hull([cu3al], [-0.1])
+    assert alone.property == FORMATION_PROPERTY and alone.value == pytest.approx(-0.1)
+    assert alone.details["coverage"] == "elements" and "not a stability verdict" in alone.reason
+    (cual,) = EnergyAboveHull(oracle, phases=no_prototypes).e_above_hull([_cual()])  # relaxed, so cached
+    assert cual.property == FORMATION_PROPERTY  # still only the elements besides itself
+    diagram = EnergyAboveHull(oracle, phases=no_prototypes).phase_diagram(["Al", "Cu"])
     assert "AlCu" in {entry.composition.reduced_formula for entry in diagram.stable_entries}
-    (later,) = EnergyAboveHull(oracle).e_above_hull([cu3al], [-0.1])
+    (later,) = EnergyAboveHull(oracle, phases=no_prototypes).e_above_hull([cu3al], [-0.1])
+    assert later.property == "e_above_hull" and later.details["coverage"] == "campaign"
     assert later.value == pytest.approx(0.025)  # the Cu–CuAl tie-line lies at -0.125 eV/atom for Cu3Al
+    assert later.details["basis"] == {"elements": 2, "prototype": 0, "known": 0, "campaign": 1}
+    assert {d["formula"] for d in later.details["decomposition"]} == {"Cu", "AlCu"}
 
 
 def test_missing_energy_and_missing_reference_fail_with_reasons(oracle: ASEOracle) -> None:
@@ -133,10 +147,16 @@ def test_elements_without_ase_bulk_state_use_the_delta_test_crystal(element: str
     assert "dcdft" in source and crystal.min_pair_distance() > 1.5
 
 
-def test_molecular_reference_relaxes_with_a_fixed_box(oracle: ASEOracle) -> None:
-    reference = EnergyAboveHull(oracle, box_size=10.0).reference("O")  # EMT has rough O parameters
+def test_molecular_reference_is_the_lower_of_dimer_and_molecular_crystal(oracle: ASEOracle) -> None:
+    hull = EnergyAboveHull(oracle, box_size=10.0)
+    reference = hull.reference("O")  # EMT has rough O parameters
     assert reference.status == "ok", reference.reason
-    np.testing.assert_allclose(reference.final.lattice, np.eye(3) * 10.0, atol=1e-9)
+    dimer = hull.relax_reference(reference_structure("O", box_size=10.0)[0], fixed_cell=True)
+    np.testing.assert_allclose(dimer.final.lattice, np.eye(3) * 10.0, atol=1e-9)  # the box stays fixed
+    crystal = hull.relax_reference(delta_test_crystal("O"), fixed_cell=False)
+    assert reference.energy_per_atom == pytest.approx(min(dimer.energy_per_atom, crystal.energy_per_atom))
+    lower = "dimer" if dimer.energy_per_atom <= crystal.energy_per_atom else "molecular crystal"
+    assert lower in hull.reference_source("O")
 
 
 def test_extra_references_must_be_pure() -> None:
@@ -152,6 +172,7 @@ def test_trial_lattices_stand_in_for_missing_references(caplog) -> None:
     hull = EnergyAboveHull(oracle, missing_reference="trial_lattices")
     with caplog.at_level("WARNING", logger="crystaloop.surrogates.hull"):
         (measurement,) = hull.e_above_hull([plutonide], [-0.5])
-    assert measurement.status == "ok" and measurement.value == 0.0
+    assert measurement.status == "ok" and measurement.value == pytest.approx(-0.5)
+    assert measurement.property == FORMATION_PROPERTY  # no cache: elements only, not a verdict
     assert hull.reference("Pu").status == "ok" and "upper bound" in caplog.text
     assert [label for label, _, _ in trial_structures("Pu")] == ["sc", "bcc", "fcc", "diamond", "dimer"]
