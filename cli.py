@@ -18,10 +18,11 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from crystaloop.commands.campaign import campaign_app
-from crystaloop.commands.common import console, err_console, read_yaml_mapping
+from crystaloop.commands.common import console, err_console, read_structures, read_yaml_mapping
 from crystaloop.commands.common import fail as _fail
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
+from crystaloop.commands.hull import hull_app
 from crystaloop.commands.multimodal import multimodal_app, search
 from crystaloop.commands.solve_xrd import solve_xrd
 
@@ -39,6 +40,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
 app.add_typer(surrogate_app, name="surrogate")
 app.add_typer(oracle_app, name="oracle")
+app.add_typer(hull_app, name="hull")
 app.add_typer(generator_app, name="generator")
 app.command("generate")(generate)
 app.add_typer(campaign_app, name="campaign")
@@ -435,7 +437,7 @@ def surrogate_predict(
 
     try:
         ensemble = PropertyEnsemble.load(_resolve_surrogate(model, target))
-        ids, crystals, errors = _read_structures(path)
+        ids, crystals, errors = read_structures(path)
         if not crystals:
             raise _fail(f"no readable structure in {path}")
         prediction = ensemble.predict(crystals)
@@ -449,21 +451,6 @@ def surrogate_predict(
     console.print(table)
     for error in errors:
         err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
-
-
-def _read_structures(path: str):  # -> (ids, crystals, errors)
-    from crystaloop.data.datasets import RowError, load_dataset, parse_structure_text
-    from crystaloop.data.errors import InvalidStructureError
-
-    file = Path(path)
-    if file.is_file() and (file.suffix.lower() == ".cif" or file.name.upper().startswith(("POSCAR", "CONTCAR")) or file.suffix.lower() == ".vasp"):
-        fmt = "cif" if file.suffix.lower() == ".cif" else "poscar"
-        try:
-            return [file.stem], [parse_structure_text(file.read_text(), fmt)], []
-        except InvalidStructureError as exc:
-            return [], [], [RowError(file.name, exc.problem)]
-    dataset = load_dataset(path)
-    return dataset.ids, dataset.crystals, dataset.errors
 
 
 @oracle_app.command("relax")
@@ -480,7 +467,7 @@ def oracle_relax(
 
     try:
         runner_oracle = make_oracle(oracle, relax=RelaxConfig(fmax=fmax, max_steps=steps))
-        ids, crystals, errors = _read_structures(path)
+        ids, crystals, errors = read_structures(path)
         if not crystals:
             raise _fail(f"no readable structure in {path}")
         relaxations = runner_oracle.relax(crystals)

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "progress_bar", "parse_composition"]
+__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "read_structures", "progress_bar", "parse_composition"]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -68,3 +68,20 @@ def parse_composition(text: str, option: str = "--composition") -> dict[str, int
     if unknown:
         raise CrystaloopError(f"{option} {text!r}: unknown element {unknown[0]!r}; allowed: element symbols H..Og")
     return {str(el): int(round(v)) for el, v in parsed.items()}
+
+
+def read_structures(path: str):  # -> (ids, crystals, errors)
+    """(ids, crystals, bad rows) of one structure file (CIF, POSCAR) or anything
+    :func:`~crystaloop.data.datasets.load_dataset` reads (folders, CDVAE CSVs, extxyz)."""
+    from crystaloop.data.datasets import RowError, load_dataset, parse_structure_text
+    from crystaloop.data.errors import InvalidStructureError
+
+    file = Path(path)
+    if file.is_file() and (file.suffix.lower() == ".cif" or file.name.upper().startswith(("POSCAR", "CONTCAR")) or file.suffix.lower() == ".vasp"):
+        fmt = "cif" if file.suffix.lower() == ".cif" else "poscar"
+        try:
+            return [file.stem], [parse_structure_text(file.read_text(), fmt)], []
+        except InvalidStructureError as exc:
+            return [], [], [RowError(file.name, exc.problem)]
+    dataset = load_dataset(path)
+    return dataset.ids, dataset.crystals, dataset.errors

@@ -75,6 +75,7 @@ __all__ = [
     "COVERAGE_CLASSES",
     "PROPERTY",
     "FORMATION_PROPERTY",
+    "decomposition_text",
     "reference_structure",
     "trial_structures",
     "delta_test_crystal",

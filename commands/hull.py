@@ -1,0 +1,209 @@
+"""`crystaloop hull add | show | eval`: the competing phases behind e_above_hull, and what it says.
+
+Every command uses one oracle (``--oracle``, CHGNet by default) and its persistent result cache
+(``$CRYSTALOOP_CACHE_DIR/oracle.db``), so the prototype phases of a system are built once and
+known phases added here count in every later hull of that oracle, campaigns included.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional  # noqa: UP035 - typer needs Optional on 3.11
+
+import typer
+from rich.table import Table
+
+from crystaloop.commands.common import console, err_console, fail, progress_bar, read_structures
+
+__all__ = ["hull_app"]
+
+hull_app = typer.Typer(help="Convex hulls: competing phases, known phases, e_above_hull of files.", no_args_is_help=True)
+
+OracleOption = Annotated[str, typer.Option("--oracle", help="chgnet | sevennet | emt (every energy of the hull comes from it)")]
+FmaxOption = Annotated[float, typer.Option("--fmax", min=0.0, help="Force tolerance of relaxations, eV/Å.")]
+StepsOption = Annotated[int, typer.Option("--steps", min=1, help="Most optimiser steps per relaxation.")]
+
+
+def _hull(oracle: str, fmax: float, steps: int):
+    from crystaloop.surrogates.hull import EnergyAboveHull
+    from crystaloop.surrogates.oracles import OracleCache, RelaxConfig, make_oracle
+
+    return EnergyAboveHull(make_oracle(oracle, relax=RelaxConfig(fmax=fmax, max_steps=steps), cache=OracleCache()))
+
+
+def _read_all(paths: list[str]) -> tuple[list[str], list, list]:
+    ids, crystals, errors = [], [], []
+    for path in paths:
+        file_ids, file_crystals, file_errors = read_structures(path)
+        ids += [f"{Path(path).name}#{i}" if len(file_ids) > 1 else f"{Path(path).name}" for i in file_ids]
+        crystals += file_crystals
+        errors += file_errors
+    return ids, crystals, errors
+
+
+def _report_errors(errors: list) -> None:
+    for error in errors:
+        err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
+
+
+@hull_app.command("add")
+def hull_add(
+    paths: Annotated[list[str], typer.Argument(help="Structure files, folders, CDVAE CSVs or extxyz (e.g. a system's Materials Project entries).")],
+    oracle: OracleOption = "chgnet",
+    fmax: FmaxOption = 0.1,
+    steps: StepsOption = 200,
+) -> None:
+    """Relax known structures with the oracle and add them to its hulls as known phases."""
+    from crystaloop.data.errors import CrystaloopError
+
+    try:
+        ids, crystals, errors = _read_all(paths)
+        if not crystals:
+            raise fail(f"no readable structure in {', '.join(paths)}")
+        hull = _hull(oracle, fmax, steps)
+        relaxations = hull.add_known(crystals, ids)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    table = Table("structure", "formula", "status", "energy (eV/atom)", "reason", title=f"known phases added ({oracle})")
+    for ident, crystal, result in zip(ids, crystals, relaxations, strict=True):
+        energy = "" if result.energy_per_atom is None else f"{result.energy_per_atom:.4f}"
+        table.add_row(ident, crystal.reduced_formula, result.status, energy, result.reason)
+    console.print(table)
+    added = sum(r.status == "ok" for r in relaxations)
+    console.print(f"{added} of {len(crystals)} structures added; only converged relaxations enter a hull")
+    _report_errors(errors)
+
+
+def _system(text: str) -> list[str]:
+    from crystaloop.commands.common import parse_composition
+    from crystaloop.data.errors import CrystaloopError
+
+    elements = [e.strip() for e in text.replace(",", "-").split("-") if e.strip()]
+    if not elements:
+        raise CrystaloopError(f"chemical system {text!r} is empty; write it as Ca-Co-O-F")
+    for element in elements:
+        parse_composition(element, option="chemical system")
+    return sorted(set(elements))
+
+
+@hull_app.command("show")
+def hull_show(
+    system: Annotated[str, typer.Argument(help="Chemical system, e.g. Ca-Co-O-F.")],
+    oracle: OracleOption = "chgnet",
+    fmax: FmaxOption = 0.1,
+    steps: StepsOption = 200,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Phase-diagram PNG (default hull-<system>.png).")] = None,  # noqa: UP045
+    all_phases: Annotated[bool, typer.Option("--all", help="List phases above the hull too.")] = False,
+) -> None:
+    """Print the phases on a system's hull (formula, energy, source) and draw its phase diagram."""
+    from crystaloop.data.errors import CrystaloopError
+
+    try:
+        elements = _system(system)
+        hull = _hull(oracle, fmax, steps)
+        phases = hull.hull_phases(elements)
+        diagram = hull.phase_diagram(elements)
+    except (CrystaloopError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    name = "-".join(elements)
+    table = Table("formula", "energy (eV/atom)", "formation (eV/atom)", "on hull", "kind", "source", title=f"{name} hull ({oracle})")
+    for phase in phases:
+        if phase.on_hull or all_phases:
+            table.add_row(
+                phase.formula, f"{phase.energy_per_atom:.4f}", f"{phase.formation_energy_per_atom:.4f}",
+                "yes" if phase.on_hull else "", phase.kind, phase.label,
+            )  # fmt: skip
+    console.print(table)
+    counts = {kind: sum(p.kind == kind for p in phases) for kind in ("elements", "prototype", "known", "campaign")}
+    console.print("phases: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+    path = out or Path(f"hull-{name}.png")
+    try:
+        _plot(diagram, path)
+        console.print(f"phase diagram: [bold]{path}[/]")
+    except (ValueError, OSError) as exc:
+        err_console.print(f"[yellow]no phase-diagram figure:[/] {exc}", highlight=False)
+
+
+def _plot(diagram, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pymatgen.analysis.phase_diagram import PDPlotter
+
+    if len(diagram.elements) > 4:
+        raise ValueError(f"pymatgen draws up to 4 elements; {len(diagram.elements)} here")
+    plot = PDPlotter(diagram, backend="matplotlib", show_unstable=0.2).get_plot()
+    figure = plot.get_figure() if hasattr(plot, "get_figure") else plt.gcf()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
+@hull_app.command("eval")
+def hull_eval(
+    path: Annotated[str, typer.Argument(help="A structure file, folder, CDVAE CSV or extxyz.")],
+    oracle: OracleOption = "chgnet",
+    fmax: FmaxOption = 0.1,
+    steps: StepsOption = 200,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Results as JSON (default: print only).")] = None,  # noqa: UP045
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N structures.")] = None,  # noqa: UP045
+) -> None:
+    """Relax every structure and report its e_above_hull, decomposition and coverage class."""
+    from crystaloop.data.errors import CrystaloopError
+
+    try:
+        ids, crystals, errors = read_structures(path)
+        if not crystals:
+            raise fail(f"no readable structure in {path}")
+        if limit is not None:
+            ids, crystals = ids[:limit], crystals[:limit]
+        hull = _hull(oracle, fmax, steps)
+        records = _evaluate(hull, ids, crystals)
+    except CrystaloopError as exc:
+        raise fail(str(exc)) from None
+    table = Table("structure", "formula", "energy (eV/atom)", "e_above_hull (eV/atom)", "coverage", "decomposition", title=f"{oracle} hull")
+    for r in records:
+        energy = "" if r["energy_per_atom"] is None else f"{r['energy_per_atom']:.4f}"
+        value = r["e_above_hull"]
+        shown = f"{value:.4f}" if value is not None else f"{r['status']}: {r['reason'][:60]}"
+        table.add_row(str(r["id"]), r["formula"], energy, shown, str(r["coverage"] or ""), r["decomposition_text"])
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(records, indent=1))
+        console.print(f"results: [bold]{out}[/]")
+    _report_errors(errors)
+
+
+def _evaluate(hull, ids: list[str], crystals: list) -> list[dict[str, Any]]:
+    from crystaloop.surrogates.hull import PROPERTY, decomposition_text
+
+    records = []
+    with progress_bar() as progress:
+        task = progress.add_task(f"{hull.oracle.name} hull", total=len(crystals))
+        for ident, crystal in zip(ids, crystals, strict=True):
+            (relaxation,) = hull.oracle.relax([crystal])
+            (measurement,) = hull.e_above_hull([crystal], relaxations=[relaxation])
+            decomposition = measurement.details.get("decomposition", [])
+            records.append(
+                {
+                    "id": ident,
+                    "formula": crystal.reduced_formula,
+                    "energy_per_atom": relaxation.energy_per_atom,
+                    "relaxation_status": relaxation.status,
+                    "property": measurement.property,
+                    "status": measurement.status,
+                    "e_above_hull": measurement.value if measurement.property == PROPERTY else None,
+                    "formation_energy_vs_elements": measurement.value if measurement.property != PROPERTY else None,
+                    "hull_distance": measurement.details.get("hull_distance"),
+                    "coverage": measurement.details.get("coverage"),
+                    "basis": measurement.details.get("basis"),
+                    "decomposition": decomposition,
+                    "decomposition_text": decomposition_text(decomposition),
+                    "reason": measurement.reason,
+                }
+            )
+            progress.advance(task)
+    return records
