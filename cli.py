@@ -267,7 +267,7 @@ def _demo_campaign(url: str, report_dir: Path) -> None:
     import torch
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from crystaloop.commands.campaign import print_reports
+    from crystaloop.commands.campaign import print_reports, print_stability
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.flows.campaign import campaign_flow
     from crystaloop.flows.config import FlowSettings
@@ -291,6 +291,12 @@ def _demo_campaign(url: str, report_dir: Path) -> None:
     finally:
         close_stores()
     print_reports(config, reports)
+    from crystaloop.data.records import CandidateStatus
+    from crystaloop.data.store import CandidateStore
+    from crystaloop.loop.campaign import iteration_candidates
+
+    with CandidateStore(url) as db:
+        print_stability(iteration_candidates(db, config.name, None, [CandidateStatus.EVALUATED]))
     figures = sorted(report_dir.glob("*.png"))
     console.print(f"report: [bold]{report_dir}[/] ({', '.join(p.name for p in figures) or 'no figures'})")
 

@@ -49,6 +49,7 @@ def run(
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
     print_reports(campaign, reports)
+    print_stability(evaluated)
     try:
         written = write_figures(reports, campaign, evaluated, folder)
         summary = folder / "reports.json"
@@ -96,3 +97,21 @@ def print_reports(campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, 
     for r in reports:
         if r.collapse is not None and r.collapse.collapsed:
             console.print(f"iteration {r.iteration}: collapse ({'; '.join(r.collapse.reasons)}); next: {'; '.join(r.collapse.next.describe())}")
+
+
+def print_stability(candidates) -> None:  # noqa: ANN001 - list[Candidate]
+    """One row per measured candidate: its hull value (eV/atom), the coverage of the hull it
+    rests on and the phases it decomposes into."""
+    from rich.table import Table
+
+    from crystaloop.loop.report import stability_basis
+
+    rows = [(c, stability_basis(c)) for c in candidates]
+    rows = [(c, b) for c, b in rows if b is not None]
+    if not rows:
+        return
+    table = Table("candidate", "formula", "measured (eV/atom)", "hull coverage", "decomposes into", title="stability of the measured candidates")
+    for candidate, basis in rows:
+        label = "e_above_hull" if basis["property"] == "e_above_hull" else "formation vs elements (no verdict)"
+        table.add_row(candidate.id[:12], candidate.crystal.reduced_formula, f"{label} {basis['value']}", basis["coverage"], basis["decomposition"])
+    console.print(table)

@@ -25,7 +25,7 @@ from crystaloop.data.records import Candidate, CandidateStatus
 from crystaloop.flows.config import artifact_key
 from crystaloop.loop.config import CampaignConfig, Objective
 from crystaloop.loop.plots import campaign_figures
-from crystaloop.loop.report import IterationReport
+from crystaloop.loop.report import IterationReport, stability_basis
 
 __all__ = [
     "summary_markdown",
@@ -113,6 +113,8 @@ def top_candidate_rows(candidates: Sequence[Candidate], config: CampaignConfig, 
             row[f"{o.property} predicted"] = "" if mean_std is None else f"{mean_std[0]:.3g} ± {mean_std[1]:.2g}"
             row[f"{o.property} oracle"] = _fmt(measured.get(o.property))
         row["e_above_hull (eV/atom)"] = _fmt(measured.get("e_above_hull"), 3)
+        basis = stability_basis(c)
+        row["hull basis"] = "" if basis is None else f"{basis['coverage']}: {basis['decomposition']}"
         row["guards"] = "; ".join(f"{v.guard}: {'ok' if v.ok else 'fail ' + v.reason}" for v in c.verdicts)
         rows.append(row)
     return rows

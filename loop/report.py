@@ -23,7 +23,7 @@ from crystaloop.loop.collapse import Adjustment, CollapseStatus
 from crystaloop.loop.config import SUN_PROPERTY, CampaignConfig
 from crystaloop.loop.sun import SunSummary
 
-__all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "ConditionOutcome", "classify_hit"]
+__all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "ConditionOutcome", "classify_hit", "stability_basis"]
 
 
 class PredictedHit(BaseModel):
@@ -160,3 +160,20 @@ def rejection_counts(candidates: Sequence[Candidate], guard_order: Sequence[str]
         if failing:
             counts[failing[0].guard] += 1
     return dict(sorted(counts.items()))
+
+
+STABILITY_PROPERTIES = ("e_above_hull", "formation_energy_vs_elements")
+"""Properties a hull gives: a stability verdict, or (elements-only hull) a formation energy."""
+
+
+def stability_basis(candidate: Candidate) -> dict[str, str] | None:
+    """What a candidate's hull measurement says and rests on, for tables: ``property``,
+    ``value`` (eV/atom), ``coverage`` and ``decomposition`` (``"0.5 CaO + 0.5 CoF2"``);
+    ``None`` when it has no hull measurement."""
+    for m in candidate.measurements:
+        if m.property in STABILITY_PROPERTIES:
+            decomposition = m.details.get("decomposition", [])
+            products = " + ".join(f"{d['fraction']:.3g} {d['formula']}" for d in decomposition)
+            value = f"{m.value:.3f}" if m.value is not None else m.status
+            return {"property": m.property, "value": value, "coverage": str(m.details.get("coverage", "unknown")), "decomposition": products}
+    return None
