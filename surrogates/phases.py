@@ -1,7 +1,7 @@
 """Competing phases of a chemical system, built offline from structure prototypes.
 
 For every binary and ternary subsystem of a system (Ca-Co-O-F → Ca-O, Ca-F, Co-O, Co-F, Ca-Co,
-Ca-Co-O, Ca-Co-F), :func:`phase_structures` fills the prototypes of :mod:`.prototypes` with
+Ca-Co-O, Ca-Co-F), :func:`phase_structures` fills the prototypes of :mod:`crystaloop.data.prototypes` with
 charge-balanced compositions:
 
 * **cation–anion binaries**: an element of :data:`ANION_STATES` that is more electronegative
@@ -34,10 +34,10 @@ from itertools import combinations
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.prototypes import Prototype, aflow_binaries, ion_radius, prototypes_for, scaled_to_radii
 from crystaloop.surrogates.oracles.base import ASEOracle
 from crystaloop.surrogates.oracles.cache import chemical_system
 from crystaloop.surrogates.phase_registry import PhaseRegistry, RegisteredPhase
-from crystaloop.surrogates.prototypes import Prototype, aflow_binaries, ion_radius, prototypes_for, scaled_to_radii
 
 __all__ = [
     "ANION_STATES",

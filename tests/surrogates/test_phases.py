@@ -10,11 +10,11 @@ from ase.calculators.emt import EMT
 from pydantic import ValidationError
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.prototypes import PROTOTYPES, ion_radius
 from crystaloop.surrogates.hull import FORMATION_PROPERTY, EnergyAboveHull
 from crystaloop.surrogates.oracles import ASEOracle, OracleCache, RelaxConfig
 from crystaloop.surrogates.phase_registry import PhaseRegistry
 from crystaloop.surrogates.phases import CompetingPhases, PhaseConfig, cation_states, phase_structures, subsystems
-from crystaloop.surrogates.prototypes import PROTOTYPES, ion_radius
 
 
 @pytest.mark.parametrize("prototype", PROTOTYPES, ids=lambda p: p.name)
