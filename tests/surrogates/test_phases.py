@@ -143,3 +143,14 @@ def test_rocksalt_wins_the_magnesium_oxide_hull_under_chgnet(tmp_path) -> None:
     (measurement,) = hull.e_above_hull([wurtzite])
     assert measurement.status == "ok" and measurement.value > 0.02  # wurtzite MgO lies above rocksalt
     assert measurement.details["decomposition"][0]["source"] == "prototype:rocksalt"
+
+
+def test_parallel_relaxation_gives_the_serial_phases(tmp_path) -> None:
+    serial_cache = OracleCache(f"sqlite:///{tmp_path / 'serial.db'}")
+    parallel_cache = OracleCache(f"sqlite:///{tmp_path / 'parallel.db'}")  # threads share a file, not a :memory: db
+    CompetingPhases(_emt(serial_cache)).ensure(["Cu", "Al", "Ni"])
+    CompetingPhases(_emt(parallel_cache), config=PhaseConfig(workers=2)).ensure(["Cu", "Al", "Ni"])
+    key = _emt(serial_cache).cache_key()
+    serial = sorted((h, round(e, 9)) for h, _, e in serial_cache.entries_within(key, ["Al", "Cu", "Ni"]))
+    parallel = sorted((h, round(e, 9)) for h, _, e in parallel_cache.entries_within(key, ["Al", "Cu", "Ni"]))
+    assert serial == parallel and len(serial) == 9
