@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional  # noqa: UP035 - typer needs Optiona
 import typer
 from rich.table import Table
 
-from crystaloop.commands.common import console, err_console, fail, progress_bar, read_structures
+from crystaloop.commands.common import console, err_console, fail, fail_unreadable, progress_bar, read_structures
 
 __all__ = ["hull_app"]
 
@@ -49,18 +49,26 @@ def _report_errors(errors: list) -> None:
 
 @hull_app.command("add")
 def hull_add(
-    paths: Annotated[list[str], typer.Argument(help="Structure files, folders, CDVAE CSVs or extxyz (e.g. a system's Materials Project entries).")],
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Structure files, folders, CDVAE CSVs or extxyz (e.g. a system's Materials Project entries).")] = None,  # noqa: UP045
     oracle: OracleOption = "chgnet",
     fmax: FmaxOption = 0.1,
     steps: StepsOption = 200,
+    from_store: Annotated[Optional[str], typer.Option("--from-store", help="Also add the imported structures of this store (SQLAlchemy URL).")] = None,  # noqa: UP045
+    system: Annotated[Optional[str], typer.Option("--system", help="With --from-store: only structures within this chemical system, e.g. Sr-Ti-O.")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option("--limit", min=1, help="With --from-store: most structures taken.")] = 1000,
 ) -> None:
     """Relax known structures with the oracle and add them to its hulls as known phases."""
     from crystaloop.data.errors import CrystaloopError
 
+    if not paths and from_store is None:
+        raise fail("give structure files to add, or --from-store URL")
     try:
-        ids, crystals, errors = _read_all(paths)
+        ids, crystals, errors = _read_all(paths or [])
+        if from_store is not None:
+            store_ids, store_crystals = _imported(from_store, system, limit)
+            ids, crystals = ids + store_ids, crystals + store_crystals
         if not crystals:
-            raise fail(f"no readable structure in {', '.join(paths)}")
+            raise fail(f"no readable structure in {', '.join(paths or [from_store or ''])}")
         hull = _hull(oracle, fmax, steps)
         relaxations = hull.add_known(crystals, ids)
     except CrystaloopError as exc:
@@ -73,6 +81,19 @@ def hull_add(
     added = sum(r.status == "ok" for r in relaxations)
     console.print(f"{added} of {len(crystals)} structures added; only converged relaxations enter a hull")
     _report_errors(errors)
+
+
+def _imported(url: str, system: str | None, limit: int) -> tuple[list[str], list]:
+    """(labels, crystals) of a store's imported candidates (within ``system`` when given)."""
+    from crystaloop.data.records import CandidateStatus
+    from crystaloop.data.store import CandidateStore
+
+    criteria: dict[str, Any] = {"status": [CandidateStatus.IMPORTED], "limit": limit}
+    if system is not None:
+        criteria |= {"elements": _system(system), "elements_only": True}
+    with CandidateStore(url) as store:
+        candidates = store.query(criteria)
+    return [f"store:{c.id[:12]}" for c in candidates], [c.crystal for c in candidates]
 
 
 def _system(text: str) -> list[str]:
@@ -156,7 +177,7 @@ def hull_eval(
     try:
         ids, crystals, errors = read_structures(path)
         if not crystals:
-            raise fail(f"no readable structure in {path}")
+            raise fail_unreadable(path, errors)
         if limit is not None:
             ids, crystals = ids[:limit], crystals[:limit]
         hull = _hull(oracle, fmax, steps)

@@ -59,3 +59,19 @@ def test_bad_system_and_unreadable_file_exit_with_a_message(tmp_path: Path, cach
     broken.write_text("data_nothing\n")
     result = runner.invoke(app, ["hull", "eval", str(broken), "--oracle", "emt"])
     assert result.exit_code == 2 and "no readable structure" in result.output
+
+
+def test_known_phases_from_a_stores_imported_structures(tmp_path: Path, cache_dir: Path) -> None:
+    from crystaloop.data.records import Candidate, CandidateStatus, Provenance
+    from crystaloop.data.store import CandidateStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    crystals = [Crystal.from_ase(bulk("CuAl", "rocksalt", a=4.6)), Crystal.from_ase(bulk("Ni", "fcc", a=3.5))]
+    provenance = Provenance(component="data.import", version="test", source="fixture")
+    with CandidateStore(url) as store:
+        store.add_many([Candidate(crystal=c, provenance=provenance, status=CandidateStatus.IMPORTED) for c in crystals])
+    added = runner.invoke(app, ["hull", "add", "--from-store", url, "--system", "Cu-Al", "--oracle", "emt"], catch_exceptions=False)
+    assert added.exit_code == 0, added.output
+    assert "1 of 1 structures added" in added.output  # Ni lies outside Cu-Al
+    nothing = runner.invoke(app, ["hull", "add", "--oracle", "emt"])
+    assert nothing.exit_code == 2 and "--from-store" in nothing.output
