@@ -13,9 +13,10 @@ One row per (oracle key, structure hash, property):
 
 A row stores status and reason, the value and its units, the final structure (``Crystal.to_dict``
 JSON), the input's composition and chemical system (``"Al-Cu"``, for hull queries) and small details (steps, fmax,
-seconds). Failed results are stored too, so a structure that breaks the calculator is not
-recomputed; ``retry_failed=True`` makes failed rows invisible to look-ups so they are computed
-again (and then overwritten). Unconverged relaxations are stored and read back as
+seconds). Failed results are stored too, with their reason, but by default look-ups do not serve
+them: a failed structure is computed again (and its row overwritten), so a transient fault never
+sticks. ``serve_failed=True`` serves them instead (a structure that breaks the calculator is then
+not recomputed). Unconverged relaxations are stored and read back as
 ``unconverged`` with their last energy; they are never returned as hull entries. Creating the
 table is safe when several threads or processes open a fresh cache at once. Writes are
 insert-or-replace, so writing the same result twice is harmless.
@@ -45,6 +46,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import OracleError
+from crystaloop.data.store import redact_url
 
 __all__ = ["CachedResult", "OracleCache", "default_cache_url", "chemical_system"]
 
@@ -123,17 +125,18 @@ class OracleCache:
     Args:
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``sqlite://`` in memory,
             ``postgresql+psycopg://...``); ``None`` → :func:`default_cache_url`.
-        retry_failed: look-ups ignore failed rows, so failed structures are computed again.
+        serve_failed: look-ups return failed rows too (default: they are invisible, so failed
+            structures are computed again). Unconverged rows are no failures: always served.
     """
 
-    def __init__(self, url: str | None = None, *, retry_failed: bool = False) -> None:
+    def __init__(self, url: str | None = None, *, serve_failed: bool = False) -> None:
         self.url = url or default_cache_url()
-        self.retry_failed = retry_failed
+        self.serve_failed = serve_failed
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"OracleCache({self.url!r}, retry_failed={self.retry_failed})"
+        return f"OracleCache({redact_url(self.url)!r}, serve_failed={self.serve_failed})"
 
     # ------------------------------------------------------------------ engine
     @property
@@ -150,7 +153,7 @@ class OracleCache:
         try:
             engine = create_engine(self.url)
         except (ArgumentError, ImportError, ValueError) as exc:
-            raise OracleError(f"oracle cache URL {self.url!r} is not usable: {exc}") from exc
+            raise OracleError(f"oracle cache URL {redact_url(self.url)!r} is not usable: {exc}") from exc
         if engine.dialect.name == "sqlite":
             database = engine.url.database
             if database and database != ":memory:" and not database.startswith("file:"):
@@ -167,12 +170,12 @@ class OracleCache:
         try:
             _create_tables(engine)
         except SQLAlchemyError as exc:
-            raise OracleError(f"cannot open the oracle cache at {self.url!r}: {exc}") from exc
+            raise OracleError(f"cannot open the oracle cache at {redact_url(self.url)!r}: {exc}") from exc
         return engine
 
     # ------------------------------------------------------------------ reads
     def get(self, oracle_key: str, structure_hash: str, prop: str) -> CachedResult | None:
-        """The stored result, or ``None`` (also for a failed row when ``retry_failed``)."""
+        """The stored result, or ``None`` (also for a failed row unless ``serve_failed``)."""
         return self.get_many(oracle_key, [structure_hash], prop).get(structure_hash)
 
     def get_many(self, oracle_key: str, structure_hashes: Sequence[str], prop: str) -> dict[str, CachedResult]:
@@ -187,7 +190,7 @@ class OracleCache:
                     _OracleResultRow.property == prop,
                     _OracleResultRow.structure_hash.in_(chunk),
                 )
-                if self.retry_failed:
+                if not self.serve_failed:
                     query = query.where(_OracleResultRow.status != "failed")
                 for row in session.scalars(query):
                     found[row.structure_hash] = _to_result(row)
@@ -290,7 +293,7 @@ class OracleCache:
                     for value in values:
                         session.merge(_OracleResultRow(**value))
         except SQLAlchemyError as exc:
-            raise OracleError(f"cannot write to the oracle cache at {self.url!r}: {exc}") from exc
+            raise OracleError(f"cannot write to the oracle cache at {redact_url(self.url)!r}: {exc}") from exc
 
     def clear(self, oracle_key: str | None = None) -> int:
         """Delete the rows of one oracle key (or every row); returns how many were deleted."""

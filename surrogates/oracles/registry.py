@@ -72,7 +72,8 @@ class OracleConfig(BaseModel):
         relax: relaxation settings.
         cache_url: SQLAlchemy URL of the result cache; ``None`` → the default SQLite file.
         use_cache: persist results (and reuse them).
-        retry_failed: recompute structures whose cached result failed.
+        serve_failed: serve cached failures instead of recomputing them (default: a failed
+            result is cached with its reason but computed again on the next request).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,12 +85,12 @@ class OracleConfig(BaseModel):
     relax: RelaxConfig = Field(default_factory=RelaxConfig)
     cache_url: str | None = None
     use_cache: bool = True
-    retry_failed: bool = False
+    serve_failed: bool = False
 
 
 def oracle_from_config(config: OracleConfig) -> ASEOracle:
     """Build the oracle that ``config`` describes."""
-    cache = OracleCache(config.cache_url, retry_failed=config.retry_failed) if config.use_cache else None
+    cache = OracleCache(config.cache_url, serve_failed=config.serve_failed) if config.use_cache else None
     kwargs: dict[str, Any] = {"relax": config.relax, "cache": cache}
     if config.kind != "emt":
         kwargs["device"] = config.device

@@ -68,19 +68,39 @@ def test_changed_settings_do_not_reuse_results(cache: OracleCache) -> None:
     assert cache.count(loose.cache_key()) == cache.count(tight.cache_key()) == 1
 
 
-def test_failed_results_are_cached_unless_retried(cache: OracleCache) -> None:
+def test_failed_results_are_cached_with_their_reason_and_retried_by_default(cache: OracleCache) -> None:
     (failed,) = _oracle(cache).evaluate([_overlapping()])
     assert failed.status == "failed"
-    again = _oracle(cache)
-    (still,) = again.evaluate([_overlapping()])
-    assert still.status == "failed" and still.reason == failed.reason and again.calculators_made == 0
+    key, structure = _oracle(cache).cache_key(), _overlapping().canonical_hash()
+    serving = OracleCache(cache.url, serve_failed=True)
+    stored = serving.get(key, structure, "relaxation")
+    assert stored is not None and stored.status == "failed" and stored.reason == failed.reason
+    assert cache.get(key, structure, "relaxation") is None  # invisible to a default look-up
 
-    retry_cache = OracleCache(cache.url, retry_failed=True)
-    assert retry_cache.get(again.cache_key(), _overlapping().canonical_hash(), "relaxation") is None
     calls = []
-    retried = ASEOracle("emt", lambda: calls.append(1) or EMT(), cache=retry_cache)
-    retried.evaluate([_overlapping()])
-    assert calls == [1]  # computed again (the overlap check fails it before any energy)
+    retried = ASEOracle("emt", lambda: calls.append(1) or EMT(), cache=cache)
+    (again,) = retried.evaluate([_overlapping()])
+    assert calls == [1] and again.status == "failed"  # computed again (the overlap check fails it before any energy)
+
+    served = ASEOracle("emt", lambda: calls.append(2) or EMT(), cache=serving)
+    (kept,) = served.evaluate([_overlapping()])
+    assert calls == [1] and kept.status == "failed" and kept.reason == failed.reason
+
+
+def test_a_transient_failure_is_not_served_from_the_cache(cache: OracleCache) -> None:
+    """A calculator fault (the issue-22 race) cached as a failure must not stick: the next run
+    computes the structure again and caches the good result over it."""
+
+    class Flaky(EMT):
+        def calculate(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            raise RuntimeError("energy not present in this calculation")
+
+    (broken,) = ASEOracle("emt", Flaky, cache=cache).evaluate([_cu()])
+    assert broken.status == "failed" and "energy not present" in broken.reason
+    (fixed,) = ASEOracle("emt", EMT, cache=cache).evaluate([_cu()])
+    assert fixed.status == "ok" and fixed.value is not None
+    (served,) = ASEOracle("emt", Flaky, cache=cache).evaluate([_cu()])
+    assert served.status == "ok" and served.value == fixed.value
 
 
 def test_single_points_and_relaxations_are_separate(cache: OracleCache) -> None:
@@ -117,7 +137,8 @@ def test_writes_are_idempotent_and_persist(cache: OracleCache) -> None:
     assert stored.crystal == _cu()
     replaced = CachedResult("failed", "boom", None, "eV/atom", {"Cu": 1})
     reopened.put("k:1", "h1", "relaxation", replaced)
-    assert cache.get("k:1", "h1", "relaxation").reason == "boom"
+    assert cache.get("k:1", "h1", "relaxation") is None  # a failure is not served by default
+    assert OracleCache(cache.url, serve_failed=True).get("k:1", "h1", "relaxation").reason == "boom"
     assert cache.clear("k:1") == 2 and cache.count() == 0
 
 

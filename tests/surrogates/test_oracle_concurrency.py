@@ -108,7 +108,7 @@ def test_parallel_writers_through_one_cached_oracle(tmp_path) -> None:
 
 
 def test_unconverged_results_round_trip_through_the_cache(tmp_path) -> None:
-    cache = OracleCache(f"sqlite:///{tmp_path / 'oracle.db'}", retry_failed=True)
+    cache = OracleCache(f"sqlite:///{tmp_path / 'oracle.db'}")
     oracle = emt_oracle(relax=RelaxConfig(fmax=1e-4, max_steps=2), cache=cache)
     (computed,) = oracle.relax([_cells()[2]])
     (cached,) = oracle.relax([_cells()[2]])
