@@ -7,8 +7,15 @@ Endpoints, under the unversioned base and under ``/v1``, ``/v1.2`` and ``/v1.2.0
 
 Errors are OPTIMADE error documents: 400 (bad filter or parameter), 403 (``page_limit`` above the
 maximum), 404 (no such entry or endpoint), 501 (valid OPTIMADE we do not support), 553 (an API
-version we do not serve), 503 (the database timed out). The store is opened (and migrated) once
-when the app is created, then read through an engine that cannot write.
+version we do not serve), 503 (the request ran past its time budget, or the server is saturated:
+then with ``Retry-After``). The store is opened (and migrated) once when the app is created, then
+read through an engine that cannot write.
+
+Under load nothing queues without bound: at most ``max_in_flight`` requests are served at once
+(503 beyond, before a worker thread is taken), expensive filters share ``max_expensive`` slots
+(503 after ``expensive_wait_s``), a connection not free within ``pool_timeout_s`` is a 503, and
+every request's SQL runs within ``statement_timeout_s`` (see :class:`OptimadeConfig`). Repeated
+``/structures`` queries are answered from a small cache for ``response_cache_ttl_s``.
 
 Run with ``crystaloop serve`` or::
 
@@ -21,7 +28,10 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
@@ -41,9 +51,11 @@ from crystaloop.data.optimade.errors import (
     EntryNotFoundError,
     OptimadeRequestError,
     OptimadeWarning,
+    OverloadedError,
     VersionNotSupportedError,
 )
 from crystaloop.data.optimade.fields import PROVIDER_PREFIX, entry_info_properties
+from crystaloop.data.optimade.limits import InFlightLimit, QueryLimiter
 from crystaloop.data.optimade.params import ListingParams, parse_params
 from crystaloop.data.optimade.search import StructureSearch, open_readonly_engine
 from crystaloop.data.store.engine import redact_url, resolve_store_url
@@ -66,6 +78,35 @@ class OptimadeJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
+class _ResponseCache:
+    """Answers of recent ``/structures`` queries, reused for ``ttl_s`` (thread-safe LRU)."""
+
+    def __init__(self, ttl_s: float, size: int) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._items: OrderedDict[tuple[str, ...], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> dict[str, Any] | None:
+        if self.ttl_s <= 0:
+            return None
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or time.monotonic() - item[0] > self.ttl_s:
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key: tuple[str, ...], content: dict[str, Any]) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._items[key] = (time.monotonic(), content)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class _Api:
     """Request handlers bound to one store and configuration."""
 
@@ -73,6 +114,7 @@ class _Api:
         self.search = search
         self.config = config
         self.properties = entry_info_properties()
+        self.cache = _ResponseCache(config.response_cache_ttl_s, config.response_cache_size)
 
     # ------------------------------------------------------------------ helpers
     def root(self, request: Request) -> str:
@@ -158,6 +200,14 @@ class _Api:
         return OptimadeJSONResponse({"data": [], "meta": meta, "links": {"next": None}})
 
     def structures(self, request: Request, prefix: str) -> Response:
+        key = (prefix, self.root(request), request.url.query)
+        content = self.cache.get(key)
+        if content is None:
+            content = self._structures(request, prefix)
+            self.cache.put(key, content)
+        return OptimadeJSONResponse(content)
+
+    def _structures(self, request: Request, prefix: str) -> dict[str, Any]:
         params = self.params(request, "listing")
         warnings = list(params.warnings)
         fields = parse_response_fields(params.response_fields, warnings)
@@ -179,7 +229,7 @@ class _Api:
         meta = self.meta(
             request, returned=page.data_returned, available=page.data_available, more=page.more_data_available, warnings=warnings
         )
-        return OptimadeJSONResponse({"data": page.documents, "meta": meta, "links": {"next": next_link}})
+        return {"data": page.documents, "meta": meta, "links": {"next": next_link}}
 
     def structure(self, request: Request, prefix: str, entry_id: str) -> Response:
         params = self.params(request, "single")
@@ -194,12 +244,23 @@ class _Api:
         return OptimadeJSONResponse({"data": document, "meta": meta, "links": {"self": str(request.url)}})
 
     # ------------------------------------------------------------------ errors
-    def error(self, request: Request, status: int, title: str, detail: str, parameter: str | None = None) -> Response:
+    def error(
+        self, request: Request, status: int, title: str, detail: str, parameter: str | None = None, retry_after: int | None = None
+    ) -> Response:
         error: dict[str, Any] = {"status": str(status), "title": title, "detail": detail}
         if parameter:
             error["source"] = {"parameter": parameter}
         meta = self.meta(request, returned=0, available=None, more=False)
-        return OptimadeJSONResponse({"errors": [error], "meta": meta}, status_code=status)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return OptimadeJSONResponse({"errors": [error], "meta": meta}, status_code=status, headers=headers)
+
+    def overloaded(self, scope: MutableMapping[str, Any]) -> Response:
+        """The 503 of a request refused because ``max_in_flight`` requests are being served."""
+        exc = OverloadedError(
+            f"{self.config.max_in_flight} requests are being served; retry in {self.config.retry_after_s} s",
+            retry_after=self.config.retry_after_s,
+        )
+        return self.error(Request(scope), exc.status, exc.title, exc.detail, retry_after=exc.retry_after)
 
 
 def _routes(api: _Api, prefix: str) -> dict[str, Callable[..., Response]]:
@@ -246,8 +307,23 @@ def create_app(store_url: str | None = None, *, config: OptimadeConfig | None = 
     config = config or OptimadeConfig()
     url = resolve_store_url(store_url)
     CandidateStore(url, migrate=migrate).close()  # creates or migrates; refuses unknown revisions
-    engine = open_readonly_engine(url, statement_timeout_s=config.statement_timeout_s, pool_size=8, max_overflow=8)
-    api = _Api(StructureSearch(engine, total_ttl_s=config.total_ttl_s, max_filter_length=config.max_filter_length), config)
+    engine = open_readonly_engine(
+        url,
+        statement_timeout_s=config.statement_timeout_s,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout_s,
+    )
+    search = StructureSearch(
+        engine,
+        total_ttl_s=config.total_ttl_s,
+        max_filter_length=config.max_filter_length,
+        timeout_s=config.statement_timeout_s,
+        limiter=QueryLimiter(config.max_expensive, wait_s=config.expensive_wait_s, retry_after_s=config.retry_after_s),
+        expensive_cost=config.expensive_cost,
+        filter_limits={"max_all_values": config.max_all_values, "max_list_values": config.max_list_values, "max_probes": config.max_probes},
+    )
+    api = _Api(search, config)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -265,6 +341,7 @@ def create_app(store_url: str | None = None, *, config: OptimadeConfig | None = 
         openapi_url="/extensions/openapi.json",
     )
     app.state.api = api
+    app.add_middleware(InFlightLimit, limit=config.max_in_flight, answer=api.overloaded)
     for prefix in VERSION_PREFIXES:
         for path, endpoint in _routes(api, prefix).items():
             app.add_api_route(f"{prefix}{path}", endpoint, methods=["GET"], include_in_schema=not prefix)
@@ -275,7 +352,7 @@ def create_app(store_url: str | None = None, *, config: OptimadeConfig | None = 
 
     @app.exception_handler(OptimadeRequestError)
     def _optimade_error(request: Request, exc: OptimadeRequestError) -> Response:
-        return api.error(request, exc.status, exc.title, exc.detail, exc.parameter)
+        return api.error(request, exc.status, exc.title, exc.detail, exc.parameter, exc.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

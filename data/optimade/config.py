@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crystaloop.data.optimade.filters import MAX_FILTER_LENGTH
+from crystaloop.data.optimade.filters import MAX_ALL_VALUES, MAX_FILTER_LENGTH, MAX_LIST_VALUES, MAX_PROBES
 
 __all__ = ["OptimadeConfig", "API_VERSION", "SCHEMA_URL"]
 
@@ -23,8 +23,20 @@ class OptimadeConfig(BaseModel):
         page_limit_max: largest ``page_limit`` accepted; larger requests get HTTP 403.
         max_filter_length: longest ``filter`` accepted, characters (HTTP 400 beyond).
         max_param_length: longest value of any other query parameter, characters.
-        statement_timeout_s: PostgreSQL statement timeout, seconds (HTTP 503 when exceeded).
+        statement_timeout_s: budget of one request's SQL, seconds (HTTP 503 when exceeded):
+            ``SET LOCAL statement_timeout`` on PostgreSQL, a progress handler on SQLite.
         total_ttl_s: how long ``meta.data_available`` (a full count) is cached, seconds.
+        max_all_values, max_list_values, max_probes: filter cost limits (HTTP 400 beyond): distinct
+            values of a ``HAS ALL`` list or zip, of any list, and child-table probes per filter.
+        expensive_cost: filter cost from which a search is *expensive* (see ``max_expensive``).
+        max_expensive: expensive searches served at once; more wait ``expensive_wait_s``, then
+            get HTTP 503 with ``Retry-After``. Fewer than the connections, so cheap ones always run.
+        pool_size, max_overflow: database connections kept, and opened beyond them under load.
+        pool_timeout_s: longest wait for a free connection before HTTP 503 with ``Retry-After``.
+        max_in_flight: requests served at once by one process; beyond, HTTP 503 at once.
+        retry_after_s: the ``Retry-After`` of overload answers, seconds.
+        response_cache_ttl_s: how long a ``/structures`` answer is reused for the same query (0: never).
+        response_cache_size: most answers kept.
         provider_name, provider_description, provider_homepage: ``meta.provider``; the prefix is
             always ``crystaloop`` (provider fields are ``_crystaloop_…``).
     """
@@ -36,8 +48,21 @@ class OptimadeConfig(BaseModel):
     page_limit_max: int = Field(1000, ge=1)
     max_filter_length: int = Field(MAX_FILTER_LENGTH, ge=10)
     max_param_length: int = Field(4096, ge=10)
-    statement_timeout_s: float | None = Field(30.0, gt=0)
+    statement_timeout_s: float | None = Field(5.0, gt=0)
     total_ttl_s: float = Field(5.0, ge=0)
+    max_all_values: int = Field(MAX_ALL_VALUES, ge=1)
+    max_list_values: int = Field(MAX_LIST_VALUES, ge=1)
+    max_probes: int = Field(MAX_PROBES, ge=1)
+    expensive_cost: int = Field(3, ge=1)
+    max_expensive: int = Field(4, ge=1)
+    expensive_wait_s: float = Field(0.25, ge=0)
+    pool_size: int = Field(8, ge=1)
+    max_overflow: int = Field(8, ge=0)
+    pool_timeout_s: float = Field(2.0, gt=0)
+    max_in_flight: int = Field(64, ge=1)
+    retry_after_s: int = Field(1, ge=1)
+    response_cache_ttl_s: float = Field(2.0, ge=0)
+    response_cache_size: int = Field(1024, ge=1)
     provider_name: str = "crystaloop"
     provider_description: str = "Candidate crystals of crystaloop closed-loop materials design campaigns"
     provider_homepage: str | None = None
@@ -46,6 +71,11 @@ class OptimadeConfig(BaseModel):
     def _limits(self) -> OptimadeConfig:
         if self.page_limit > self.page_limit_max:
             raise ValueError(f"page_limit {self.page_limit} exceeds page_limit_max {self.page_limit_max}")
+        if self.max_expensive >= self.pool_size + self.max_overflow:
+            raise ValueError(
+                f"max_expensive {self.max_expensive} must be below pool_size + max_overflow "
+                f"({self.pool_size + self.max_overflow}) so that cheap queries keep a connection"
+            )
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
         return self

@@ -19,15 +19,21 @@ __all__ = [
     "EntryNotFoundError",
     "VersionNotSupportedError",
     "QueryTimeoutError",
+    "FilterTooCostlyError",
+    "OverloadedError",
     "OptimadeWarning",
 ]
 
 
 class OptimadeRequestError(QueryError):
-    """A request the API cannot answer with data: HTTP ``status`` with ``title`` and the message."""
+    """A request the API cannot answer with data: HTTP ``status`` with ``title`` and the message.
+
+    ``retry_after`` (seconds), when set, goes into the response's ``Retry-After`` header.
+    """
 
     status: int = 400
     title: str = "Bad Request"
+    retry_after: int | None = None
 
     def __init__(self, detail: str, *, parameter: str | None = None) -> None:
         super().__init__(detail)
@@ -67,11 +73,32 @@ class VersionNotSupportedError(OptimadeRequestError):
     title = "Version Not Supported"
 
 
+class FilterTooCostlyError(BadFilterError):
+    """The filter is well-formed but would cost more than the server's limits allow: HTTP 400.
+
+    The message names the limit (``max_set_values``, ``max_probes``…) and its value.
+    """
+
+
 class QueryTimeoutError(OptimadeRequestError):
     """The database did not answer within the statement timeout: HTTP 503, try a narrower filter."""
 
     status = 503
     title = "Service Unavailable"
+
+
+class OverloadedError(OptimadeRequestError):
+    """The server is saturated (expensive-query slots, connections or requests in flight): HTTP 503.
+
+    Answered at once with ``Retry-After`` instead of queueing the request.
+    """
+
+    status = 503
+    title = "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, parameter: str | None = None) -> None:
+        super().__init__(detail, parameter=parameter)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,16 @@ it; properties with another provider's prefix are unknown. Supported beyond the 
 constant-first comparisons, property-to-property comparisons of plain columns, ``LENGTH`` with
 an operator. ``chemical_formula_reduced = "SrTiO3"`` is read as the OPTIMADE reduced formula
 ``"O3SrTi"`` (with a warning). Everything else raises :class:`FilterNotImplementedError` (501);
-malformed filters, unknown fields and type mismatches raise :class:`BadFilterError` (400).
+malformed filters, unknown fields, type mismatches and numbers beyond ±1.8·10³⁰⁸ raise
+:class:`BadFilterError` (400).
+
+Cost limits bound the SQL any filter can produce: ``HAS``/``HAS ALL/ANY/ONLY`` value lists and
+``elements:elements_ratios`` tuples are de-duplicated first; then a ``HAS ALL`` (one index probe
+per value) takes at most ``max_all_values`` distinct values, any list at most
+``max_list_values``, and the whole filter at most ``max_probes`` probes of the element, verdict
+and record tables. Beyond a limit the filter is refused with :class:`FilterTooCostlyError` (400,
+naming the limit). :attr:`Translation.cost` (probes plus two per scan-only construct) lets the
+search put expensive filters through a concurrency limit of their own.
 
 Example::
 
@@ -24,6 +33,8 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -39,6 +50,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, sele
 from crystaloop.data.optimade.errors import (
     BadFilterError,
     FilterNotImplementedError,
+    FilterTooCostlyError,
     OptimadeRequestError,
     OptimadeWarning,
 )
@@ -56,12 +68,31 @@ from crystaloop.data.optimade.fields import (
 from crystaloop.data.optimade.parsing import parse_filter, rewrite_length_first
 from crystaloop.data.store.schema import CandidateElementRow, CandidateRow, VerdictRow
 
-__all__ = ["Translation", "FilterTranslator", "FilterTransformer", "parse_filter", "MAX_FILTER_LENGTH", "MAX_TERMS"]
+__all__ = [
+    "Translation",
+    "FilterTranslator",
+    "FilterTransformer",
+    "parse_filter",
+    "MAX_FILTER_LENGTH",
+    "MAX_TERMS",
+    "MAX_ALL_VALUES",
+    "MAX_LIST_VALUES",
+    "MAX_PROBES",
+]
+
+logger = logging.getLogger(__name__)
 
 MAX_FILTER_LENGTH = 2000
 """Longest filter accepted (characters); a malformed one goes through the Earley parser, ~0.15 s per 1000 characters."""
 MAX_TERMS = 200
 """Most comparisons plus list values in one filter (bounds the SQL a request can produce)."""
+MAX_ALL_VALUES = 16
+"""Most distinct values of one ``HAS ALL`` list or zip (each is an index probe of its own)."""
+MAX_LIST_VALUES = 120
+"""Most distinct values of any ``HAS ANY/ONLY`` list or zip (there are 118 elements)."""
+MAX_PROBES = 24
+"""Most probes of the element, verdict and record tables in one filter."""
+_MAX_DIGITS = 330  # longer digit strings are out of float range anyway; int() of them is never tried
 _MAX_SYSTEM = 8  # chemical systems up to 8 elements become a list of their 255 subsets
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -95,10 +126,16 @@ class _Rhs:
 
 @dataclass
 class Translation:
-    """A translated filter: the WHERE expression (``None``: no filter) and the warnings it raised."""
+    """A translated filter: the WHERE expression (``None``: no filter), its warnings and cost.
+
+    ``cost`` counts the probes of child tables (elements, verdicts, records) plus two for each
+    construct that can only be answered by scanning candidates (CONTAINS, LENGTH of guard lists,
+    comparisons of two properties).
+    """
 
     where: ColumnElement[bool] | None
     warnings: list[OptimadeWarning] = field(default_factory=list)
+    cost: int = 0
 
 
 class FilterTranslator:
@@ -108,20 +145,38 @@ class FilterTranslator:
         dialect: the database the expressions will run on (string matching differs).
         max_length: longest filter accepted, characters.
         max_terms: most comparisons plus list values per filter.
+        max_all_values: most distinct values of a ``HAS ALL`` list (or zip).
+        max_list_values: most distinct values of any list.
+        max_probes: most child-table probes per filter.
     """
 
-    def __init__(self, dialect: str = "sqlite", *, max_length: int = MAX_FILTER_LENGTH, max_terms: int = MAX_TERMS) -> None:
+    def __init__(
+        self,
+        dialect: str = "sqlite",
+        *,
+        max_length: int = MAX_FILTER_LENGTH,
+        max_terms: int = MAX_TERMS,
+        max_all_values: int = MAX_ALL_VALUES,
+        max_list_values: int = MAX_LIST_VALUES,
+        max_probes: int = MAX_PROBES,
+    ) -> None:
         if dialect not in ("sqlite", "postgresql"):
             raise BadFilterError(f"unsupported SQL dialect {dialect!r}; allowed: sqlite, postgresql")
         self.dialect = dialect
         self.max_length = max_length
-        self.max_terms = max_terms
+        self.limits = {
+            "max_terms": max_terms,
+            "max_all_values": max_all_values,
+            "max_list_values": max_list_values,
+            "max_probes": max_probes,
+        }
 
     def translate(self, text: str | None) -> Translation:
         """The WHERE expression of ``text`` (``None`` or blank: no condition).
 
         Raises:
             BadFilterError: syntax error, unknown field, type mismatch, filter too long or large (400).
+            FilterTooCostlyError: a cost limit is exceeded (400; a subclass of ``BadFilterError``).
             FilterNotImplementedError: valid OPTIMADE this server does not support (501).
         """
         if text is None or not text.strip():
@@ -130,7 +185,7 @@ class FilterTranslator:
             raise BadFilterError(f"filter is {len(text)} characters long; at most {self.max_length} are accepted", parameter="filter")
         if "\x00" in text:
             raise BadFilterError("filter must not contain NUL characters", parameter="filter")
-        transformer = FilterTransformer(self.dialect, max_terms=self.max_terms)
+        transformer = FilterTransformer(self.dialect, **self.limits)
         try:
             tree = parse_filter(text)
         except BadFilterError:
@@ -148,12 +203,17 @@ class FilterTranslator:
                 error = exc.orig_exc
                 error.parameter = error.parameter or "filter"
                 raise error from None
-            raise
+            # A value the rules did not foresee (a conversion that overflows…) is still the
+            # filter's fault, not the server's: answer 400 and log it for a closer look.
+            logger.warning("filter %r could not be translated: %r", text[:200], exc.orig_exc)
+            raise BadFilterError(
+                f"cannot translate filter {text[:200]!r}: {type(exc.orig_exc).__name__}: {str(exc.orig_exc)[:200]}", parameter="filter"
+            ) from None
         except RecursionError:
             raise BadFilterError("filter is nested too deeply", parameter="filter") from None
         if isinstance(where, FieldSpec | _Rhs) or (where is not None and not isinstance(where, ColumnElement)):
             raise BadFilterError(f"filter {text[:200]!r} is not a boolean expression", parameter="filter")
-        return Translation(where, transformer.warnings)
+        return Translation(where, transformer.warnings, transformer.cost)
 
 
 def _unescape(token: str) -> str:
@@ -187,11 +247,24 @@ class FilterTransformer(Transformer):
     collects warnings).
     """
 
-    def __init__(self, dialect: str, *, max_terms: int = MAX_TERMS) -> None:
+    def __init__(
+        self,
+        dialect: str,
+        *,
+        max_terms: int = MAX_TERMS,
+        max_all_values: int = MAX_ALL_VALUES,
+        max_list_values: int = MAX_LIST_VALUES,
+        max_probes: int = MAX_PROBES,
+    ) -> None:
         super().__init__()
         self.dialect = dialect
         self.max_terms = max_terms
+        self.max_all_values = max_all_values
+        self.max_list_values = max_list_values
+        self.max_probes = max_probes
         self.terms = 0
+        self.probes = 0
+        self.cost = 0
         self.warnings: list[OptimadeWarning] = []
 
     # ------------------------------------------------------------------ values
@@ -203,16 +276,21 @@ class FilterTransformer(Transformer):
 
     def number(self, children: list[Token]) -> int | float:
         token = children[0]
-        if token.type == "SIGNED_INT":
-            value = int(token)
-            return value if abs(value) < 2**63 else float(value)
-        return float(token)
+        text = str(token)
+        if token.type == "SIGNED_INT" and len(text) <= _MAX_DIGITS:
+            value = int(text)
+            if abs(value) < 2**63:
+                return value
+        number = float(text) if len(text) <= _MAX_DIGITS or token.type != "SIGNED_INT" else math.inf
+        if not math.isfinite(number):
+            raise BadFilterError(f"number {_abridged(text)} is out of range (at most ±1.8e308)", parameter="filter")
+        return number
 
     def signed_int(self, children: list[Token]) -> int:
-        value = int(children[0])
-        if abs(value) >= 2**63:
-            raise BadFilterError(f"integer {children[0]} is out of range", parameter="filter")
-        return value
+        text = str(children[0])
+        if len(text) > _MAX_DIGITS or abs(int(text)) >= 2**63:
+            raise BadFilterError(f"integer {_abridged(text)} is out of range (at most ±{2**63 - 1})", parameter="filter")
+        return int(text)
 
     def bool(self, children: list[Any]) -> Any:
         raise BadFilterError("TRUE/FALSE cannot be compared: no structures field is boolean", parameter="filter")
@@ -324,6 +402,32 @@ class FilterTransformer(Transformer):
         if self.terms > self.max_terms:
             raise BadFilterError(f"filter has more than {self.max_terms} comparisons and list values", parameter="filter")
 
+    def _probe(self, n: int = 1) -> None:
+        """Count ``n`` probes of a child table (each an index lookup or semi-join)."""
+        self.probes += n
+        self.cost += n
+        if self.probes > self.max_probes:
+            raise FilterTooCostlyError(
+                f"filter needs more than {self.max_probes} probes of the element, guard and record tables "
+                f"(limit max_probes); split it into several requests",
+                parameter="filter",
+            )
+
+    def _scan(self) -> None:
+        """Count a construct that only a scan of the candidates answers."""
+        self.cost += 2
+
+    def _distinct(self, what: str, mode: str, items: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``items`` without repeats, refused beyond the list limit of ``mode``."""
+        unique = tuple(dict.fromkeys(items))
+        limit, name = (self.max_all_values, "max_all_values") if mode in ("ALL", "") else (self.max_list_values, "max_list_values")
+        if len(unique) > limit:
+            raise FilterTooCostlyError(
+                f"{what} HAS {mode or 'ALL'} lists {len(unique)} distinct values; at most {limit} are accepted (limit {name})",
+                parameter="filter",
+            )
+        return unique
+
     # ------------------------------------------------------------------ comparisons
     def _check_value(self, spec: FieldSpec, value: Any) -> Any:
         """``value`` converted for comparison with scalar field ``spec`` (type mismatches raise)."""
@@ -357,6 +461,7 @@ class FilterTransformer(Transformer):
         if isinstance(target, ConstantTarget):
             return true() if _OPS[op](target.value, value) else false()
         if isinstance(target, RecordTarget):
+            self._probe(1 if op in ("<", "<=") else 2)
             return _record_compare(target, op, value)
         if not isinstance(target, ColumnTarget):  # pragma: no cover - _check_value refused list fields
             raise FilterNotImplementedError(f"filtering on {spec.name} is not supported", parameter="filter")
@@ -384,6 +489,7 @@ class FilterTransformer(Transformer):
                 f"comparing {spec.name} with {other.name} is not supported (only two plain scalar fields of one type)",
                 parameter="filter",
             )
+        self._scan()
         return and_(a.column.is_not(None), b.column.is_not(None), _OPS[op](a.column, b.column))
 
     def _known(self, spec: FieldSpec, known: bool) -> ColumnElement[bool]:
@@ -393,6 +499,7 @@ class FilterTransformer(Transformer):
         elif isinstance(target, ColumnTarget) and target.nullable:
             condition = target.column.is_not(None)
         elif isinstance(target, RecordTarget):
+            self._probe()
             candidate_id, column, base = target.parts()
             condition = _member(candidate_id, *base, column.is_not(None))
         else:
@@ -411,6 +518,7 @@ class FilterTransformer(Transformer):
             return true() if hit else false()
         if not isinstance(target, ColumnTarget):  # pragma: no cover - every string field is a column or constant
             raise FilterNotImplementedError(f"{mode} on {spec.name} is not supported", parameter="filter")
+        self._scan()
         column = target.column
         if not value:
             expr: ColumnElement[bool] = column.is_not(None)
@@ -447,14 +555,18 @@ class FilterTransformer(Transformer):
     def _set_condition(self, candidate_id: Any, base: tuple[Any, ...], mode: str, items: list[ColumnElement[bool]]) -> ColumnElement[bool]:
         """HAS / HAS ALL / HAS ANY / HAS ONLY over the rows ``base`` selects, one condition per item."""
         if mode == "ANY":
+            self._probe()
             return _member(candidate_id, *base, or_(*items))
         if mode == "ONLY":
             # Every row matches some item; the IN part only narrows the scan (any non-empty list
             # that satisfies ONLY has a row matching an item). Empty lists (no guards) match too.
             only = _not_member(candidate_id, *base, not_(or_(*items)))
             if candidate_id is _E.candidate_id:
+                self._probe(2)
                 return and_(_member(candidate_id, *base, or_(*items)), only)
+            self._probe()
             return only
+        self._probe(len(items))
         return and_(*[_member(candidate_id, *base, item) for item in items])
 
     def _has(self, spec: FieldSpec, mode: str, items: tuple[tuple[str, Any], ...]) -> ColumnElement[bool]:
@@ -467,6 +579,7 @@ class FilterTransformer(Transformer):
             raise BadFilterError(f"{spec.name} is not a list; HAS needs a list field", parameter="filter")
         if any(isinstance(v, FieldSpec) for _, v in items):
             raise FilterNotImplementedError("properties inside HAS value lists are not supported", parameter="filter")
+        items = self._distinct(spec.name, mode, items)
         if isinstance(target, ConstantListTarget):
             hits = [any(_safe_op(op, x, v) for x in target.values) for op, v in items]
             if mode == "ONLY":
@@ -476,7 +589,12 @@ class FilterTransformer(Transformer):
             return true() if ok else false()
         system = _chemical_system(target, mode, items)
         if system is not None:
+            self.cost += 1
             return system
+        symbols = _symbols(target, items)
+        if symbols is not None and mode in ("ANY", "ONLY"):
+            # One IN list instead of an OR of comparisons: a single index range scan per symbol.
+            return self._set_condition(_E.candidate_id, (), mode, [_E.element.in_(symbols)])
         parts = [self._list_condition(spec, op, v) for op, v in items]
         candidate_id, base = parts[0][0], parts[0][1]
         return self._set_condition(candidate_id, base, mode, [item for _, _, item in parts])
@@ -494,6 +612,7 @@ class FilterTransformer(Transformer):
         if isinstance(target, ElementTarget):
             return _OPS[op](_C.nsites if target.what == "species_at_sites" else _C.nelements, n)
         if isinstance(target, GuardTarget):
+            self._scan()
             count = (
                 select(func.count())
                 .where(_V.candidate_id == _C.id, _V.ok == target.ok)
@@ -510,6 +629,7 @@ class FilterTransformer(Transformer):
                 f"zip queries are supported for elements:elements_ratios only, not {':'.join(names)}", parameter="filter"
             )
         conditions = []
+        zips = self._distinct(":".join(names), mode, zips)
         for pairs in zips:
             if len(pairs) != len(specs):
                 raise BadFilterError(f"each value tuple needs {len(specs)} values for {':'.join(names)}", parameter="filter")
@@ -534,6 +654,20 @@ def _chemical_system(target: Any, mode: str, items: tuple[tuple[str, Any], ...])
         return None
     subsets = [",".join(c) for k in range(1, len(symbols) + 1) for c in combinations(symbols, k)]
     return _C.elements.in_(subsets)
+
+
+def _symbols(target: Any, items: tuple[tuple[str, Any], ...]) -> list[str] | None:
+    """The symbols of an ``elements``/``species_at_sites`` list compared with ``=`` only, else None."""
+    if not isinstance(target, ElementTarget) or target.what == "elements_ratios":
+        return None
+    if any(op != "=" or not isinstance(v, str) for op, v in items):
+        return None
+    return [v for _, v in items]
+
+
+def _abridged(digits: str) -> str:
+    """A long number as its first and last digits and its length (error messages stay short)."""
+    return digits if len(digits) <= 40 else f"{digits[:12]}…{digits[-6:]} ({len(digits)} characters)"
 
 
 def _safe_op(op: str, left: Any, right: Any) -> bool:

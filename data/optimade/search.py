@@ -5,6 +5,16 @@ from :func:`open_readonly_engine` cannot change data: SQLite connections run wit
 ``PRAGMA query_only``, PostgreSQL sessions are ``READ ONLY`` with a statement timeout, and every
 search runs in a transaction that is rolled back.
 
+Bounds per request (with ``timeout_s``): on PostgreSQL each statement of a search runs under
+``SET LOCAL statement_timeout`` set to what is left of the request's budget; on SQLite a progress
+handler interrupts the statement once the budget is spent. Either way the request ends with
+:class:`QueryTimeoutError` (503) and its connection goes back to the pool. Searches whose filter
+:attr:`~crystaloop.data.optimade.filters.Translation.cost` reaches ``expensive_cost`` (or that
+sort by a record field or skip ``expensive_offset`` rows) first take a slot of the
+:class:`~crystaloop.data.optimade.limits.QueryLimiter`: fewer slots than connections, so cheap
+searches always find one. A pool without a free connection within the pool timeout answers
+:class:`OverloadedError` (503, ``Retry-After``).
+
 Example::
 
     engine = open_readonly_engine("sqlite:///runs/demo/store.db")
@@ -17,19 +27,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, func, select
+from sqlalchemy import Connection, Engine, Table, event, func, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from crystaloop.data.errors import StoreError
 from crystaloop.data.optimade.entries import DEFAULT_FIELDS, structure_document, tables_for
-from crystaloop.data.optimade.errors import BadFilterError, OptimadeWarning, QueryTimeoutError
-from crystaloop.data.optimade.fields import ColumnTarget, resolve_field, sort_key
-from crystaloop.data.optimade.filters import MAX_FILTER_LENGTH, FilterTranslator
+from crystaloop.data.optimade.errors import BadFilterError, OptimadeWarning, OverloadedError, QueryTimeoutError
+from crystaloop.data.optimade.fields import ColumnTarget, RecordTarget, resolve_field, sort_key
+from crystaloop.data.optimade.filters import MAX_FILTER_LENGTH, FilterTranslator, Translation
+from crystaloop.data.optimade.limits import QueryLimiter
 from crystaloop.data.store.engine import create_store_engine, redact_url
 from crystaloop.data.store.schema import CandidateRow, MeasurementRow, PredictionRow, VerdictRow
 
@@ -47,6 +59,11 @@ _RECORDS: dict[str, tuple[Table, tuple[Any, ...]]] = {
     "verdicts": (VerdictRow.__table__, (VerdictRow.id,)),  # type: ignore[dict-item]
 }
 _IN_CHUNK = 500
+_PROGRESS_STEPS = 2000  # SQLite virtual-machine steps between deadline checks (~0.1 ms)
+EXPENSIVE_COST = 3
+"""Filter cost from which a search takes an expensive-query slot (three probes, or a scan and a probe)."""
+EXPENSIVE_OFFSET = 10_000
+"""``page_offset`` from which a search takes an expensive-query slot (the skipped rows are read)."""
 
 
 def open_readonly_engine(url: str | None = None, *, statement_timeout_s: float | None = STATEMENT_TIMEOUT_S, **kwargs: Any) -> Engine:
@@ -150,27 +167,80 @@ class StructureSearch:
         engine: from :func:`open_readonly_engine`.
         total_ttl_s: how long the total number of candidates (``meta.data_available``) is cached.
         max_filter_length: longest filter accepted, characters.
+        timeout_s: budget of one search or lookup, seconds (``None``: no limit beyond the
+            engine's own statement timeout).
+        limiter: slots for expensive searches (``None``: no limit).
+        expensive_cost: filter cost from which a search needs a ``limiter`` slot.
+        filter_limits: cost limits passed to :class:`FilterTranslator` (``max_all_values``…).
     """
 
-    def __init__(self, engine: Engine, *, total_ttl_s: float = 5.0, max_filter_length: int = MAX_FILTER_LENGTH) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        total_ttl_s: float = 5.0,
+        max_filter_length: int = MAX_FILTER_LENGTH,
+        timeout_s: float | None = None,
+        limiter: QueryLimiter | None = None,
+        expensive_cost: int = EXPENSIVE_COST,
+        filter_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.engine = engine
-        self.translator = FilterTranslator(engine.dialect.name, max_length=max_filter_length)
+        self.translator = FilterTranslator(engine.dialect.name, max_length=max_filter_length, **(filter_limits or {}))
         self._postgres = engine.dialect.name == "postgresql"  # SQLite plans rare matches well by itself
         self._total_ttl_s = total_ttl_s
         self._total: tuple[float, int] | None = None
         self._lock = threading.Lock()
+        self.timeout_s = timeout_s
+        self.limiter = limiter
+        self.expensive_cost = expensive_cost
+
+    def is_expensive(self, cost: int, *, sort: str | None = None, offset: int = 0) -> bool:
+        """Whether a search of filter cost ``cost`` with this sort and offset needs a limiter slot."""
+        by_record = any(
+            isinstance(resolve_field(name.strip().lstrip("-")).target, RecordTarget) for name in (sort or "").split(",") if name.strip()
+        )
+        return cost >= self.expensive_cost or by_record or offset >= EXPENSIVE_OFFSET
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         try:
             with self.engine.connect() as conn:
-                yield conn  # never committed: closing rolls back
+                raw = None if self._postgres or deadline is None else conn.connection.dbapi_connection
+                if raw is not None:  # SQLite: interrupt the running statement past the deadline
+                    raw.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+                try:
+                    conn.info["deadline"] = deadline
+                    self._arm(conn)
+                    yield conn  # never committed: closing rolls back
+                finally:
+                    conn.info.pop("deadline", None)
+                    if raw is not None:
+                        raw.set_progress_handler(None, _PROGRESS_STEPS)
+        except PoolTimeoutError:
+            raise OverloadedError("no database connection became free in time; retry shortly", retry_after=1) from None
         except OperationalError as exc:
-            if "statement timeout" in str(exc) or "canceling statement" in str(exc):
-                raise QueryTimeoutError("the query took too long; narrow the filter or lower page_offset") from None
+            message = str(exc)
+            if "statement timeout" in message or "canceling statement" in message or "interrupted" in message:
+                raise self._timeout() from None
             raise StoreError(f"store {redact_url(str(self.engine.url))}: {exc.orig}") from exc
         except (DBAPIError, SQLAlchemyError) as exc:
             raise StoreError(f"store {redact_url(str(self.engine.url))}: {exc}") from exc
+
+    def _timeout(self) -> QueryTimeoutError:
+        budget = f"the {self.timeout_s:g} s request timeout" if self.timeout_s is not None else "the statement timeout"
+        return QueryTimeoutError(f"the query ran past {budget}; narrow the filter or lower page_offset")
+
+    def _arm(self, conn: Connection) -> None:
+        """PostgreSQL: limit the next statements to what is left of the request's budget."""
+        deadline = conn.info.get("deadline")
+        if deadline is None or not self._postgres:
+            return
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms < 1:
+            raise self._timeout()
+        conn.execute(text(f"SET LOCAL statement_timeout = {left_ms}"))
 
     def total(self, conn: Connection | None = None) -> int:
         """Number of candidates in the store (cached for ``total_ttl_s`` seconds)."""
@@ -209,9 +279,17 @@ class StructureSearch:
         Raises:
             BadFilterError, FilterNotImplementedError: the filter or sort is bad or unsupported.
             QueryTimeoutError: the database did not answer in time.
+            OverloadedError: every expensive-query slot or connection is busy (503, retry).
         """
         translation = self.translator.translate(filter_text)
         order = parse_sort(sort)
+        expensive = self.limiter is not None and self.is_expensive(translation.cost, sort=sort, offset=offset)
+        with self.limiter.slot() if expensive and self.limiter is not None else nullcontext():
+            return self._search(translation, order, limit, offset, fields, link)
+
+    def _search(
+        self, translation: Translation, order: list[Any], limit: int, offset: int, fields: Sequence[str], link: Callable[[str], str] | None
+    ) -> Page:
         conditions = [translation.where] if translation.where is not None else []
         with self._connection() as conn:
             data_available = self.total(conn)
@@ -228,6 +306,7 @@ class StructureSearch:
                 # worst case (a whole-index walk) to M row fetches.
                 selective = self._postgres and bool(conditions) and 16 * data_returned**2 <= (offset + limit) * data_available
                 stmt = _page(conditions, order, limit, offset, materialize=selective)
+                self._arm(conn)
                 rows = [dict(r._mapping) for r in conn.execute(stmt)]
             records = self._records(conn, [r["id"] for r in rows], tables_for(fields))
         documents = [
