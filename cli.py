@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from crystaloop.commands.campaign import campaign_app
-from crystaloop.commands.common import console, err_console, read_structures, read_yaml_mapping
+from crystaloop.commands.common import console, err_console, read_structures, read_yaml_mapping, report_read
 from crystaloop.commands.common import fail as _fail
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
@@ -444,6 +444,7 @@ def surrogate_predict(
     try:
         ensemble = PropertyEnsemble.load(_resolve_surrogate(model, target))
         ids, crystals, errors = read_structures(path)
+        report_read(path, crystals, errors)
         if not crystals:
             raise _fail(f"no readable structure in {path}")
         prediction = ensemble.predict(crystals)
@@ -462,10 +463,10 @@ def surrogate_predict(
 @oracle_app.command("relax")
 def oracle_relax(
     path: Annotated[str, typer.Argument(help="A CIF/POSCAR file, a folder, a CDVAE CSV or extxyz.")],
-    oracle: Annotated[str, typer.Option("--oracle", help="chgnet | sevennet")] = "chgnet",
+    oracle: Annotated[str, typer.Option("--oracle", help="chgnet | sevennet | emt (ASE EMT: instant, for tests and demos)")] = "chgnet",
     fmax: Annotated[float, typer.Option("--fmax", min=0.0, help="Force tolerance, eV/Å.")] = 0.1,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Most optimiser steps.")] = 200,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write relaxed structures here (.extxyz).")] = None,  # noqa: UP045
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write relaxed structures here: .extxyz (energy, forces, stress, status per frame), .json or .cif.")] = None,  # noqa: UP045
 ) -> None:
     """Relax structures with an MLIP and report energy per atom and status."""
     from crystaloop.data.errors import CrystaloopError
@@ -474,6 +475,7 @@ def oracle_relax(
     try:
         runner_oracle = make_oracle(oracle, relax=RelaxConfig(fmax=fmax, max_steps=steps))
         ids, crystals, errors = read_structures(path)
+        report_read(path, crystals, errors)
         if not crystals:
             raise _fail(f"no readable structure in {path}")
         relaxations = runner_oracle.relax(crystals)
@@ -485,11 +487,16 @@ def oracle_relax(
         table.add_row(ident, crystal.reduced_formula, result.status, energy, str(result.steps), f"{result.fmax:.3f}" if result.fmax is not None else "", result.reason)
     console.print(table)
     if out is not None:
-        import ase.io
+        from crystaloop.commands.files import write_relaxed
 
-        frames = [r.final.to_ase() for r in relaxations if r.final is not None]
-        ase.io.write(str(out), frames, format="extxyz")
-        console.print(f"relaxed structures: [bold]{out}[/]")
+        try:
+            written = write_relaxed(out, runner_oracle, ids, relaxations)
+        except CrystaloopError as exc:
+            raise _fail(str(exc)) from None
+        if written:
+            console.print(f"relaxed structures: [bold]{out}[/] ({written} with energy, forces, stress and status; failed ones left out)")
+        else:
+            err_console.print(f"[yellow]warning[/] every relaxation failed; nothing written to {out}", highlight=False)
     for error in errors:
         err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "read_structures", "progress_bar", "parse_composition"]
+__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "read_structures", "report_read", "progress_bar", "parse_composition"]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -71,17 +71,16 @@ def parse_composition(text: str, option: str = "--composition") -> dict[str, int
 
 
 def read_structures(path: str):  # -> (ids, crystals, errors)
-    """(ids, crystals, bad rows) of one structure file (CIF, POSCAR) or anything
-    :func:`~crystaloop.data.datasets.load_dataset` reads (folders, CDVAE CSVs, extxyz)."""
-    from crystaloop.data.datasets import RowError, load_dataset, parse_structure_text
-    from crystaloop.data.errors import InvalidStructureError
+    """(ids, crystals, bad rows) of every structure in ``path``: a CIF (every data block), POSCAR or
+    JSON file (pymatgen dicts, OPTIMADE documents, what ``generate`` writes), a folder, a CDVAE CSV
+    or an extxyz file (every frame), via :func:`~crystaloop.data.datasets.load_dataset`."""
+    from crystaloop.data.datasets import load_dataset
 
-    file = Path(path)
-    if file.is_file() and (file.suffix.lower() == ".cif" or file.name.upper().startswith(("POSCAR", "CONTCAR")) or file.suffix.lower() == ".vasp"):
-        fmt = "cif" if file.suffix.lower() == ".cif" else "poscar"
-        try:
-            return [file.stem], [parse_structure_text(file.read_text(), fmt)], []
-        except InvalidStructureError as exc:
-            return [], [], [RowError(file.name, exc.problem)]
     dataset = load_dataset(path)
     return dataset.ids, dataset.crystals, dataset.errors
+
+
+def report_read(path: str, crystals: list, errors: list) -> None:
+    """``read N structures from PATH (M unreadable)`` on stderr, so a cut file never goes unnoticed."""
+    bad = f" ({len(errors)} unreadable, listed below)" if errors else ""
+    err_console.print(f"read {len(crystals)} structure{'s' if len(crystals) != 1 else ''} from {path}{bad}", highlight=False)

@@ -10,6 +10,7 @@ import typer
 
 from crystaloop.commands.common import console, fail, parse_composition, progress_bar, read_yaml_mapping
 from crystaloop.commands.distill import distill
+from crystaloop.commands.files import write_candidates
 
 __all__ = ["generator_app"]
 
@@ -278,38 +279,6 @@ def _embed_query(model: str, xrd: Path | None, text: str | None, wavelength: flo
     return embedding_condition(encoder, text=text, pattern=pattern).embedding or ()
 
 
-def write_structures(path: Path, candidates: list) -> None:
-    """Write candidates as CIF (one data block each), extended XYZ, or JSON, by extension."""
-    import json
-
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".cif":
-        from pymatgen.io.cif import CifWriter
-
-        blocks = []
-        for candidate in candidates:
-            text = str(CifWriter(candidate.crystal.to_pymatgen()))
-            blocks.append(text.replace("data_", f"data_{candidate.id[:12]}_", 1))
-        path.write_text("\n".join(blocks))
-    elif suffix in (".xyz", ".extxyz"):
-        from ase.io import write
-
-        atoms = []
-        for candidate in candidates:
-            a = candidate.crystal.to_ase()
-            a.info["crystaloop_id"] = candidate.id
-            atoms.append(a)
-        write(str(path), atoms, format="extxyz")
-    elif suffix == ".json":
-        rows = [{"id": c.id, "formula": c.crystal.reduced_formula, "crystal": c.crystal.to_dict(),
-                 "condition": c.condition.model_dump(mode="json") if c.condition else None,
-                 "provenance": c.provenance.model_dump(mode="json")} for c in candidates]
-        path.write_text(json.dumps(rows, indent=1))
-    else:
-        raise fail(f"--out {path}: unknown extension {suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
-
-
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Output file: .cif, .xyz/.extxyz or .json.")],
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="Structures to generate.")] = 8,
@@ -358,7 +327,7 @@ def generate(
         raise fail(describe_validation_error(exc)) from None
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
-    write_structures(out, candidates)
+    write_candidates(out, candidates)
     formulas = ", ".join(sorted({c.crystal.reduced_formula for c in candidates}))
     console.print(f"wrote {len(candidates)} structures ({formulas}) to [bold]{out}[/]"
                   + (f"; {generator.last_dropped} collapsed samples dropped" if generator.last_dropped else ""))

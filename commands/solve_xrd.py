@@ -64,7 +64,7 @@ def solve_xrd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Solve a structure from its powder pattern: guided posterior samples ranked by Rwp, with a KL score."""
-    from crystaloop.commands.generator import write_structures  # noqa: I001 - after the library imports
+    from crystaloop.commands.files import write_candidates as write_structures  # noqa: I001 - after the library imports
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.xrd_grid import DEFAULT_GRID
     from crystaloop.data.xrd_refine import RefineConfig

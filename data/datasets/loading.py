@@ -9,6 +9,7 @@ from pathlib import Path
 from crystaloop.data.crystal import PlausibilityLimits
 from crystaloop.data.datasets.base import CrystalDataset
 from crystaloop.data.datasets.cache import content_hash, load_cached, save_cached
+from crystaloop.data.datasets.files import read_structure_file
 from crystaloop.data.datasets.readers import (
     STRUCTURE_FILE_PATTERNS,
     DatasetFormat,
@@ -31,6 +32,7 @@ _READERS: dict[str, Callable[..., CrystalDataset]] = {
     "cdvae-csv": read_cdvae_csv,
     "structure-folder": read_structure_folder,
     "extxyz": read_extxyz,
+    "structure-file": read_structure_file,
 }
 
 

@@ -43,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DatasetFormat = Literal["cdvae-csv", "structure-folder", "extxyz"]
+DatasetFormat = Literal["cdvae-csv", "structure-folder", "extxyz", "structure-file"]
 STRUCTURE_FILE_PATTERNS = ("*.cif", "POSCAR*", "CONTCAR*", "*.vasp", "*.poscar")
 # Columns of the CDVAE layouts that are identifiers or text, never properties.
 _NON_PROPERTY_COLUMNS = {"", "Unnamed: 0", "material_id", "cif", "formula", "pretty_formula", "elements", "spacegroup.number"}
@@ -62,8 +62,13 @@ def detect_format(path: Path) -> DatasetFormat:
         return "cdvae-csv"
     if name.endswith((".extxyz", ".xyz", ".extxyz.gz", ".xyz.gz")):
         return "extxyz"
+    from crystaloop.data.datasets.files import is_structure_file
+
+    if is_structure_file(path):
+        return "structure-file"
     raise DatasetError(
         f"cannot tell the format of {path}; accepted: a CDVAE-style .csv/.csv.gz, an .extxyz/.xyz file, "
+        f"a .cif (every data block), POSCAR or .json (pymatgen Structure dicts, OPTIMADE documents) file, "
         f"or a folder of {', '.join(STRUCTURE_FILE_PATTERNS)} files"
     )
 
@@ -258,7 +263,7 @@ def read_extxyz(
             errors.append(RowError(where, exc.problem))
         else:
             crystals.append(crystal)
-            ids.append(str(atoms.info.get("material_id", atoms.info.get("id", frame_number))))
+            ids.append(str(next((atoms.info[k] for k in ("material_id", "id", "crystaloop_id") if k in atoms.info), frame_number)))
             sources.append(where)
             infos.append({k: float(v) for k, v in atoms.info.items() if _is_number(v)})
         if progress is not None:

@@ -1,0 +1,76 @@
+"""Files between commands: every structure of a multi-structure file is read (and counted), and
+what `generate` and `oracle relax` write is read back by the others (issue 21)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ase.io import read
+from typer.testing import CliRunner
+
+from crystaloop.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Eight SrTiO3 cells from the shipped two-step consistency model, in each format."""
+    folder = tmp_path_factory.mktemp("generated")
+    paths = {}
+    for suffix in (".cif", ".json", ".extxyz"):
+        out = folder / f"s{suffix}"
+        result = _invoke("generate", "--composition", "SrTiO3", "-n", "8", "--out", str(out), "--model", "perov_5_consistency")
+        assert result.exit_code == 0, result.output
+        paths[suffix] = out
+    return paths
+
+
+@pytest.mark.parametrize("suffix", [".cif", ".json", ".extxyz"])
+def test_predict_reads_every_generated_structure(generated: dict[str, Path], suffix: str) -> None:
+    result = _invoke("surrogate", "predict", str(generated[suffix]), "--target", "heat_ref")
+    assert result.exit_code == 0, result.output
+    assert "read 8 structures from" in result.output
+    assert result.output.count("SrTiO3") >= 8
+
+
+def test_generated_json_is_pymatgen_and_cif_has_provenance(generated: dict[str, Path]) -> None:
+    from pymatgen.core import Structure
+
+    rows = json.loads(generated[".json"].read_text())
+    assert len(rows) == 8 and all(Structure.from_dict(r).composition.reduced_formula == "SrTiO3" for r in rows)
+    ours = rows[0]["properties"]["crystaloop"]
+    assert ours["seed"] == 0 and ours["checkpoint"] and ours["generator"]
+    text = generated[".cif"].read_text()
+    assert text.count("\ndata_") + text.startswith("data_") == 8
+    assert "# checkpoint: " in text and "# seed: 0" in text and "# symmetry: spglib symprec=" in text
+
+
+def test_relax_reads_every_structure_and_writes_energy_forces_stress(tmp_path: Path) -> None:
+    from ase.build import bulk
+
+    from crystaloop.data.crystal import Crystal
+    from crystaloop.data.datasets.files import write_structure_file
+
+    metals = [Crystal.from_ase(bulk(symbol, "fcc", a=a)) for symbol, a in (("Cu", 3.7), ("Au", 4.2), ("Ni", 3.6))]
+    source = tmp_path / "metals.cif"
+    write_structure_file(source, metals, ids=["cu", "au", "ni"])
+    out = tmp_path / "relaxed.extxyz"
+    result = _invoke("oracle", "relax", str(source), "--oracle", "emt", "--steps", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "read 3 structures from" in result.output
+    frames = read(str(out), index=":")
+    assert [a.info["crystaloop_id"] for a in frames] == ["cu", "au", "ni"]
+    for atoms in frames:
+        assert atoms.info["status"] in ("ok", "unconverged") and atoms.info["oracle"] == "emt"
+        assert atoms.get_forces().shape == (len(atoms), 3) and atoms.get_stress().shape == (6,)
+        assert isinstance(atoms.get_potential_energy(), float)
+        assert atoms.get_potential_energy() / len(atoms) == pytest.approx(atoms.info["energy_per_atom"], abs=1e-6)
+    again = _invoke("oracle", "relax", str(out), "--oracle", "emt", "--steps", "3")
+    assert again.exit_code == 0 and "read 3 structures from" in again.output
