@@ -23,7 +23,7 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError, UnknownComponentError
 from crystaloop.data.records import Measurement, Prediction
 from crystaloop.generator.base import Generator
-from crystaloop.loop.config import MLIP_PROPERTIES, CampaignConfig, GeneratorChoice, OracleChoice
+from crystaloop.loop.config import MLIP_ORACLES, MLIP_PROPERTIES, CampaignConfig, GeneratorChoice, OracleChoice, check_objectives_provided
 from crystaloop.loop.guards import Guard, StructureIndex, build_guards
 from crystaloop.loop.replay import DatasetReplayGenerator, ReplayOracle
 from crystaloop.loop.strategies import Strategy, make_strategy
@@ -40,6 +40,7 @@ __all__ = [
     "training_split",
     "reference_structures",
     "build_components",
+    "check_objectives",
 ]
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def make_generator(choice: GeneratorChoice) -> Generator:
     return GENERATORS[choice.kind](choice)
 
 
-ORACLE_KINDS = ("chgnet", "sevennet", "emt", "replay")
+ORACLE_KINDS = (*MLIP_ORACLES, "replay")
 
 
 def make_evaluator(choice: OracleChoice) -> Evaluator:
@@ -240,14 +241,29 @@ class Components:
     cache: dict = field(default_factory=dict, repr=False)
 
 
+def check_objectives(config: CampaignConfig, evaluator: Evaluator, surrogate: SurrogateSet | None) -> None:
+    """Raise :class:`CrystaloopError` if an objective is neither measured by ``evaluator`` nor
+    predicted by ``surrogate`` (the loaded components, checkpoints included), naming the allowed ones."""
+    predicted = surrogate.properties if surrogate is not None else ()
+    try:
+        check_objectives_provided(config.objectives, measured=evaluator.properties, predicted=predicted)
+    except ValueError as exc:
+        raise CrystaloopError(f"campaign {config.name}: {exc}") from None
+
+
 def build_components(config: CampaignConfig) -> Components:
-    """Resolve every component the config names (weights and reference structures load here)."""
+    """Resolve every component the config names (weights and reference structures load here);
+    the objectives are checked against what the oracle and surrogates provide before anything
+    else loads."""
+    evaluator = make_evaluator(config.oracle)
+    surrogate = load_surrogates(config)
+    check_objectives(config, evaluator, surrogate)
     generator = make_generator(config.generator)
     return Components(
         generator=generator,
-        evaluator=make_evaluator(config.oracle),
+        evaluator=evaluator,
         strategy=make_strategy(config),
         guards=build_guards(config.guards),
-        surrogate=load_surrogates(config),
+        surrogate=surrogate,
         reference=reference_structures(config, generator),
     )

@@ -49,10 +49,15 @@ __all__ = [
     "CampaignConfig",
     "load_campaign_config",
     "MLIP_PROPERTIES",
+    "MLIP_ORACLES",
+    "check_objectives_provided",
+    "check_config_objectives",
 ]
 
 MLIP_PROPERTIES = ("energy_per_atom", "e_above_hull", "bulk_modulus")
 """Properties an MLIP oracle measures (relaxed energy, hull distance, EOS bulk modulus)."""
+MLIP_ORACLES = ("chgnet", "sevennet", "emt")
+"""Oracle kinds backed by an MLIP (they measure :data:`MLIP_PROPERTIES`); ``replay`` is the other."""
 
 SUN_PROPERTY = "sun"
 """Objective property of S.U.N. campaigns (:mod:`crystaloop.loop.sun`): 1 for a stable, unique,
@@ -500,12 +505,45 @@ class CampaignConfig(BaseModel):
         return int(np.random.SeedSequence([self.seed, iteration, stream]).generate_state(1)[0])
 
 
+def check_objectives_provided(objectives: tuple[Objective, ...], *, measured: tuple[str, ...] | list[str], predicted: tuple[str, ...] | list[str]) -> None:
+    """Raise ``ValueError`` naming the first objective that neither the oracle measures nor a
+    surrogate predicts (``sun`` is derived from the measurements), and the allowed properties."""
+    allowed = [*dict.fromkeys([*measured, *predicted, SUN_PROPERTY])]
+    for objective in objectives:
+        if objective.property not in allowed:
+            raise ValueError(
+                f"objective {objective.property!r} is neither measured by the oracle nor predicted by a surrogate; "
+                f"allowed: {', '.join(allowed)} (oracle.measure: {list(measured)}, surrogates: {list(predicted)})"
+            )
+
+
+def check_config_objectives(config: CampaignConfig) -> None:
+    """Raise ``ValueError`` if the oracle is asked for a property it cannot measure, or an
+    objective is neither measured by the oracle nor predicted by a configured surrogate (or the
+    S.U.N. indicator). Shipped surrogates are known by name; with a checkpoint surrogate the
+    check waits for :func:`crystaloop.loop.components.check_objectives`, once it has loaded."""
+    if config.oracle.kind in MLIP_ORACLES:
+        unknown = [p for p in config.oracle.measure if p not in MLIP_PROPERTIES]
+        if unknown:
+            raise ValueError(
+                f"oracle.measure names {unknown[0]!r}, which the {config.oracle.kind} oracle cannot measure; "
+                f"allowed: {', '.join(MLIP_PROPERTIES)}"
+            )
+    if any(s.kind != "shipped" for s in config.surrogates):
+        return
+    from crystaloop.surrogates.shipped import SHIPPED_SURROGATES
+
+    predicted = [SHIPPED_SURROGATES[s.name][1] for s in config.surrogates if s.name in SHIPPED_SURROGATES]
+    check_objectives_provided(config.objectives, measured=config.oracle.measure, predicted=predicted)
+
+
 def load_campaign_config(path: str | Path) -> CampaignConfig:
     """Read a campaign YAML file (the only place YAML is parsed).
 
     Raises:
         CrystaloopError: the file is missing, not YAML, or its content is not a valid campaign
-            (one line per bad field, naming the value).
+            (one line per bad field, naming the value), or an objective nothing configured can
+            provide (:func:`check_config_objectives`).
     """
     import yaml
 
@@ -519,6 +557,11 @@ def load_campaign_config(path: str | Path) -> CampaignConfig:
     if not isinstance(payload, dict):
         raise CrystaloopError(f"{path} must hold a mapping of campaign settings, got {type(payload).__name__}")
     try:
-        return CampaignConfig.model_validate(payload)
+        config = CampaignConfig.model_validate(payload)
     except ValidationError as exc:
         raise CrystaloopError(f"{path}: {describe_validation_error(exc)}") from None
+    try:
+        check_config_objectives(config)
+    except ValueError as exc:
+        raise CrystaloopError(f"{path}: {exc}") from None
+    return config

@@ -93,3 +93,34 @@ def test_missing_hull_references_are_a_choice_passed_to_the_hull() -> None:
     assert chosen.hull.missing_reference == "trial_lattices"
     with pytest.raises(ValueError, match="trial_lattices"):
         OracleChoice(kind="emt", missing_reference="guess")
+
+
+def test_an_objective_nothing_provides_fails_at_load_naming_the_allowed_ones(tmp_path):
+    """Issue 22: `not_a_property` validated and ran 64 candidates and 8 oracle calls."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nobjectives: [{property: not_a_property, goal: maximise}]\noracle: {kind: emt}\n")
+    with pytest.raises(CrystaloopError, match="'not_a_property'.*allowed: energy_per_atom, e_above_hull, sun"):
+        load_campaign_config(bad)
+    bad.write_text("name: t\nobjectives: [{property: dir_gap, goal: maximise}]\nsurrogates: [{kind: shipped, name: perov_5-heat_ref}]\n")
+    with pytest.raises(CrystaloopError, match="'dir_gap'.*allowed: energy_per_atom, e_above_hull, heat_ref, sun"):
+        load_campaign_config(bad)
+    bad.write_text("name: t\nobjectives: [{property: e_above_hull, goal: minimise}]\noracle: {kind: emt, measure: [band_gap]}\n")
+    with pytest.raises(CrystaloopError, match="'band_gap', which the emt oracle cannot measure; allowed: energy_per_atom"):
+        load_campaign_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("name: t\nobjectives: [{property: dir_gap, goal: maximise}]\nsurrogates: [{kind: shipped, name: perov_5-dir_gap}]\n")
+    assert load_campaign_config(good).objectives[0].property == "dir_gap"
+
+
+def test_build_components_checks_objectives_against_the_loaded_oracle_and_surrogates(fixtures_dir):
+    from crystaloop.loop.components import build_components
+
+    csv = str(fixtures_dir / "mp20_layout.csv")
+    config = CampaignConfig.model_validate({
+        "name": "t",
+        "objectives": [{"property": "not_a_property", "goal": "maximise"}],
+        "generator": {"kind": "dataset-replay", "dataset": csv},
+        "oracle": {"kind": "replay", "dataset": csv, "measure": ["band_gap"]},
+    })
+    with pytest.raises(CrystaloopError, match="'not_a_property'.*allowed: band_gap, sun"):
+        build_components(config)
