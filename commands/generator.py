@@ -291,7 +291,8 @@ def generate(
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Reverse steps (default: 1000 for a teacher, 2 for a distilled model).")] = None,  # noqa: UP045
     method: Annotated[Optional[str], typer.Option("--method", help="pc, ddim, or consistency (distilled checkpoints).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL.")] = None,  # noqa: UP045
+    store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL (plausible ones only).")] = None,  # noqa: UP045
+    keep_invalid: Annotated[bool, typer.Option("--keep-invalid", help="Write implausible samples too (status rejected, the reason in the file); they are never stored.")] = False,
     xrd: Annotated[Optional[Path], typer.Option("--xrd", help="Condition on a measured powder pattern: two-column .xy/.csv, 2θ (degrees) and intensity.")] = None,  # noqa: UP045
     text: Annotated[Optional[str], typer.Option("--text", help="Condition on a description in words.")] = None,  # noqa: UP045
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα).")] = None,  # noqa: UP045
@@ -327,13 +328,56 @@ def generate(
         raise fail(describe_validation_error(exc)) from None
     except CrystaloopError as exc:
         raise fail(str(exc)) from None
-    write_candidates(out, candidates)
-    formulas = ", ".join(sorted({c.crystal.reduced_formula for c in candidates}))
-    console.print(f"wrote {len(candidates)} structures ({formulas}) to [bold]{out}[/]"
+    plausible, implausible = screen_generated(candidates)
+    _report_screen(len(candidates), implausible, keep_invalid)
+    written = plausible + implausible if keep_invalid else plausible
+    if not written:
+        raise fail(f"none of the {len(candidates)} samples is plausible; nothing written to {out} "
+                   "(--keep-invalid writes them anyway)")
+    write_candidates(out, written)
+    formulas = ", ".join(sorted({c.crystal.reduced_formula for c in written}))
+    console.print(f"wrote {len(written)} structures ({formulas}) to [bold]{out}[/]"
                   + (f"; {generator.last_dropped} collapsed samples dropped" if generator.last_dropped else ""))
-    if store:
+    if store and plausible:
         from crystaloop.data.store import CandidateStore
 
         with CandidateStore(store) as candidate_store:
-            report = candidate_store.add_many(candidates)
-        console.print(f"store: added {report.added}, already stored {report.existing}")
+            report = candidate_store.add_many(plausible)
+        skipped = f"; {len(implausible)} implausible not stored" if implausible else ""
+        console.print(f"store: added {report.added}, already stored {report.existing}{skipped}")
+
+
+def screen_generated(candidates: list) -> tuple[list, list]:
+    """(plausible, implausible) by the campaign's validity guard with its default settings
+    (:func:`~crystaloop.data.crystal.check_plausible`, density window, SMACT charge balance);
+    each candidate carries the guard's verdict, implausible ones with status ``rejected``."""
+    import dataclasses
+
+    from crystaloop.data.records import CandidateStatus
+    from crystaloop.loop.guards.base import GuardContext
+    from crystaloop.loop.guards.validity import ValidityGuard
+
+    guard, context = ValidityGuard(), GuardContext()
+    plausible, implausible = [], []
+    for candidate in candidates:
+        verdict = guard.check(candidate, context)
+        if verdict.ok:
+            plausible.append(dataclasses.replace(candidate, verdicts=(*candidate.verdicts, verdict)))
+        else:
+            implausible.append(dataclasses.replace(candidate, verdicts=(*candidate.verdicts, verdict), status=CandidateStatus.REJECTED))
+    return plausible, implausible
+
+
+def _report_screen(total: int, implausible: list, keep_invalid: bool) -> None:
+    """One line for the screen, then each implausible sample's formula and reason (the first ten)."""
+    from crystaloop.commands.common import err_console
+
+    if not implausible:
+        console.print(f"validity: all {total} samples plausible (distances, volume, density, SMACT charge balance)")
+        return
+    action = "kept with status rejected (--keep-invalid)" if keep_invalid else "dropped"
+    err_console.print(f"[yellow]validity:[/] {len(implausible)} of {total} samples implausible, {action}:", highlight=False)
+    for candidate in implausible[:10]:
+        err_console.print(f"  {candidate.crystal.reduced_formula}: {candidate.verdicts[-1].reason}", highlight=False)
+    if len(implausible) > 10:
+        err_console.print(f"  ... and {len(implausible) - 10} more", highlight=False)

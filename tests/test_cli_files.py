@@ -26,7 +26,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {}
     for suffix in (".cif", ".json", ".extxyz"):
         out = folder / f"s{suffix}"
-        result = _invoke("generate", "--composition", "SrTiO3", "-n", "8", "--out", str(out), "--model", "perov_5_consistency")
+        result = _invoke("generate", "--composition", "SrTiO3", "-n", "8", "--out", str(out), "--model", "perov_5_consistency", "--keep-invalid")
         assert result.exit_code == 0, result.output
         paths[suffix] = out
     return paths
@@ -74,3 +74,43 @@ def test_relax_reads_every_structure_and_writes_energy_forces_stress(tmp_path: P
         assert atoms.get_potential_energy() / len(atoms) == pytest.approx(atoms.info["energy_per_atom"], abs=1e-6)
     again = _invoke("oracle", "relax", str(out), "--oracle", "emt", "--steps", "3")
     assert again.exit_code == 0 and "read 3 structures from" in again.output
+
+
+def test_generate_drops_implausible_samples_with_reasons_and_never_stores_them(tmp_path: Path) -> None:
+    from crystaloop.data.store import CandidateStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    out = tmp_path / "b.json"
+    args = ("generate", "--chemsys", "Ba-Ti-O", "-n", "8", "--model", "perov_5_consistency", "--store", url)
+    result = _invoke(*args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "samples implausible, dropped" in result.output and "fails SMACT charge neutrality" in result.output
+    dropped = int(result.output.split("validity: ")[1].split(" of ")[0])
+    kept = json.loads(out.read_text())
+    assert len(kept) == 8 - dropped and all(r["properties"]["crystaloop"]["status"] == "generated" for r in kept)
+    with CandidateStore(url) as store:
+        assert store.count() == 8 - dropped and f"{dropped} implausible not stored" in result.output
+    everything = tmp_path / "all.json"
+    again = _invoke(*args, "--out", str(everything), "--keep-invalid")
+    assert again.exit_code == 0 and "kept with status rejected (--keep-invalid)" in again.output
+    rows = [r["properties"]["crystaloop"] for r in json.loads(everything.read_text())]
+    assert len(rows) == 8 and sum(r["status"] == "rejected" for r in rows) == dropped
+    assert any("validity: failed" in v for r in rows for v in r["verdicts"])
+    with CandidateStore(url) as store:
+        assert store.count() == 8 - dropped
+
+
+def test_screen_uses_the_campaign_validity_guard() -> None:
+    from crystaloop.commands.generator import screen_generated
+    from crystaloop.data.crystal import Crystal
+    from crystaloop.data.records import Candidate, Provenance
+
+    good = Crystal.from_symbols([[3.9, 0, 0], [0, 3.9, 0], [0, 0, 3.9]], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], ["Sr", "Ti", "O", "O", "O"])
+    close = Crystal.from_symbols([[3.9, 0, 0], [0, 3.9, 0], [0, 0, 3.9]], [[0, 0, 0], [0.03, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], ["Sr", "Ti", "O", "O", "O"])
+    unbalanced = Crystal.from_symbols([[3.9, 0, 0], [0, 3.9, 0], [0, 0, 3.9]], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]], ["Na", "Cl", "Cl"])
+    candidates = Candidate.from_crystals([good, close, unbalanced], Provenance(component="test"))
+    plausible, implausible = screen_generated(candidates)
+    assert [c.crystal.reduced_formula for c in plausible] == ["SrTiO3"]
+    reasons = [c.verdicts[-1].reason for c in implausible]
+    assert "structure:" in reasons[0] and "SMACT" in reasons[1]
+    assert all(c.status.value == "rejected" for c in implausible)
