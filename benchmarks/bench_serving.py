@@ -1,7 +1,7 @@
 """OPTIMADE serving under load: open-loop rates with a realistic filter mix, and amplification probes.
 
 For each backend (SQLite file, and PostgreSQL when a server answers on 127.0.0.1:5432, database
-``test``, in a schema ``bench_serving_<random>`` dropped afterwards) a fresh store is bulk-loaded
+``test``, in a fresh schema of random name, dropped afterwards: bench_optimade's helper) a fresh store is bulk-loaded
 with seeded synthetic candidates and ``crystaloop serve`` (default settings: cost limits,
 expensive-query slots, 5 s request budget, 503 + ``Retry-After`` on overload) is started on a free
 loopback port. Then:
@@ -31,16 +31,23 @@ import logging
 import random
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.bench_optimade import FILTERS, LOAD_FIELDS, SEED, _machine, _open_loop, _percentile, _postgres_admin_url, _sample_ids, _server
+from benchmarks.bench_optimade import (
+    FILTERS,
+    LOAD_FIELDS,
+    SEED,
+    _machine,
+    _open_loop,
+    _percentile,
+    _postgres_store,
+    _sample_ids,
+    _server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -189,26 +196,6 @@ def _pool_probe(port: int, backend: str, n: int, in_flight: int = 18) -> dict[st
     return row
 
 
-@contextmanager
-def _postgres_schema() -> Iterator[str | None]:
-    """A store URL in a fresh schema ``bench_serving_<random>`` of database ``test`` (dropped afterwards)."""
-    import psycopg
-    from psycopg import sql
-
-    admin = _postgres_admin_url()
-    if admin is None:
-        yield None
-        return
-    name = f"bench_serving_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    try:
-        yield admin.replace("postgresql://", "postgresql+psycopg://", 1) + f"?options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-
-
 def _backend(url: str, backend: str, n: int, rates: tuple[float, ...], duration: float, grace: float, workers: int) -> list[dict[str, Any]]:
     from crystaloop.data.optimade.bulk import bulk_load
 
@@ -242,7 +229,7 @@ def run(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder:
         rows += _backend(f"sqlite:///{Path(folder) / 'store.db'}", "sqlite", n_sqlite, rates, seconds, grace, workers)
-    with _postgres_schema() as pg_url:
+    with _postgres_store() as pg_url:
         if pg_url is None:
             rows.append({"case": "postgresql", "backend": "postgresql", "note": "skipped: no server on 127.0.0.1:5432"})
         else:
