@@ -20,6 +20,7 @@ from rich.table import Table
 from crystaloop.commands.campaign import campaign_app
 from crystaloop.commands.common import console, err_console, read_structures, read_yaml_mapping, report_read
 from crystaloop.commands.common import fail as _fail
+from crystaloop.commands.common import fail_unreadable
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 from crystaloop.commands.hull import hull_app
@@ -114,6 +115,8 @@ def _print_import_report(report: ImportReport) -> None:
     )
     for error in report.errors:
         err_console.print(f"  [yellow]bad row[/] {error.source}: {error.problem}", highlight=False)
+    if report.read == 0 and not report.errors:
+        err_console.print(f"  [yellow]no structures[/] in {report.source}: the input is empty (or holds only a header)", highlight=False)
 
 
 @data_app.command("import")
@@ -126,12 +129,12 @@ def data_import(
 ) -> None:
     """Import structures into the store; every bad row is reported with its reason."""
     from crystaloop.data.errors import CrystaloopError
-    from crystaloop.data.store import CandidateStore
+    from crystaloop.data.store import CandidateStore, redact_url
 
     try:
         with CandidateStore(store) as candidate_store:
             reports = [_run_import(spec, candidate_store, fmt, max_rows) for spec in paths]
-            console.print(f"store: {candidate_store.url}")
+            console.print(f"store: {redact_url(candidate_store.url)}", highlight=False)
     except CrystaloopError as exc:
         raise _fail(str(exc)) from None
     for report in reports:
@@ -446,7 +449,7 @@ def surrogate_predict(
         ids, crystals, errors = read_structures(path)
         report_read(path, crystals, errors)
         if not crystals:
-            raise _fail(f"no readable structure in {path}")
+            raise fail_unreadable(path, errors)
         prediction = ensemble.predict(crystals)
         ood = ensemble.ood_score(crystals)
     except CrystaloopError as exc:
@@ -477,7 +480,7 @@ def oracle_relax(
         ids, crystals, errors = read_structures(path)
         report_read(path, crystals, errors)
         if not crystals:
-            raise _fail(f"no readable structure in {path}")
+            raise fail_unreadable(path, errors)
         relaxations = runner_oracle.relax(crystals)
     except CrystaloopError as exc:
         raise _fail(str(exc)) from None

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "read_yaml_mapping", "read_structures", "report_read", "progress_bar", "parse_composition"]
+__all__ = ["console", "err_console", "fail", "fail_unreadable", "read_yaml_mapping", "read_structures", "report_read", "progress_bar", "parse_composition", "parse_chemical_system"]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -18,6 +18,14 @@ def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit (code 2) to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=2)
+
+
+def fail_unreadable(path: str, errors: list) -> typer.Exit:
+    """The exit for an input with no readable structure, naming each bad file or row and its reason
+    (as ``data import`` reports them); the first five, then a count."""
+    reasons = "; ".join(f"{e.source}: {e.problem}" for e in errors[:5])
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return fail(f"no readable structure in {path}" + (f": {reasons}{more}" if reasons else ""))
 
 
 def read_yaml_mapping(path: Path | None, what: str) -> dict[str, Any]:
@@ -58,6 +66,8 @@ def parse_composition(text: str, option: str = "--composition") -> dict[str, int
 
     from crystaloop.data.errors import CrystaloopError
 
+    if not text.strip():
+        raise CrystaloopError(f"{option} is empty; give a formula such as SrTiO3 (or leave the option out)")
     try:
         parsed = Composition(text)
     except Exception as exc:  # pymatgen raises ValueError or its own errors
@@ -68,6 +78,19 @@ def parse_composition(text: str, option: str = "--composition") -> dict[str, int
     if unknown:
         raise CrystaloopError(f"{option} {text!r}: unknown element {unknown[0]!r}; allowed: element symbols H..Og")
     return {str(el): int(round(v)) for el, v in parsed.items()}
+
+
+def parse_chemical_system(text: str, option: str = "chemical system") -> tuple[str, ...]:
+    """Sorted distinct elements of ``Ca-Co-O-F`` (or ``Ca,Co,O,F``); raises CrystaloopError naming
+    ``option`` for an empty system or a non-element."""
+    from crystaloop.data.errors import CrystaloopError
+
+    elements = [e.strip() for e in text.replace(",", "-").split("-") if e.strip()]
+    if not elements:
+        raise CrystaloopError(f"{option} {text!r} is empty; write it as Ca-Co-O-F (or leave the option out)")
+    for element in elements:
+        parse_composition(element, option=option)
+    return tuple(sorted(set(elements)))
 
 
 def read_structures(path: str):  # -> (ids, crystals, errors)

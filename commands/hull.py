@@ -97,15 +97,9 @@ def _imported(url: str, system: str | None, limit: int) -> tuple[list[str], list
 
 
 def _system(text: str) -> list[str]:
-    from crystaloop.commands.common import parse_composition
-    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.commands.common import parse_chemical_system
 
-    elements = [e.strip() for e in text.replace(",", "-").split("-") if e.strip()]
-    if not elements:
-        raise CrystaloopError(f"chemical system {text!r} is empty; write it as Ca-Co-O-F")
-    for element in elements:
-        parse_composition(element, option="chemical system")
-    return sorted(set(elements))
+    return list(parse_chemical_system(text))
 
 
 @hull_app.command("show")

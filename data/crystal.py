@@ -203,6 +203,14 @@ class Crystal:
             crystal._hash_cache[str(DEFAULT_HASH_DECIMALS)] = known_hash
         return crystal
 
+    def right_handed(self) -> Crystal:
+        """This crystal with a right-handed basis (``det L > 0``): ``self`` when it already is,
+        else lattice ``-L`` and fractional coordinates ``-f`` (mod 1), the same atoms at the same
+        Cartesian positions. The readers apply it to every structure they import."""
+        if np.linalg.det(self.lattice) > 0:
+            return self
+        return Crystal(-np.array(self.lattice), -np.array(self.frac_coords), np.array(self.numbers))
+
     # ------------------------------------------------------------------ derived quantities
     @property
     def n_sites(self) -> int:

@@ -37,7 +37,8 @@ class ImportReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        """Every row was good and there was at least one (an empty or header-only file is not ok)."""
+        return self.read > 0 and not self.errors
 
 
 def dataset_to_candidates(dataset: CrystalDataset, *, oracle_name: str | None = None) -> list[Candidate]:

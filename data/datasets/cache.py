@@ -27,7 +27,7 @@ __all__ = ["CACHE_VERSION", "cache_dir", "content_hash", "load_cached", "save_ca
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: readers re-orient left-handed cells, pre-check sizes and POSCAR counts
 
 
 def cache_dir() -> Path:

@@ -38,6 +38,7 @@ __all__ = [
     "read_structure_folder",
     "read_extxyz",
     "parse_structure_text",
+    "structure_file_format",
     "STRUCTURE_FILE_PATTERNS",
 ]
 
@@ -51,6 +52,9 @@ _ID_COLUMNS = ("material_id", "", "Unnamed: 0")
 
 ProgressCallback = Callable[[int, int], None]
 _NAN_TOKEN = re.compile(r"(?i)(?<![\w.])[+-]?nan(?![\w.])")
+_CIF_CELL_LENGTH = re.compile(r"(?im)^[ \t]*_cell_length_([abc])[ \t]+(\S+)")
+_CIF_LOOP = re.compile(r"(?im)^[ \t]*loop_[ \t]*$")
+_BINARY_SNIFF_CHARS = 8192
 
 
 def detect_format(path: Path) -> DatasetFormat:
@@ -73,19 +77,138 @@ def detect_format(path: Path) -> DatasetFormat:
     )
 
 
+def structure_file_format(path: Path) -> Literal["cif", "poscar"] | None:
+    """``"cif"`` or ``"poscar"`` for a single-structure file name (``*.cif``, ``POSCAR*``,
+    ``CONTCAR*``, ``*.vasp``, ``*.poscar``), ``None`` for anything else."""
+    name = path.name
+    if name.lower().endswith(".cif"):
+        return "cif"
+    if name.upper().startswith(("POSCAR", "CONTCAR")) or name.lower().endswith((".vasp", ".poscar")):
+        return "poscar"
+    return None
+
+
+def _read_one_file(path: Path, limits: PlausibilityLimits | None) -> Crystal:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InvalidStructureError(f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_structure_text(text, structure_file_format(path) or "cif", limits)
+
+
 def parse_structure_text(text: str, fmt: Literal["cif", "poscar"], limits: PlausibilityLimits | None = None) -> Crystal:
-    """Parse one CIF or POSCAR text into a checked :class:`Crystal`.
+    """Parse one CIF or POSCAR text into a checked, right-handed :class:`Crystal`.
+
+    Before the (slow) pymatgen parse, the text is checked cheaply: a CIF's cell lengths must be
+    positive numbers (a negative length would describe a left-handed cell: refused), its
+    atom-site loop and a POSCAR's counts line must not list more sites than ``limits.max_sites``,
+    and a POSCAR's counts must match its coordinate lines. A left-handed basis that passes (a
+    POSCAR whose lattice rows have a negative determinant) is re-oriented to the right-handed
+    ``-L`` with fractional coordinates ``-f`` (mod 1): every atom stays where it was, only the
+    basis changes (:meth:`Crystal.right_handed`).
 
     Raises:
-        InvalidStructureError: empty or malformed text, partial occupancy, unknown element, NaN,
-            or a structure that fails :func:`check_plausible`.
+        InvalidStructureError: empty, binary or malformed text, a negative cell length, too many sites,
+            a POSCAR count mismatch, partial occupancy, unknown element, NaN, or a structure that
+            fails :func:`check_plausible`.
     """
     if not text.strip():
         raise InvalidStructureError("empty input: no structure to read")
+    if "\0" in text[:_BINARY_SNIFF_CHARS]:
+        raise InvalidStructureError(f"binary data (NUL bytes), not {fmt.upper()} text")
+    limits = limits or PlausibilityLimits()
+    if fmt == "cif":
+        _precheck_cif(text, limits)
+    else:
+        _precheck_poscar(text, limits)
     structure = _parse_with_pymatgen(text, fmt)
-    crystal = Crystal.from_pymatgen(structure)
+    crystal = Crystal.from_pymatgen(structure).right_handed()
     check_plausible(crystal, limits)
     return crystal
+
+
+def _precheck_cif(text: str, limits: PlausibilityLimits) -> None:
+    """Negative cell lengths and oversized atom-site loops, read from the text without parsing it."""
+    for axis, value in _CIF_CELL_LENGTH.findall(text):
+        try:
+            number = float(value.split("(")[0])
+        except ValueError:
+            continue  # pymatgen reports the malformed value
+        if number <= 0:
+            raise InvalidStructureError(
+                f"_cell_length_{axis} is {value}; cell lengths must be positive (a negative length "
+                "would make a left-handed cell)"
+            )
+    sites = _largest_atom_site_loop(text)
+    if sites > limits.max_sites:
+        raise InvalidStructureError(
+            f"the atom-site loop lists {sites} sites, more than the limit of {limits.max_sites} (checked before parsing)"
+        )
+
+
+def _largest_atom_site_loop(text: str) -> int:
+    """Rows of the largest ``_atom_site_fract_*``/``_atom_site_Cartn_*`` loop (values / columns)."""
+    largest = 0
+    for block in _CIF_LOOP.split(text)[1:]:
+        headers, values = 0, 0
+        for line in block.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if stripped.startswith("_") and values == 0:
+                headers += 1
+                if not stripped.lower().startswith("_atom_site_"):
+                    headers = -(10**9)  # not an atom-site loop
+                continue
+            if stripped.startswith(("_", "data_")) or headers <= 0:
+                break
+            values += len(stripped.split())
+        if headers > 0:
+            largest = max(largest, values // headers)
+    return largest
+
+
+def _precheck_poscar(text: str, limits: PlausibilityLimits) -> None:
+    """A POSCAR's counts line against the limit and against its coordinate lines."""
+    lines = text.splitlines()
+    if len(lines) < 7:
+        return  # pymatgen reports the truncated file
+    counts_index = 5 if _all_ints(lines[5]) else 6
+    if counts_index >= len(lines) or not _all_ints(lines[counts_index]):
+        return
+    counts = [int(t) for t in lines[counts_index].split()]
+    total = sum(counts)
+    if total > limits.max_sites:
+        raise InvalidStructureError(
+            f"the counts line lists {total} sites, more than the limit of {limits.max_sites} (checked before parsing)"
+        )
+    start = counts_index + 1
+    if start < len(lines) and lines[start].strip()[:1].lower() == "s":  # Selective dynamics
+        start += 1
+    coordinates = 0
+    for line in lines[start + 1 :]:  # after the Direct/Cartesian line
+        tokens = line.split()
+        if len(tokens) < 3 or not all(_is_float(t) for t in tokens[:3]):
+            break
+        coordinates += 1
+    if coordinates != total:
+        raise InvalidStructureError(
+            f"POSCAR counts {' '.join(map(str, counts))} list {total} atoms but {coordinates} coordinate "
+            f"lines follow; the counts must match the coordinates"
+        )
+
+
+def _all_ints(line: str) -> bool:
+    tokens = line.split()
+    return bool(tokens) and all(t.isdigit() for t in tokens)
+
+
+def _is_float(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_with_pymatgen(text: str, fmt: Literal["cif", "poscar"]):  # -> pymatgen Structure
@@ -227,10 +350,8 @@ def read_structure_folder(
         raise DatasetError(f"{path} holds no structure files; expected {', '.join(STRUCTURE_FILE_PATTERNS)}")
     crystals, ids, sources, errors = [], [], [], []
     for done, file in enumerate(files, start=1):
-        fmt: Literal["cif", "poscar"] = "cif" if file.suffix.lower() == ".cif" else "poscar"
         try:
-            text = file.read_text(encoding="utf-8", errors="replace")
-            crystal = parse_structure_text(text, fmt, limits)
+            crystal = _read_one_file(file, limits)
         except InvalidStructureError as exc:
             errors.append(RowError(file.name, exc.problem))
         else:
@@ -257,7 +378,7 @@ def read_extxyz(
     for frame_number, atoms in enumerate(frames, start=1):
         where = f"{path.name} frame {frame_number}"
         try:
-            crystal = Crystal.from_ase(atoms)
+            crystal = Crystal.from_ase(atoms).right_handed()
             check_plausible(crystal, limits)
         except InvalidStructureError as exc:
             errors.append(RowError(where, exc.problem))
