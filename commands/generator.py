@@ -237,11 +237,25 @@ def _parse_targets(targets: list[str]) -> dict[str, float]:
     return parsed
 
 
-def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] | None, *, embedding: bool = False) -> str:
+_CONSISTENCY_STEPS = (1, 2, 4)
+
+
+def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] | None, *, embedding: bool = False,
+                   steps: int | None = None, method: str | None = None) -> str:
+    """The shipped generator for a request: the distilled few-step ``<dataset>_consistency`` model
+    unless the user asks for a teacher sampler (``--method pc|ddim`` or ``--steps`` beyond 1, 2, 4)
+    or for conditioning only the multimodal teacher reads."""
+    from crystaloop.generator.shipped import _ROOT, SHIPPED_GENERATORS
+
     if embedding:  # the one shipped generator that reads the multimodal latent
         return "perov_5_multimodal"
     elements = set(composition or {}) | set(system or ())
-    return "carbon_24" if elements == {"C"} else "perov_5"
+    teacher = "carbon_24" if elements == {"C"} else "perov_5"
+    distilled = f"{teacher}_consistency"
+    wants_teacher = method not in (None, "consistency") or (steps is not None and steps not in _CONSISTENCY_STEPS)
+    if not wants_teacher and distilled in SHIPPED_GENERATORS and (_ROOT / f"{distilled}.pt").exists():
+        return distilled
+    return teacher
 
 
 def _embedding_width(model: str) -> int:
@@ -287,8 +301,8 @@ def generate(
     target: Annotated[Optional[list[str]], typer.Option("--target", help="Property target name=value (repeatable), e.g. dir_gap=2.0.")] = None,  # noqa: UP045
     guidance: Annotated[float, typer.Option("--guidance", min=0.0, help="Classifier-free guidance scale (1 = plain conditional).")] = 1.0,
     num_atoms: Annotated[Optional[int], typer.Option("--num-atoms", min=1, help="Sites per cell for de novo (default: drawn from the training data).")] = None,  # noqa: UP045
-    model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint file or shipped name (default: perov_5, carbon_24 for pure carbon).")] = None,  # noqa: UP045
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Reverse steps (default: 1000 for a teacher, 2 for a distilled model).")] = None,  # noqa: UP045
+    model: Annotated[Optional[str], typer.Option("--model", help="Checkpoint file or shipped name (default: the distilled perov_5_consistency, carbon_24_consistency for pure carbon; their teachers perov_5 / carbon_24 when --method pc|ddim or --steps other than 1, 2, 4 is given).")] = None,  # noqa: UP045
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Reverse steps (default: 2 for a distilled model, 1000 for a teacher).")] = None,  # noqa: UP045
     method: Annotated[Optional[str], typer.Option("--method", help="pc, ddim, or consistency (distilled checkpoints).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
     store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL (plausible ones only).")] = None,  # noqa: UP045
@@ -315,15 +329,23 @@ def generate(
         comp = parse_composition(composition) if composition else None
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
         conditioned = xrd is not None or text is not None
-        name = model or _default_model(comp, system, embedding=conditioned)
+        name = model or _default_model(comp, system, embedding=conditioned, steps=steps, method=method)
         embedding = _embed_query(name, xrd, text, wavelength, fusion) if conditioned else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
                               guidance_scale=guidance, num_atoms=num_atoms, embedding=embedding)
         generator = _load_generator(name, steps, method)
+        batches = -(-n // generator.sampler.batch_size)
         with progress_bar(remaining=False) as bar:
-            task = bar.add_task(f"sampling {n} ({generator.sampler.method}, {generator.sampler.steps} steps)", total=None)
-            candidates = generator.sample(n, condition, seed=seed)
-            bar.update(task, completed=1, total=1)
+            task = bar.add_task(f"sampling {n} ({Path(name).stem}, {generator.sampler.steps} {generator.sampler.method} steps)",
+                                total=batches * generator.sampler.steps)
+            done = [0]
+
+            def on_step(step: int, total: int) -> None:  # once per sampler step of each batch
+                done[0] += 1
+                bar.update(task, completed=done[0], total=max(batches * total, done[0]))
+
+            candidates = generator.sample(n, condition, seed=seed, on_step=on_step)
+            bar.update(task, completed=done[0], total=done[0])
     except ValidationError as exc:
         raise fail(describe_validation_error(exc)) from None
     except CrystaloopError as exc:

@@ -179,12 +179,14 @@ class DiffusionGenerator:
             seconds=sum(p.seconds for p in pieces),
         )
 
-    def sample(self, n: int, condition: Condition | None = None, *, seed: int) -> list[Candidate]:
-        """``n`` candidates (fewer when samples collapse; see ``last_dropped``), status ``generated``."""
+    def sample(self, n: int, condition: Condition | None = None, *, seed: int,
+               on_step: Callable[[int, int], None] | None = None) -> list[Candidate]:
+        """``n`` candidates (fewer when samples collapse; see ``last_dropped``), status ``generated``;
+        ``on_step(step, steps)`` is called after each sampler step of each batch."""
         if n <= 0:
             raise CrystaloopError(f"number of samples must be positive, got {n}")
         rng = np.random.default_rng(seed)
-        raw = self.sample_raw(self.request(n, condition, rng), seed=seed)
+        raw = self.sample_raw(self.request(n, condition, rng), seed=seed, on_step=on_step)
         crystals = [crystal_from_sample(*parts) for parts in raw.split()]
         kept = [c for c in crystals if c is not None]
         self.last_dropped = len(crystals) - len(kept)

@@ -114,3 +114,26 @@ def test_screen_uses_the_campaign_validity_guard() -> None:
     reasons = [c.verdicts[-1].reason for c in implausible]
     assert "structure:" in reasons[0] and "SMACT" in reasons[1]
     assert all(c.status.value == "rejected" for c in implausible)
+
+
+def test_default_generate_uses_the_distilled_model_and_the_bar_moves_per_step(tmp_path: Path) -> None:
+    out = tmp_path / "d.cif"
+    result = _invoke("generate", "--composition", "SrTiO3", "-n", "4", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "perov_5_consistency, 2 consistency steps" in result.output and "2/2" in result.output
+    teacher = _invoke("generate", "--composition", "SrTiO3", "-n", "2", "--out", str(out), "--steps", "3", "--method", "ddim", "--keep-invalid")
+    assert teacher.exit_code == 0, teacher.output
+    assert "perov_5, 3 ddim steps" in teacher.output and "3/3" in teacher.output
+
+
+def test_sample_reports_every_step_of_every_batch() -> None:
+    from crystaloop.data.records import Condition
+    from crystaloop.generator.config import SamplerConfig
+    from crystaloop.generator.diffusion import DiffusionGenerator
+    from crystaloop.generator.shipped import shipped_generator_path
+
+    generator = DiffusionGenerator.from_checkpoint(shipped_generator_path("perov_5_consistency"))
+    generator = DiffusionGenerator(generator.model, SamplerConfig(method="consistency", steps=2, batch_size=3))
+    calls: list[tuple[int, int]] = []
+    generator.sample(7, Condition(composition={"Sr": 1, "Ti": 1, "O": 3}), seed=0, on_step=lambda s, t: calls.append((s, t)))
+    assert calls == [(1, 2), (2, 2)] * 3  # three batches (3 + 3 + 1) of two steps
