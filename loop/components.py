@@ -1,6 +1,8 @@
 """What a campaign runs on, built by name from plain registries.
 
-* :data:`GENERATORS` — ``diffusion`` (the trained model, imported lazily) and ``dataset-replay``.
+* :data:`GENERATORS` — ``diffusion`` (the trained model, imported lazily), ``dataset-replay``,
+  ``substitution`` and ``random_search`` (no training; :mod:`crystaloop.generator.substitution`,
+  :mod:`crystaloop.generator.random_search`).
 * surrogates — shipped ensembles by name or checkpoints by path, combined by :class:`SurrogateSet`.
 * :data:`ORACLE_KINDS` — the MLIPs of :mod:`crystaloop.surrogates.oracles` (``chgnet``,
   ``sevennet``, ``emt``) wrapped by :class:`MLIPEvaluator` (relaxed energy, e_above_hull from
@@ -151,7 +153,31 @@ def _dataset_replay(choice: GeneratorChoice) -> Generator:
     return DatasetReplayGenerator.from_dataset(load_dataset(choice.dataset), perturb=choice.perturb)
 
 
-GENERATORS: dict[str, Callable[[GeneratorChoice], Generator]] = {"diffusion": _diffusion, "dataset-replay": _dataset_replay}
+def _substitution(choice: GeneratorChoice) -> Generator:
+    from crystaloop.generator.substitution import SubstitutionGenerator, load_library
+
+    crystals, labels = load_library(choice.library)
+    datasets = [spec for spec in choice.library if not spec.startswith("store:")]
+    limit = {"max_atoms": choice.max_atoms} if choice.max_atoms is not None else {}
+    return SubstitutionGenerator(crystals, labels=labels, prototypes=choice.prototypes, partial=choice.partial,
+                                 exclude=choice.exclude, temperature=choice.temperature,
+                                 training_dataset=datasets[0] if len(datasets) == 1 else None, **limit)
+
+
+def _random_search(choice: GeneratorChoice) -> Generator:
+    from crystaloop.generator.random_search import RandomSearchGenerator
+
+    settings = {k: v for k, v in {"max_atoms": choice.max_atoms, "space_groups": choice.space_groups,
+                                  "volume_factor": choice.volume_factor}.items() if v is not None}
+    return RandomSearchGenerator(exclude=choice.exclude, **settings)
+
+
+GENERATORS: dict[str, Callable[[GeneratorChoice], Generator]] = {
+    "diffusion": _diffusion,
+    "dataset-replay": _dataset_replay,
+    "substitution": _substitution,
+    "random_search": _random_search,
+}
 
 
 def make_generator(choice: GeneratorChoice) -> Generator:

@@ -387,8 +387,10 @@ class GeneratorChoice(BaseModel):
     """Which generator, by registry name (``crystaloop.loop.registry.GENERATORS``).
 
     Attributes:
-        kind: ``diffusion`` (the trained model) or ``dataset-replay`` (crystals from a dataset,
-            optionally perturbed; for tests and pool benchmarks).
+        kind: ``diffusion`` (the trained model), ``dataset-replay`` (crystals from a dataset,
+            optionally perturbed; for tests and pool benchmarks), ``substitution`` (ion exchange
+            and partial substitution into ``library`` and the prototypes) or ``random_search``
+            (random symmetric crystals); fields of another kind are refused.
         checkpoint: a shipped generator name (``perov_5``, ``carbon_24``) or a checkpoint path.
         steps, method: sampler settings for ``diffusion`` (e.g. 100 ``ddim`` steps, or 2
             ``consistency`` steps with a distilled checkpoint).
@@ -404,6 +406,34 @@ class GeneratorChoice(BaseModel):
     perturb: float = Field(0.0, ge=0)
     steps: int | None = Field(None, gt=0, description="reverse steps (diffusion); default: the checkpoint's sampler default")
     method: Literal["pc", "ddim", "consistency"] | None = None
+    library: tuple[str, ...] = Field((), description="substitution: dataset specs and store:<URL> to substitute into")
+    prototypes: bool = Field(True, description="substitution: also fill the prototype library")
+    partial: bool = Field(True, description="substitution: also partial substitutions")
+    temperature: float = Field(0.0, ge=0, description="substitution: 0 = most probable first; > 0 = sampled")
+    exclude: tuple[str, ...] = Field((), description="substitution, random_search: elements never used")
+    max_atoms: int | None = Field(None, gt=0, description="substitution, random_search: most sites per cell")
+    space_groups: tuple[int, ...] | None = Field(None, description="random_search: space-group numbers to draw from")
+    volume_factor: float | None = Field(None, gt=0, description="random_search: volume over the sum of atomic volumes")
+
+    @field_validator("exclude")
+    @classmethod
+    def _elements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for symbol in value:
+            atomic_number(symbol)
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> GeneratorChoice:
+        own = {"substitution": {"library", "prototypes", "partial", "temperature", "exclude", "max_atoms"},
+               "random_search": {"exclude", "max_atoms", "space_groups", "volume_factor"}}
+        foreign = sorted((set().union(*own.values()) - own.get(self.kind, set())) & self.model_fields_set)
+        if foreign:
+            raise ValueError(f"generator kind {self.kind!r} takes no {', '.join(foreign)}")
+        if self.kind == "substitution" and not self.library and not self.prototypes:
+            raise ValueError("generator kind 'substitution' needs library: [dataset specs or store:<URL>] or prototypes: true")
+        if self.space_groups is not None and (not self.space_groups or not all(1 <= g <= 230 for g in self.space_groups)):
+            raise ValueError(f"space_groups must be numbers 1..230, got {list(self.space_groups)}")
+        return self
 
 
 class SurrogateChoice(BaseModel):
