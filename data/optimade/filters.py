@@ -22,7 +22,10 @@ per value) takes at most ``max_all_values`` distinct values, any list at most
 ``max_list_values``, and the whole filter at most ``max_probes`` probes of the element, verdict
 and record tables. Beyond a limit the filter is refused with :class:`FilterTooCostlyError` (400,
 naming the limit). :attr:`Translation.cost` (probes plus two per scan-only construct) lets the
-search put expensive filters through a concurrency limit of their own.
+search put expensive filters through a concurrency limit of their own. The SQL building blocks
+(membership probes, record comparisons, chemical-system lookups) live in
+:mod:`~crystaloop.data.optimade.probes`; this module stays one rule per grammar construct, which
+is why it runs past 600 lines.
 
 Example::
 
@@ -39,13 +42,12 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import combinations
 from math import gcd
 from typing import Any
 
 from lark import Token, Transformer
 from lark.exceptions import VisitError
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
 
 from crystaloop.data.optimade.errors import (
     BadFilterError,
@@ -66,6 +68,7 @@ from crystaloop.data.optimade.fields import (
     resolve_field,
 )
 from crystaloop.data.optimade.parsing import parse_filter, rewrite_length_first
+from crystaloop.data.optimade.probes import chemical_system, element_symbols, member, not_member, record_compare
 from crystaloop.data.store.schema import CandidateElementRow, CandidateRow, VerdictRow
 
 __all__ = [
@@ -93,7 +96,6 @@ MAX_LIST_VALUES = 120
 MAX_PROBES = 24
 """Most probes of the element, verdict and record tables in one filter."""
 _MAX_DIGITS = 330  # longer digit strings are out of float range anyway; int() of them is never tried
-_MAX_SYSTEM = 8  # chemical systems up to 8 elements become a list of their 255 subsets
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -462,7 +464,7 @@ class FilterTransformer(Transformer):
             return true() if _OPS[op](target.value, value) else false()
         if isinstance(target, RecordTarget):
             self._probe(1 if op in ("<", "<=") else 2)
-            return _record_compare(target, op, value)
+            return record_compare(target, op, value)
         if not isinstance(target, ColumnTarget):  # pragma: no cover - _check_value refused list fields
             raise FilterNotImplementedError(f"filtering on {spec.name} is not supported", parameter="filter")
         if spec.name == "chemical_formula_reduced" and op in ("=", "!=") and isinstance(value, str):
@@ -501,7 +503,7 @@ class FilterTransformer(Transformer):
         elif isinstance(target, RecordTarget):
             self._probe()
             candidate_id, column, base = target.parts()
-            condition = _member(candidate_id, *base, column.is_not(None))
+            condition = member(candidate_id, *base, column.is_not(None))
         else:
             condition = true()
         return condition if known else not_(condition)
@@ -556,18 +558,18 @@ class FilterTransformer(Transformer):
         """HAS / HAS ALL / HAS ANY / HAS ONLY over the rows ``base`` selects, one condition per item."""
         if mode == "ANY":
             self._probe()
-            return _member(candidate_id, *base, or_(*items))
+            return member(candidate_id, *base, or_(*items))
         if mode == "ONLY":
             # Every row matches some item; the IN part only narrows the scan (any non-empty list
             # that satisfies ONLY has a row matching an item). Empty lists (no guards) match too.
-            only = _not_member(candidate_id, *base, not_(or_(*items)))
+            only = not_member(candidate_id, *base, not_(or_(*items)))
             if candidate_id is _E.candidate_id:
                 self._probe(2)
-                return and_(_member(candidate_id, *base, or_(*items)), only)
+                return and_(member(candidate_id, *base, or_(*items)), only)
             self._probe()
             return only
         self._probe(len(items))
-        return and_(*[_member(candidate_id, *base, item) for item in items])
+        return and_(*[member(candidate_id, *base, item) for item in items])
 
     def _has(self, spec: FieldSpec, mode: str, items: tuple[tuple[str, Any], ...]) -> ColumnElement[bool]:
         target = spec.target
@@ -587,11 +589,11 @@ class FilterTransformer(Transformer):
             else:
                 ok = any(hits) if mode == "ANY" else all(hits)
             return true() if ok else false()
-        system = _chemical_system(target, mode, items)
+        system = chemical_system(target, mode, items)
         if system is not None:
             self.cost += 1
             return system
-        symbols = _symbols(target, items)
+        symbols = element_symbols(target, items)
         if symbols is not None and mode in ("ANY", "ONLY"):
             # One IN list instead of an OR of comparisons: a single index range scan per symbol.
             return self._set_condition(_E.candidate_id, (), mode, [_E.element.in_(symbols)])
@@ -638,33 +640,6 @@ class FilterTransformer(Transformer):
         return self._set_condition(_E.candidate_id, (), mode, conditions)
 
 
-def _chemical_system(target: Any, mode: str, items: tuple[tuple[str, Any], ...]) -> ColumnElement[bool] | None:
-    """``elements HAS ONLY "A","B",…`` as ``candidates.elements IN ('A', 'B', 'A,B', …)``, or None.
-
-    A candidate has only elements of S exactly when its sorted, comma-joined element list is one
-    of the non-empty subsets of S: an index lookup per subset instead of a scan of every
-    candidate. Used for up to ``_MAX_SYSTEM`` distinct symbols compared with ``=``.
-    """
-    if not (isinstance(target, ElementTarget) and target.what != "elements_ratios" and mode == "ONLY"):
-        return None
-    if any(op != "=" or not isinstance(v, str) or "," in v for op, v in items):
-        return None
-    symbols = sorted({v for _, v in items})
-    if len(symbols) > _MAX_SYSTEM:
-        return None
-    subsets = [",".join(c) for k in range(1, len(symbols) + 1) for c in combinations(symbols, k)]
-    return _C.elements.in_(subsets)
-
-
-def _symbols(target: Any, items: tuple[tuple[str, Any], ...]) -> list[str] | None:
-    """The symbols of an ``elements``/``species_at_sites`` list compared with ``=`` only, else None."""
-    if not isinstance(target, ElementTarget) or target.what == "elements_ratios":
-        return None
-    if any(op != "=" or not isinstance(v, str) for op, v in items):
-        return None
-    return [v for _, v in items]
-
-
 def _abridged(digits: str) -> str:
     """A long number as its first and last digits and its length (error messages stay short)."""
     return digits if len(digits) <= 40 else f"{digits[:12]}…{digits[-6:]} ({len(digits)} characters)"
@@ -676,38 +651,3 @@ def _safe_op(op: str, left: Any, right: Any) -> bool:
         return bool(_OPS[op](left, right))
     except TypeError:
         return False
-
-
-def _member(candidate_id: Any, *conditions: Any) -> ColumnElement[bool]:
-    """``candidates.id IN (SELECT candidate_id FROM <child> WHERE …)``: driven by the child's index."""
-    return _C.id.in_(select(candidate_id).where(*conditions))
-
-
-def _not_member(candidate_id: Any, *conditions: Any) -> ColumnElement[bool]:
-    """No child row of the candidate satisfies ``conditions``: a correlated NOT EXISTS, probed through
-    the child's (candidate_id, …) key for the candidates a positive condition already selected."""
-    return not_(exists().where(candidate_id == _C.id, *conditions))
-
-
-def _record_compare(target: RecordTarget, op: str, value: float) -> ColumnElement[bool]:
-    """``min(values) op value`` as IN / NOT IN conditions (index range scans, no aggregate)."""
-    candidate_id, column, base = target.parts()
-
-    def some(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return _member(candidate_id, *base, condition)
-
-    def none(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return _not_member(candidate_id, *base, condition)
-
-    known = some(column.is_not(None))
-    if op == "<":
-        return some(column < value)
-    if op == "<=":
-        return some(column <= value)
-    if op == ">":
-        return and_(known, none(column <= value))
-    if op == ">=":
-        return and_(known, none(column < value))
-    if op == "=":
-        return and_(some(column == value), none(column < value))
-    return and_(known, or_(none(column == value), some(column < value)))  # !=

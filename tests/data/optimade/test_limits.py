@@ -246,3 +246,15 @@ def test_no_statement_holds_a_connection_past_the_request_budget(known_store) ->
                 assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "30s"
     finally:
         engine.dispose()
+
+
+def test_repeated_queries_are_answered_from_the_response_cache(known_store) -> None:
+    params = {"filter": 'elements HAS ALL "Sr","Ti"', "page_limit": "2"}
+    stamps = {}
+    for ttl in (60.0, 0.0):
+        with _client(known_store.url, response_cache_ttl_s=ttl) as client:
+            answers = [client.get("/v1/structures", params=params).json() for _ in range(2)]
+            assert answers[0]["data"] == answers[1]["data"]
+            stamps[ttl] = {a["meta"]["time_stamp"] for a in answers}
+    assert len(stamps[60.0]) == 1  # the second answer is the first one, reused
+    assert len(stamps[0.0]) == 2
