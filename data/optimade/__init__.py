@@ -3,6 +3,8 @@
 * :mod:`~crystaloop.data.optimade.parsing` — filter text → parse tree with the ``optimade``
   package's grammar (its ``LarkParser`` has the last word);
 * :mod:`~crystaloop.data.optimade.filters` — parse tree → SQLAlchemy expression (``FilterTranslator``);
+* :mod:`~crystaloop.data.optimade.probes` — the SQL building blocks of translation (child-table probes);
+* :mod:`~crystaloop.data.optimade.limits` — expensive-query slots and the in-flight bound (503 + ``Retry-After``);
 * :mod:`~crystaloop.data.optimade.fields` — the structures fields served, ``_crystaloop_`` ones included;
 * :mod:`~crystaloop.data.optimade.search` — read-only engine and paged searches (``StructureSearch``);
 * :mod:`~crystaloop.data.optimade.app` — the FastAPI app (``create_app``), run by ``crystaloop serve``;
