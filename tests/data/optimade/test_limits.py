@@ -258,3 +258,18 @@ def test_repeated_queries_are_answered_from_the_response_cache(known_store) -> N
             stamps[ttl] = {a["meta"]["time_stamp"] for a in answers}
     assert len(stamps[60.0]) == 1  # the second answer is the first one, reused
     assert len(stamps[0.0]) == 2
+
+
+def test_a_pool_without_a_free_connection_answers_overloaded(known_store) -> None:
+    from crystaloop.data.optimade.errors import OverloadedError
+
+    engine = open_readonly_engine(known_store.url, pool_size=1, max_overflow=0, pool_timeout=0.1)
+    try:
+        search = StructureSearch(engine, timeout_s=5.0)
+        with engine.connect():  # the only connection is taken
+            with pytest.raises(OverloadedError) as caught:
+                search.search(CHEAP)
+            assert caught.value.status == 503 and caught.value.retry_after == 1
+        assert search.search(CHEAP).data_returned >= 0
+    finally:
+        engine.dispose()
