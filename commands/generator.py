@@ -311,9 +311,14 @@ def generate(
     text: Annotated[Optional[str], typer.Option("--text", help="Condition on a description in words.")] = None,  # noqa: UP045
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα).")] = None,  # noqa: UP045
     fusion: Annotated[Optional[Path], typer.Option("--fusion", help="Multimodal fusion checkpoint embedding --xrd/--text (default: the shipped one).")] = None,  # noqa: UP045
+    kind: Annotated[str, typer.Option("--generator", help="diffusion (a trained model), substitution (ion exchange into --library and the prototypes) or random_search (random symmetric crystals).")] = "diffusion",
+    library: Annotated[Optional[list[str]], typer.Option("--library", help="substitution: dataset spec or store:<URL> to substitute into (repeatable; default: the prototypes alone).")] = None,  # noqa: UP045
+    exclude: Annotated[Optional[str], typer.Option("--exclude", help="substitution, random_search: elements never used, e.g. Pb-Cd.")] = None,  # noqa: UP045
+    max_atoms: Annotated[Optional[int], typer.Option("--max-atoms", min=1, help="substitution, random_search: most sites per cell.")] = None,  # noqa: UP045
 ) -> None:
     """Generate crystals: structure prediction (--composition) or de novo (--chemsys), optionally guided or
-    conditioned on a measured pattern (--xrd) or a description (--text)."""
+    conditioned on a measured pattern (--xrd) or a description (--text); --generator substitution|random_search
+    needs no trained model."""
     from pydantic import ValidationError
 
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
@@ -333,19 +338,25 @@ def generate(
         embedding = _embed_query(name, xrd, text, wavelength, fusion) if conditioned else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
                               guidance_scale=guidance, num_atoms=num_atoms, embedding=embedding)
-        generator = _load_generator(name, steps, method)
-        batches = -(-n // generator.sampler.batch_size)
-        with progress_bar(remaining=False) as bar:
-            task = bar.add_task(f"sampling {n} ({Path(name).stem}, {generator.sampler.steps} {generator.sampler.method} steps)",
-                                total=batches * generator.sampler.steps)
-            done = [0]
+        if kind == "diffusion":
+            generator = _load_generator(name, steps, method)
+            batches = -(-n // generator.sampler.batch_size)
+            with progress_bar(remaining=False) as bar:
+                task = bar.add_task(f"sampling {n} ({Path(name).stem}, {generator.sampler.steps} {generator.sampler.method} steps)",
+                                    total=batches * generator.sampler.steps)
+                done = [0]
 
-            def on_step(step: int, total: int) -> None:  # once per sampler step of each batch
-                done[0] += 1
-                bar.update(task, completed=done[0], total=max(batches * total, done[0]))
+                def on_step(step: int, total: int) -> None:  # once per sampler step of each batch
+                    done[0] += 1
+                    bar.update(task, completed=done[0], total=max(batches * total, done[0]))
 
-            candidates = generator.sample(n, condition, seed=seed, on_step=on_step)
-            bar.update(task, completed=done[0], total=done[0])
+                candidates = generator.sample(n, condition, seed=seed, on_step=on_step)
+                bar.update(task, completed=done[0], total=done[0])
+        else:
+            from crystaloop.commands.untrained import untrained_generator
+
+            generator = untrained_generator(kind, library=library, exclude=exclude, max_atoms=max_atoms)
+            candidates = generator.sample(n, condition, seed=seed)
     except ValidationError as exc:
         raise fail(describe_validation_error(exc)) from None
     except CrystaloopError as exc:

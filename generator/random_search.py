@@ -109,6 +109,7 @@ class RandomSearchGenerator:
         self.min_distance_factor = min_distance_factor
         self.volume_factor, self.max_attempts, self.charge_balance, self.name = volume_factor, max_attempts, charge_balance, name
         self.last_shortfall = 0
+        self.last_dropped = 0  # the CLI's count of collapsed samples; these generators drop none
 
     def compositions(self, condition: Condition | None) -> list[dict[str, int]]:
         """The cell compositions a sample may take for ``condition`` (formula units for de novo)."""

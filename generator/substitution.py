@@ -160,6 +160,7 @@ class SubstitutionGenerator:
         self.charge_balance, self.prototype_probability = charge_balance, prototype_probability
         self.training_dataset, self.name = training_dataset, name
         self.last_shortfall = 0
+        self.last_dropped = 0  # the CLI's count of collapsed samples; these generators drop none
         self._groups: dict[tuple[tuple[str, int], ...], list[int]] = {}
         for i, crystal in enumerate(self.library):
             self._groups.setdefault(tuple(sorted(crystal.composition.items())), []).append(i)

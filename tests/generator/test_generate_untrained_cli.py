@@ -1,0 +1,42 @@
+"""``crystaloop generate --generator substitution|random_search``: no trained model needed."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from crystaloop.cli import app
+
+runner = CliRunner()
+
+
+def test_substitution_from_the_prototypes(tmp_path) -> None:
+    out = tmp_path / "caf2.json"
+    result = runner.invoke(app, ["generate", "--generator", "substitution", "--composition", "CaF2", "-n", "2",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    from pymatgen.core import Structure
+
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 and all(Structure.from_dict(r).composition.reduced_formula == "CaF2" for r in rows)
+    assert "wrote 2 structures (CaF2)" in result.output
+
+
+def test_random_search_de_novo_with_limits(tmp_path) -> None:
+    out = tmp_path / "mgo.cif"
+    result = runner.invoke(app, ["generate", "--generator", "random_search", "--chemsys", "Mg-O", "--max-atoms", "4",
+                                 "-n", "2", "--seed", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "data_" in out.read_text()
+
+
+def test_clear_errors(tmp_path) -> None:
+    out = tmp_path / "x.json"
+    result = runner.invoke(app, ["generate", "--generator", "substitution", "--composition", "NaCl2", "--out", str(out)])
+    assert result.exit_code != 0 and "not charge-balanced" in result.output
+    result = runner.invoke(app, ["generate", "--generator", "bogus", "--composition", "NaCl", "--out", str(out)])
+    assert result.exit_code != 0 and "allowed" in result.output
+    result = runner.invoke(app, ["generate", "--generator", "random_search", "--library", "perov_5/train",
+                                 "--composition", "NaCl", "--out", str(out)])
+    assert result.exit_code != 0 and "--library" in result.output
