@@ -380,7 +380,7 @@ def surrogate_train(
 def _print_metrics(report: dict, title: str) -> None:
     table = Table("target", "units", "n", "MAE", "RMSE", "miscal. area", "Spearman |err|~std", "member MAEs", title=title)
     for name, entry in report.items():
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict) or "units" not in entry:
             continue
         members = ", ".join(f"{m:.3f}" for m in entry.get("member_mae", []))
         table.add_row(name, entry["units"], str(entry["n"]), f"{entry['mae']:.4f}", f"{entry['rmse']:.4f}", f"{entry['miscalibration_area']:.3f}", f"{entry['spearman_abs_error_std']:.3f}", members)
@@ -409,6 +409,7 @@ def surrogate_eval(
     from crystaloop.data.datasets import load_dataset
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.surrogates.ensemble import PropertyEnsemble
+    from crystaloop.surrogates.leakage import training_overlap
     from crystaloop.surrogates.plots import parity_and_calibration_plot
     from crystaloop.surrogates.training import evaluate_ensemble, target_matrix
 
@@ -417,10 +418,16 @@ def surrogate_eval(
         dataset = load_dataset(data)
         outputs = ensemble.member_outputs(dataset.crystals)
         report = evaluate_ensemble(ensemble, dataset, outputs=outputs)
+        overlap = training_overlap(ensemble.metadata, dataset)
+        held_out = _held_out_report(ensemble, dataset, outputs, overlap, evaluate_ensemble)
     except CrystaloopError as exc:
         raise _fail(str(exc)) from None
     report["model"] = ensemble.name
     report["data"] = data
+    report["training_overlap"] = {"rows_in_training": None if overlap.seen is None else overlap.count,
+                                  "rows": len(dataset), "basis": overlap.basis}
+    if held_out is not None:
+        report["held_out_rows"] = held_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     mean, std = ensemble.combine(outputs)
@@ -430,7 +437,33 @@ def surrogate_eval(
         parity_and_calibration_plot(y[:, t], mean[:, t], std[:, t], target=name, units=ensemble.units[t], out=plot, title=f"{ensemble.name} on {data}")
         console.print(f"plot: {plot}")
     _print_metrics(report, title=f"{ensemble.name} on {data} ({len(dataset)} structures)")
+    if overlap.seen is None:
+        err_console.print(f"[yellow]warning[/] cannot check for training data in {data}: {overlap.basis}", highlight=False)
+    elif overlap.count:
+        share = overlap.count / max(len(dataset), 1)
+        err_console.print(f"[yellow]warning[/] {overlap.count} of {len(dataset)} rows ({share:.0%}) of {data} trained this model "
+                          f"(canonical hash; {overlap.basis}): the figures above are optimistic", highlight=False)
+        if held_out is not None:
+            _print_metrics(held_out, title=f"held out: the {len(dataset) - overlap.count} rows not in training")
+        else:
+            err_console.print("  no held-out figure: fewer than 2 rows are outside the training data", highlight=False)
     console.print(f"metrics: [bold]{out}[/]")
+
+
+def _held_out_report(ensemble, dataset, outputs, overlap, evaluate) -> dict | None:  # noqa: ANN001
+    """The evaluation on the rows outside the training data (reusing the computed outputs), or
+    None when nothing overlaps or fewer than two rows are left."""
+    import numpy as np
+
+    from crystaloop.surrogates.ensemble import MemberOutputs
+
+    if overlap.seen is None or not overlap.count:
+        return None
+    rows = np.flatnonzero(~overlap.seen)
+    if rows.size < 2:
+        return None
+    sliced = MemberOutputs(means=outputs.means[:, rows], variances=outputs.variances[:, rows], embeddings=outputs.embeddings[:, rows])
+    return evaluate(ensemble, dataset.subset(rows), outputs=sliced)
 
 
 @surrogate_app.command("predict")

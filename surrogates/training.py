@@ -33,6 +33,7 @@ from crystaloop.data.graphs import crystals_to_data_list
 from crystaloop.surrogates.calibration import fit_std_scale, regression_report
 from crystaloop.surrogates.config import SurrogateConfig
 from crystaloop.surrogates.ensemble import MemberOutputs, PropertyEnsemble, _concat_members, knn_distance
+from crystaloop.surrogates.leakage import TRAIN_HASHES_KEY, structure_hashes
 from crystaloop.surrogates.models import build_model
 
 __all__ = ["train_ensemble", "target_matrix", "evaluate_ensemble", "recalibrate", "calibration_split", "TrainingResult"]
@@ -118,6 +119,7 @@ def train_ensemble(
     if test is not None:
         target_matrix(test, config.targets)  # fail before training, not after, on a missing column
     data_hash = train.content_hash
+    full_train = train
     train, val = calibration_split(config, train)
     y_train, y_val = target_matrix(train, config.targets), target_matrix(val, config.targets)
     keep_train = np.isfinite(y_train).any(axis=1)
@@ -180,6 +182,7 @@ def train_ensemble(
     ensemble.metadata = {
         "train_data": train.name,
         "train_data_hash": data_hash,
+        TRAIN_HASHES_KEY: structure_hashes(full_train),  # what `surrogate eval` checks leakage against
         "run_id": run_id,
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
