@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-__all__ = ["console", "err_console", "fail", "fail_unreadable", "read_yaml_mapping", "read_structures", "report_read", "progress_bar", "parse_composition", "parse_chemical_system"]
+__all__ = ["CommandGroup", "console", "err_console", "fail", "fail_unreadable", "check_out_path", "read_yaml_mapping", "read_structures", "report_read", "progress_bar", "parse_composition", "parse_chemical_system"]
+
+logger = logging.getLogger(__name__)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -20,12 +25,50 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+class CommandGroup(TyperGroup):
+    """The top-level command group: an exception that no command turned into an ``error:`` line
+    (an OS fault such as an unwritable ``--out`` path, or a bug) still ends as one ``error:``
+    line naming the exception, with exit code 2, never a raw traceback; the traceback goes to
+    the debug log (``crystaloop -v``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, typer.Exit, typer.Abort):
+            raise
+        except OSError as exc:
+            logger.debug("command failed", exc_info=True)
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(f"{exc.strerror or exc}{where}") from None
+        except Exception as exc:  # the last line of defence, see the class docstring
+            logger.debug("command failed", exc_info=True)
+            raise fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)") from None
+
+
+def check_out_path(out: Path | None, option: str = "--out") -> None:
+    """Exit early (before any expensive work) if ``out`` cannot be written: its folder is a file,
+    or exists and is not writable."""
+    if out is None:
+        return
+    import os
+
+    folder = Path(out).expanduser().absolute().parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise fail(f"{option} {out}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise fail(f"{option} {out}: {existing} is not writable")
+    if Path(out).is_dir():
+        raise fail(f"{option} {out} is a folder; give a file name")
+
+
 def fail_unreadable(path: str, errors: list) -> typer.Exit:
     """The exit for an input with no readable structure, naming each bad file or row and its reason
     (as ``data import`` reports them); the first five, then a count."""
     reasons = "; ".join(f"{e.source}: {e.problem}" for e in errors[:5])
     more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-    return fail(f"no readable structure in {path}" + (f": {reasons}{more}" if reasons else ""))
+    why = f": {reasons}{more}" if reasons else " (the input is empty or holds only a header)"
+    return fail(f"no readable structure in {path}{why}")
 
 
 def read_yaml_mapping(path: Path | None, what: str) -> dict[str, Any]:

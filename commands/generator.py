@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, fail, parse_composition, progress_bar, read_yaml_mapping
+from crystaloop.commands.common import console, fail, parse_chemical_system, parse_composition, progress_bar, read_yaml_mapping
 from crystaloop.commands.distill import distill
 from crystaloop.commands.files import write_candidates
 
@@ -331,8 +331,8 @@ def generate(
     if wavelength is not None and xrd is None:
         raise fail("--wavelength describes the radiation of an --xrd pattern; give --xrd too")
     try:
-        comp = parse_composition(composition) if composition else None
-        system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
+        comp = parse_composition(composition) if composition is not None else None
+        system = parse_chemical_system(chemsys, option="--chemsys") if chemsys is not None else None
         conditioned = xrd is not None or text is not None
         name = model or _default_model(comp, system, embedding=conditioned, steps=steps, method=method)
         embedding = _embed_query(name, xrd, text, wavelength, fusion) if conditioned else None

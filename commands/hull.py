@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional  # noqa: UP035 - typer needs Optiona
 import typer
 from rich.table import Table
 
-from crystaloop.commands.common import console, err_console, fail, fail_unreadable, progress_bar, read_structures
+from crystaloop.commands.common import check_out_path, console, err_console, fail, fail_unreadable, progress_bar, read_structures
 
 __all__ = ["hull_app"]
 
@@ -168,6 +168,7 @@ def hull_eval(
     """Relax every structure and report its e_above_hull, decomposition and coverage class."""
     from crystaloop.data.errors import CrystaloopError
 
+    check_out_path(out)
     try:
         ids, crystals, errors = read_structures(path)
         if not crystals:

@@ -72,11 +72,17 @@ def write_split_csv(
 
     The gzip headers carry no timestamp, so the same input and seed give byte-identical files.
     """
-    rows = list(iter_csv_rows(source))
+    try:
+        rows = list(iter_csv_rows(source))
+    except (OSError, csv.Error, UnicodeDecodeError, EOFError) as exc:
+        raise DatasetError(f"cannot read {source} as CSV: {exc}") from None
     if not rows:
         raise DatasetError(f"{source} has no rows to split")
     columns = list(rows[0].keys())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     written = {}
     for name, indices in split_indices(len(rows), fractions, seed=seed).items():
         buffer = io.StringIO(newline="")
