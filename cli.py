@@ -20,7 +20,7 @@ from rich.table import Table
 from crystaloop.commands.campaign import campaign_app
 from crystaloop.commands.common import console, err_console, read_structures, read_yaml_mapping, report_read
 from crystaloop.commands.common import fail as _fail
-from crystaloop.commands.common import fail_unreadable
+from crystaloop.commands.common import CommandGroup, check_out_path, fail_unreadable
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 from crystaloop.commands.hull import hull_app
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from crystaloop.data.importing import ImportReport
 
-app = typer.Typer(help="crystaloop: closed-loop inverse materials design.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="crystaloop: closed-loop inverse materials design.", no_args_is_help=True, add_completion=False, cls=CommandGroup)
 data_app = typer.Typer(help="Datasets: import into the store, inspect, split.", no_args_is_help=True)
 db_app = typer.Typer(help="The candidate store: list and inspect candidates.", no_args_is_help=True)
 surrogate_app = typer.Typer(help="Property surrogates: train, evaluate, predict.", no_args_is_help=True)
@@ -157,6 +157,8 @@ def data_info(
             dataset = load_dataset(path, fmt=fmt, progress=new_task(f"parsing {path}"))  # type: ignore[arg-type]
     except CrystaloopError as exc:
         raise _fail(str(exc)) from None
+    if not dataset.crystals:
+        raise fail_unreadable(path, dataset.errors)
     summary = dataset.summary()
     console.print(
         f"[bold]{path}[/]: {summary['structures']} structures, {summary['bad_rows']} bad rows, "
@@ -508,6 +510,7 @@ def oracle_relax(
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.surrogates.oracles import RelaxConfig, make_oracle
 
+    check_out_path(out)
     try:
         runner_oracle = make_oracle(oracle, relax=RelaxConfig(fmax=fmax, max_steps=steps))
         ids, crystals, errors = read_structures(path)
