@@ -205,7 +205,7 @@ def db_ls(
     from pydantic import ValidationError
 
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
-    from crystaloop.data.store import CandidateFilter, CandidateStore
+    from crystaloop.data.store import CandidateFilter, CandidateStore, existing_store_url
 
     try:
         query = CandidateFilter(
@@ -219,7 +219,7 @@ def db_ls(
     except CrystaloopError as exc:
         raise _fail(f"bad filter: {exc}") from None
     try:
-        with CandidateStore(store) as candidate_store:
+        with CandidateStore(existing_store_url(store)) as candidate_store:  # read-only: never creates a store
             candidates = candidate_store.query(query)
             total = candidate_store.count(query.model_copy(update={"limit": 100000}))
     except CrystaloopError as exc:
@@ -564,11 +564,11 @@ def serve(
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.data.optimade.app import CONFIG_ENV_VAR, create_app
     from crystaloop.data.optimade.config import OptimadeConfig
-    from crystaloop.data.store import ENV_VAR, redact_url, resolve_store_url
+    from crystaloop.data.store import ENV_VAR, existing_store_url, redact_url
 
     try:
         config = OptimadeConfig(page_limit_max=page_limit_max, page_limit=min(20, page_limit_max), base_url=base_url)
-        url = resolve_store_url(store)
+        url = existing_store_url(store)  # serves what exists; never creates a store
         api = create_app(url, config=config)  # opens (and migrates) the store once, before any worker
     except ValidationError as exc:
         raise _fail(f"bad server settings: {describe_validation_error(exc)}") from None
@@ -599,14 +599,14 @@ def db_query(
     from crystaloop.data.optimade.entries import DEFAULT_FIELDS, document_to_cif
     from crystaloop.data.optimade.errors import OptimadeRequestError
     from crystaloop.data.optimade.search import StructureSearch, open_readonly_engine
-    from crystaloop.data.store import CandidateStore, resolve_store_url
+    from crystaloop.data.store import CandidateStore, existing_store_url
 
     if fmt not in _QUERY_FORMATS:
         raise _fail(f"unknown --format {fmt!r}; allowed: {', '.join(_QUERY_FORMATS)}")
     fields = {"table": _TABLE_FIELDS, "cif": _CIF_FIELDS, "json": DEFAULT_FIELDS}[fmt]
     try:
-        url = resolve_store_url(store)
-        CandidateStore(url).close()  # creates or migrates the schema, like every db command
+        url = existing_store_url(store)  # read-only: a missing SQLite file is an error, never created
+        CandidateStore(url).close()  # migrates an existing store's schema, like every db command
         engine = open_readonly_engine(url)
         try:
             page = StructureSearch(engine).search(filter_text, sort=sort, limit=limit, fields=fields)

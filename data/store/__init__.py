@@ -11,7 +11,7 @@ Public API::
 Importing this package opens nothing; a database is touched only when a store is created.
 """
 
-from crystaloop.data.store.engine import DEFAULT_STORE_URL, ENV_VAR, redact_url, resolve_store_url
+from crystaloop.data.store.engine import DEFAULT_STORE_URL, ENV_VAR, existing_store_url, redact_url, resolve_store_url
 from crystaloop.data.store.migrate import current_revision, downgrade, head_revision, upgrade
 from crystaloop.data.store.queries import CandidateFilter
 from crystaloop.data.store.store import AddReport, CandidateStore, IterationRecord, StatusChange
@@ -23,6 +23,7 @@ __all__ = [
     "StatusChange",
     "IterationRecord",
     "resolve_store_url",
+    "existing_store_url",
     "redact_url",
     "DEFAULT_STORE_URL",
     "ENV_VAR",

@@ -28,6 +28,7 @@ __all__ = [
     "ACCEPTED_URL_FORMS",
     "SQLITE_BUSY_TIMEOUT_S",
     "resolve_store_url",
+    "existing_store_url",
     "create_store_engine",
     "write_transaction",
     "redact_url",
@@ -82,6 +83,28 @@ def resolve_store_url(url: str | None = None) -> str:
     raise StoreError(
         f"unsupported database URL {redact_url(raw)!r} (backend {parsed.drivername!r}); accepted: {_forms()}"
     )
+
+
+def existing_store_url(url: str | None = None) -> str:
+    """:func:`resolve_store_url` for commands that only read: a SQLite file must already exist.
+
+    Nothing is created (no folder, no empty database); a PostgreSQL URL is returned as resolved
+    (connecting tells whether the database exists).
+
+    Raises:
+        StoreError: a bad URL, or a SQLite file that does not exist (the message names the path).
+    """
+    resolved = resolve_store_url(url)
+    parsed = make_url(resolved)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database not in ("", ":memory:") and not database.startswith("file:") and not Path(database).is_file():
+            raise StoreError(
+                f"no store at {database!r} (from {redact_url(resolved)!r}): this command only reads and creates "
+                "nothing; give the URL of an existing store, or fill one first with `crystaloop data import ... "
+                "--store URL`, `crystaloop generate ... --store URL` or `crystaloop demo`"
+            )
+    return resolved
 
 
 def redact_url(url: str | URL) -> str:
