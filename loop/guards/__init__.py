@@ -8,7 +8,7 @@ from __future__ import annotations
 from crystaloop.loop.config import GuardsConfig
 from crystaloop.loop.guards.base import Guard, GuardContext, ScreenResult, screen
 from crystaloop.loop.guards.diversity import DiversityGuard, collapse_report
-from crystaloop.loop.guards.exploitation import ExploitationGuard, residual_watch
+from crystaloop.loop.guards.exploitation import ExploitationGuard, ResidualHistory, residual_watch
 from crystaloop.loop.guards.fingerprints import fingerprint, fingerprints, vendi_score
 from crystaloop.loop.guards.novelty import Matcher, StructureIndex, StructureMatch, neighbour_profile
 from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
@@ -23,6 +23,7 @@ __all__ = [
     "ValidityGuard",
     "DiversityGuard",
     "ExploitationGuard",
+    "ResidualHistory",
     "SynthesizabilityGuard",
     "collapse_report",
     "residual_watch",

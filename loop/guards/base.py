@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from crystaloop.data.records import Candidate, Verdict
 from crystaloop.loop.config import Constraints
 from crystaloop.loop.guards.fingerprints import FINGERPRINT_DIM, fingerprint
 from crystaloop.loop.guards.novelty import StructureIndex
+
+if TYPE_CHECKING:
+    from crystaloop.loop.guards.exploitation import ResidualHistory
 
 __all__ = ["Guard", "GuardContext", "ScreenResult", "screen"]
 
@@ -47,6 +50,8 @@ class GuardContext:
         predictions: candidate id → property → (mean, std, units) from the surrogate.
         reference_std: property → typical std (the pool's median), for relative thresholds.
         ood: candidate id → OOD score (≈ 1 in distribution).
+        residuals: how far off the surrogate was on the campaign's measured candidates
+            (:class:`~crystaloop.loop.guards.exploitation.ResidualHistory`); ``None``: unknown.
     """
 
     constraints: Constraints = field(default_factory=Constraints)
@@ -57,6 +62,7 @@ class GuardContext:
     predictions: Mapping[str, Mapping[str, tuple[float, float, str]]] = field(default_factory=dict)
     reference_std: Mapping[str, float] = field(default_factory=dict)
     ood: Mapping[str, float] = field(default_factory=dict)
+    residuals: ResidualHistory | None = None
     _fingerprints: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def fingerprint(self, candidate: Candidate) -> np.ndarray:

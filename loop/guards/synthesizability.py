@@ -1,7 +1,10 @@
 """Synthesizability / stability guard: measured hull distance when there is one, a heuristic before.
 
 * With an ``ok`` ``e_above_hull`` Measurement (eV/atom) on the candidate: pass when it is at most
-  ``max_e_above_hull`` (default 0.1 eV/atom), the usual metastability window.
+  ``max_e_above_hull`` (default 0.1 eV/atom), the usual metastability window, *and* the
+  composition passes the heuristic below: a hull distance says the oracle finds the structure
+  stable, not that the composition can be made (issue 19's provoked stability–synthesizability
+  gap: charge-imbalanced candidates with good hull values all passed once measured).
 * With only an ``unconverged`` one (its relaxation stopped at the step cap): fail, whatever its
   value; an unfinished relaxation is no stability verdict, and the heuristic must not stand in
   for a measurement that was made.
@@ -35,18 +38,28 @@ class SynthesizabilityGuard:
     def __init__(self, config: SynthesizabilityGuardConfig | None = None) -> None:
         self.config = config or SynthesizabilityGuardConfig()
 
+    def composition_problem(self, candidate: Candidate) -> str | None:
+        """Why the composition fails the heuristic (too many elements, no charge-neutral
+        assignment of common oxidation states), or ``None``."""
+        crystal = candidate.crystal
+        n_elements = len(crystal.elements)
+        if n_elements > self.config.max_elements:
+            return f"{n_elements} elements > {self.config.max_elements}"
+        if n_elements > 1 and not smact_valid(crystal.reduced_formula, use_pauling_test=False):
+            return f"no charge-neutral oxidation states for {crystal.reduced_formula}"
+        return None
+
     def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
         hull = [m for m in candidate.measurements if m.property == "e_above_hull" and m.status == "ok"]
         if hull and hull[0].value is not None:
             value = float(hull[0].value)
             ok = value <= self.config.max_e_above_hull
             relation = "≤" if ok else ">"
-            return Verdict(
-                guard=self.name,
-                ok=ok,
-                reason=f"measured e_above_hull {value:.3g} eV/atom {relation} {self.config.max_e_above_hull} ({hull[0].oracle})",
-                score=value,
-            )
+            reason = f"measured e_above_hull {value:.3g} eV/atom {relation} {self.config.max_e_above_hull} ({hull[0].oracle})"
+            problem = self.composition_problem(candidate) if ok else None
+            if problem is not None:
+                return Verdict(guard=self.name, ok=False, reason=f"{reason}, but {problem}: stable to the oracle, implausible to make", score=value)
+            return Verdict(guard=self.name, ok=ok, reason=reason, score=value)
         unconverged = [m for m in candidate.measurements if m.property == "e_above_hull" and m.status == "unconverged"]
         if unconverged:
             m = unconverged[0]
@@ -57,12 +70,9 @@ class SynthesizabilityGuard:
                 reason=f"e_above_hull unconverged ({shown}, {m.oracle}): not a stability verdict; {m.reason}".rstrip("; "),
                 score=m.value,
             )
-        crystal = candidate.crystal
-        n_elements = len(crystal.elements)
-        if n_elements > self.config.max_elements:
-            return Verdict(guard=self.name, ok=False, reason=f"heuristic: {n_elements} elements > {self.config.max_elements}")
-        if n_elements > 1 and not smact_valid(crystal.reduced_formula, use_pauling_test=False):
-            return Verdict(guard=self.name, ok=False, reason=f"heuristic: no charge-neutral oxidation states for {crystal.reduced_formula}")
+        problem = self.composition_problem(candidate)
+        if problem is not None:
+            return Verdict(guard=self.name, ok=False, reason=f"heuristic: {problem}")
         ood = context.ood.get(candidate.id)
         note = "heuristic only (oxidation states, element count); not measured"
         if ood is not None and ood > FAR_FROM_KNOWN_OOD:
