@@ -426,7 +426,10 @@ class GeneratorChoice(BaseModel):
     def _fields_of_kind(self) -> GeneratorChoice:
         own = {"substitution": {"library", "prototypes", "partial", "temperature", "exclude", "max_atoms"},
                "random_search": {"exclude", "max_atoms", "space_groups", "volume_factor"}}
-        foreign = sorted((set().union(*own.values()) - own.get(self.kind, set())) & self.model_fields_set)
+        # a field of another kind counts when it differs from its default (not when it is merely set:
+        # a dumped and re-validated config, as the flows and deployments pass it, sets every field)
+        fields = type(self).model_fields
+        foreign = sorted(n for n in set().union(*own.values()) - own.get(self.kind, set()) if getattr(self, n) != fields[n].default)
         if foreign:
             raise ValueError(f"generator kind {self.kind!r} takes no {', '.join(foreign)}")
         if self.kind == "substitution" and not self.library and not self.prototypes:

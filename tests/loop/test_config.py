@@ -124,3 +124,14 @@ def test_build_components_checks_objectives_against_the_loaded_oracle_and_surrog
     })
     with pytest.raises(CrystaloopError, match="'not_a_property'.*allowed: band_gap, sun"):
         build_components(config)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_dumped_config_validates_again(path):
+    """The flows and deployments pass configs as JSON dumps (every field set); they must validate
+    to the same config (a per-kind field check once refused every dumped dataset-replay config)."""
+    config = load_campaign_config(path)
+    replay = config.model_copy(update={"generator": config.generator.model_validate({"kind": "dataset-replay", "dataset": "perov_5/val"})})
+    for each in (config, replay):
+        again = CampaignConfig.model_validate(each.model_dump(mode="json"))
+        assert again == each and again.config_hash() == each.config_hash()
