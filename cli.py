@@ -272,6 +272,7 @@ def _demo_campaign(url: str, report_dir: Path) -> None:
     import torch
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # a busy 2-core machine needs more than 20 s
     from crystaloop.commands.campaign import print_reports, print_stability
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.flows.campaign import campaign_flow
