@@ -246,7 +246,7 @@ def robocrys_cache(
 def _query_embedding(
     fusion: FusionModel, text: str | None, xrd: Path | None, like: Path | None, wavelength: float | None
 ) -> np.ndarray:
-    from crystaloop.data.datasets import parse_structure_text
+    from crystaloop.commands.common import fail_unreadable, read_structures
     from crystaloop.multimodal.xrd_io import read_pattern
 
     if text is not None:
@@ -255,8 +255,10 @@ def _query_embedding(
         return fusion.embed("xrd", read_pattern(xrd, fusion.config.grid, wavelength=wavelength)[None])[0]
     if like is None or not like.is_file():
         raise fail(f"no structure file at {like}")
-    fmt = "cif" if like.suffix.lower() == ".cif" else "poscar"
-    return fusion.embed("structure", [parse_structure_text(like.read_text(), fmt)])[0]
+    _, crystals, errors = read_structures(str(like))
+    if not crystals:
+        raise fail_unreadable(str(like), errors)
+    return fusion.embed("structure", crystals[:1])[0]
 
 
 def search(
