@@ -12,13 +12,19 @@ Index convention: ``t = 0`` is clean data, ``t = T`` pure noise; arrays hold T +
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import os
+from pathlib import Path
 
 import torch
 
 __all__ = ["NoiseSchedule", "wrapped_normal_score"]
 
 _IMAGES = 10  # images k ∈ [-10, 10] in the wrapped-normal sum; exact to float precision for σ ≤ 1
+_POINTS = 4001
+logger = logging.getLogger(__name__)
 
 
 def wrapped_normal_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -34,7 +40,7 @@ def wrapped_normal_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return (weights * (-shifted / sigma**2)).sum(-1)
 
 
-def _score_second_moments(sigmas: torch.Tensor, points: int = 4001, chunk: int = 64) -> torch.Tensor:
+def _score_second_moments(sigmas: torch.Tensor, points: int = _POINTS, chunk: int = 64) -> torch.Tensor:
     """(S,) E[score²] under the wrapped normal for each σ (numerical integral over one period).
 
     Vectorised over σ in chunks (a (chunk, points, 2K+1) float64 block, ~43 MB): building a
@@ -51,6 +57,37 @@ def _score_second_moments(sigmas: torch.Tensor, points: int = 4001, chunk: int =
         score = (torch.softmax(log_w, dim=-1) * (-shifted / sigma**2)).sum(-1)  # (C, P)
         out.append(torch.trapezoid(density * score**2, x, dim=-1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _schedule_cache() -> Path:
+    root = os.environ.get("CRYSTALOOP_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "crystaloop") / "schedules"
+
+
+def _cached_score_second_moments(sigmas: torch.Tensor) -> torch.Tensor:
+    """:func:`_score_second_moments`, read from ``$CRYSTALOOP_CACHE_DIR/schedules/`` when this σ
+    table was integrated before: the integral is most of a checkpoint load on a busy CPU (seconds),
+    the file a few kB. Keyed by the σ values and the integration settings; any unreadable or
+    unwritable cache falls back to computing."""
+    key = hashlib.sha256(sigmas.to(torch.float64).numpy().tobytes() + f"{_POINTS}:{_IMAGES}".encode()).hexdigest()[:24]
+    path = _schedule_cache() / f"score-moments-{key}.pt"
+    try:
+        cached = torch.load(path, weights_only=True)
+        if isinstance(cached, torch.Tensor) and cached.shape == sigmas.shape:
+            return cached
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - a corrupt cache file only costs the recomputation
+        logger.debug("ignoring schedule cache %s: %s", path, exc)
+    values = _score_second_moments(sigmas)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(values, tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        logger.debug("cannot write schedule cache %s: %s", path, exc)
+    return values
 
 
 class NoiseSchedule(torch.nn.Module):
@@ -77,7 +114,7 @@ class NoiseSchedule(torch.nn.Module):
         sigma = torch.zeros(timesteps + 1, dtype=torch.float64)
         sigma[1:] = sigma_min * (sigma_max / sigma_min) ** ((steps[1:] - 1) / max(timesteps - 1, 1))
         sigma_norm = torch.ones(timesteps + 1, dtype=torch.float64)
-        sigma_norm[1:] = _score_second_moments(sigma[1:])
+        sigma_norm[1:] = _cached_score_second_moments(sigma[1:])
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
         self.register_buffer("sigma", sigma.float(), persistent=False)
         self.register_buffer("sigma_norm", sigma_norm.float(), persistent=False)
