@@ -32,7 +32,7 @@ Budget: the calls one campaign needs so that, over all seeds, a two-sided two-pr
 the per-seed budget is that over the seeds, at least ``min_calls``). Reported per strategy: hits
 per 100 calls (mean over seeds, bootstrap 95 % interval over seeds), the ratio of mean rates to
 random with a paired bootstrap interval, and a one-sided Wilcoxon signed-rank test over seeds
-against random. Every (campaign, strategy, seed) result is written to
+against random; for the learning strategies the same against the better composition rule. Every (campaign, strategy, seed) result is written to
 ``runs/bench/discovery/<sizes>/<campaign>/<strategy>-s<seed>.json`` and read back when its
 settings match, so an interrupted run resumes.
 
@@ -365,6 +365,12 @@ def campaign_result(pool: DiscoveryPool, campaign: str, strategy: str, seed: int
     return result
 
 
+def _compare(values: Sequence[float], baseline: Sequence[float]) -> tuple[str, float]:
+    """Ratio of mean rates with its paired bootstrap interval, and the one-sided Wilcoxon p."""
+    ratio, low, high = bootstrap_ratio(values, baseline)
+    return f"{ratio:.2f} [{low:.2f}, {high:.2f}]", paired_wilcoxon(values, baseline)
+
+
 def _budget(base_rate: float, sizes: Sizes) -> tuple[int, int]:
     """(calls needed per arm over all seeds, calls per campaign)."""
     needed = calls_for_ratio(base_rate)
@@ -395,6 +401,8 @@ def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns:
                 rates.setdefault(strategy, []).append(100.0 * result["hits"] / result["calls"])
                 seconds[strategy] = seconds.get(strategy, 0.0) + result["seconds"]
         baseline = rates.get("random")
+        rules = [r for r in RULES if r in rates]
+        best_rule = max(rules, key=lambda r: np.mean(rates[r])) if rules else None
         for strategy, values in rates.items():
             mean, low, high = bootstrap_mean(values)
             row = {
@@ -409,12 +417,11 @@ def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns:
                 "hits_per_100": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
                 "per_seed": " ".join(f"{v:.0f}" for v in values),
             }
-            if baseline is not None and strategy != "random":
-                ratio, r_low, r_high = bootstrap_ratio(values, baseline)
-                row["ratio_to_random"] = f"{ratio:.2f} [{r_low:.2f}, {r_high:.2f}]"
-                row["wilcoxon_p"] = paired_wilcoxon(values, baseline)
-            else:
-                row["ratio_to_random"], row["wilcoxon_p"] = "1", "-"
+            row["ratio_to_random"], row["wilcoxon_p"] = _compare(values, baseline) if baseline is not None and strategy != "random" else ("1", "-")
+            learning = best_rule is not None and strategy not in RULES and strategy != "random"
+            row["vs_best_rule"], row["wilcoxon_p_rule"] = _compare(values, rates[best_rule]) if learning else ("-", "-")
+            if learning:
+                row["vs_best_rule"] = f"{row['vs_best_rule']} ({best_rule})"
             row["s_per_campaign"] = seconds[strategy] / len(values)
             rows.append(row)
     return rows

@@ -26,7 +26,7 @@ the guard screens them, the strategy picks ``batch`` for the oracle.
   distinct source structures per generated batch, the monitor's iterations to detect and to
   recover (a batch with ≥ 50 % distinct structures), its detection rate over collapsed batches
   and false alarms over diverse ones (unprovoked run: guidance 1 throughout), the diversity
-  guard's refusals of copies and of first-seen structures.
+  guard's refusals of repeats (a source structure generated before) and of first-seen structures.
 * **synthesizability**: implausible candidates with good labels: every stable pool structure
   with its smaller cation replaced by each of Li, Na, K, Mg, Ca, Sr, Ba, Zn, Al, Ga, Sc, Y,
   kept when SMACT 4 validity (charge neutrality with SMACT's default oxidation states plus the
@@ -284,6 +284,7 @@ def _collapse_run(generator: CollapsingGenerator, heat: np.ndarray, sizes: Sizes
     adjustment = Adjustment()
     rng = np.random.default_rng([seed, 23])
     measured: set[int] = set()
+    generated: set[int] = set()  # sources handed out before (copies of them are repeats)
     distinct, flagged, picks_hits, calls = [], [], 0, 0
     copies = {"refused": 0, "total": 0}
     first_seen = {"refused": 0, "total": 0}
@@ -298,12 +299,11 @@ def _collapse_run(generator: CollapsingGenerator, heat: np.ndarray, sizes: Sizes
         if guarded:
             results = {id(r.candidate.crystal): r for r in screen(batch, [guard], context)}
             batch = [replace(c, verdicts=results[id(c.crystal)].verdicts) for c in batch]
-            seen: set[int] = set(measured)
             for c, s in zip(batch, sources, strict=True):
-                bucket = copies if s in seen else first_seen
+                bucket = copies if s in generated else first_seen
                 bucket["total"] += 1
                 bucket["refused"] += not all(v.ok for v in c.verdicts)
-                seen.add(s)
+                generated.add(s)
             status = assess(collapse_report(batch), adjustment, monitor)
             flagged.append(status.collapsed)
             adjustment = status.next
@@ -347,7 +347,7 @@ def collapse_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -> li
                 "caught": _fraction(caught, total),
                 "false_alarms": _fraction(sum(f and not c for r in runs for f, c in zip(r["flagged"], r["collapsed"], strict=True)), sum(len(r["flagged"]) - sum(r["collapsed"]) for r in runs)),
                 "false_alarms_unprovoked": _fraction(sum(sum(r["flagged"]) for r in calm), sum(len(r["flagged"]) for r in calm)),
-                "copies_refused": _fraction(sum(r["copies"]["refused"] for r in runs), sum(r["copies"]["total"] for r in runs)),
+                "repeats_refused": _fraction(sum(r["copies"]["refused"] for r in runs), sum(r["copies"]["total"] for r in runs)),
                 "first_seen_refused": _fraction(sum(r["first_seen"]["refused"] for r in calm), sum(r["first_seen"]["total"] for r in calm)),
             }
         rows.append(row)
