@@ -46,6 +46,7 @@ WRITE_SUFFIXES = (".cif", ".xyz", ".extxyz", ".json")
 CIF_SYMPREC = 0.1
 """spglib distance tolerance (Å) of the symmetrised CIFs crystaloop writes."""
 _DATA_LINE = re.compile(r"(?im)^[ \t]*data_")
+_ATOM_SITE = re.compile(r"(?im)^[ \t]*_atom_site_")
 
 
 def is_structure_file(path: Path) -> bool:
@@ -62,7 +63,12 @@ def read_structure_file(path: Path, *, limits: PlausibilityLimits | None = None,
         raise DatasetError(f"cannot read {path}: {exc}") from None
     suffix = path.suffix.lower()
     if suffix == ".cif":
-        entries = [(name, lambda block=block: _parse_text(block, "cif", limits)) for name, block in _cif_blocks(text, path)]
+        blocks = _cif_blocks(text, path)
+        with_sites = [(n, b) for n, b in blocks if _ATOM_SITE.search(b)]
+        blocks = with_sites or blocks  # a block without atom sites (data_global ...) is metadata, not a bad structure
+        if len(blocks) == 1:
+            blocks = [(path.stem, blocks[0][1])]
+        entries = [(name, lambda block=block: _parse_text(block, "cif", limits)) for name, block in blocks]
     elif suffix == ".json":
         entries = _json_entries(text, path, limits)
     else:
@@ -107,7 +113,7 @@ def _cif_blocks(text: str, path: Path) -> list[tuple[str, str]]:
         block = text[start:end]
         match = re.search(r"(?im)^[ \t]*data_(\S*)", block)
         name = match.group(1) if match and match.group(1) else f"{path.stem}-{number}"
-        blocks.append((name if len(starts) > 1 else path.stem, block))
+        blocks.append((name, block))
     return blocks
 
 

@@ -92,3 +92,12 @@ def test_json_reads_optimade_documents_and_older_rows(three, tmp_path: Path) -> 
     older.write_text(json.dumps([{"id": "abc", "formula": "SrTiO3", "crystal": crystal.to_dict()}, {"id": "bad", "crystal": {"lattice": []}}]))
     back = load_dataset(older, use_cache=False)
     assert back.ids == ["abc"] and len(back.errors) == 1
+
+
+def test_cif_metadata_blocks_are_not_bad_structures(fixtures_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "with_global.cif"
+    path.write_text("data_global\n_journal_name_full 'Some journal'\n_publ_section_title 'A title'\n\n"
+                    + (fixtures_dir / "structures" / "SrTiO3.cif").read_text())
+    dataset = load_dataset(path, use_cache=False)
+    assert [c.reduced_formula for c in dataset.crystals] == ["SrTiO3"] and not dataset.errors
+    assert dataset.ids == ["with_global"]
