@@ -410,9 +410,9 @@ def surrogate_eval(
 ) -> None:
     """Evaluate a surrogate: MAE, RMSE, calibration, per-member MAE, OOD scores, and a plot."""
     from crystaloop.data.datasets import load_dataset
+    from crystaloop.data.datasets.overlap import TRAIN_HASHES_KEY, training_overlap
     from crystaloop.data.errors import CrystaloopError
     from crystaloop.surrogates.ensemble import PropertyEnsemble
-    from crystaloop.surrogates.leakage import training_overlap
     from crystaloop.surrogates.plots import parity_and_calibration_plot
     from crystaloop.surrogates.training import evaluate_ensemble, target_matrix
 
@@ -421,7 +421,9 @@ def surrogate_eval(
         dataset = load_dataset(data)
         outputs = ensemble.member_outputs(dataset.crystals)
         report = evaluate_ensemble(ensemble, dataset, outputs=outputs)
-        overlap = training_overlap(ensemble.metadata, dataset)
+        meta = ensemble.metadata
+        overlap = training_overlap(dataset, recorded=meta.get(TRAIN_HASHES_KEY), source=meta.get("train_data"),
+                                   source_hash=meta.get("train_data_hash"))
         held_out = _held_out_report(ensemble, dataset, outputs, overlap, evaluate_ensemble)
     except CrystaloopError as exc:
         raise _fail(str(exc)) from None

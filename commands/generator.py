@@ -216,12 +216,47 @@ def evaluate(
             metrics = dng_metrics(samples, references, dataset=data, coverage_limit=coverage_limit, seed=seed, progress=on_score)
     metrics.update({"mode": mode, "data": data, "model": model, "steps": steps, "method": method, "seed": seed,
                     "sampling_seconds": raw.seconds, "structures_per_second": len(samples) / raw.seconds, "threads": threads})
+    overlap_warning = _check_training_overlap(generator, references, samples if mode == "csp" else None, metrics, csp_metrics)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2))
     table = markdown_table(metrics, f"{mode.upper()} — {model} on {data} ({steps} {method} steps)")
     out.with_suffix(".md").write_text(table)
     console.print(table)
+    if overlap_warning:
+        from crystaloop.commands.common import err_console
+
+        err_console.print(f"[yellow]warning[/] {overlap_warning}", highlight=False)
     console.print(f"metrics: [bold]{out}[/]")
+
+
+def _check_training_overlap(generator, references: list, samples: list | None, metrics: dict, csp_metrics) -> str | None:  # noqa: ANN001
+    """Add ``training_overlap`` (and, for CSP, the ``held_out_*`` figures of the test items the
+    generator did not train on) to ``metrics``; return the warning to print, if any."""
+    import numpy as np
+
+    from crystaloop.data.datasets import CrystalDataset
+    from crystaloop.data.datasets.overlap import training_overlap
+
+    source = getattr(generator.model.config, "dataset", None)
+    test = CrystalDataset(name="test", crystals=list(references), ids=[str(i) for i in range(len(references))],
+                          sources=[""] * len(references))
+    overlap = training_overlap(test, source=source)
+    metrics["training_overlap"] = {"items_in_training": None if overlap.seen is None else overlap.count,
+                                   "items": len(references), "basis": overlap.basis}
+    if overlap.seen is None:
+        return f"cannot check the test data against the generator's training data: {overlap.basis}"
+    if not overlap.count:
+        return None
+    share = overlap.count / max(len(references), 1)
+    note = f"{overlap.count} of {len(references)} test structures ({share:.0%}) are in the generator's training data ({overlap.basis})"
+    if samples is None:
+        return note + ": coverage and distances compare against structures it trained on"
+    rows = np.flatnonzero(~overlap.seen)
+    metrics["n_held_out"] = int(rows.size)
+    if rows.size:
+        held = csp_metrics([references[i] for i in rows], [samples[i] for i in rows])
+        metrics.update({f"held_out_{k}": v for k, v in held.items() if isinstance(v, int | float)})
+    return note + f": the figures are optimistic; held_out_* rows use the other {rows.size}"
 
 
 def _parse_targets(targets: list[str]) -> dict[str, float]:

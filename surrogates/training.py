@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from crystaloop.data.datasets import CrystalDataset, split_indices
+from crystaloop.data.datasets.overlap import TRAIN_HASHES_KEY, structure_hashes
 from crystaloop.data.errors import DatasetError
 from crystaloop.data.graphs import crystals_to_data_list
 from crystaloop.surrogates.calibration import fit_std_scale, regression_report
 from crystaloop.surrogates.config import SurrogateConfig
 from crystaloop.surrogates.ensemble import MemberOutputs, PropertyEnsemble, _concat_members, knn_distance
-from crystaloop.surrogates.leakage import TRAIN_HASHES_KEY, structure_hashes
 from crystaloop.surrogates.models import build_model
 
 __all__ = ["train_ensemble", "target_matrix", "evaluate_ensemble", "recalibrate", "calibration_split", "TrainingResult"]

@@ -1,10 +1,10 @@
-"""Which evaluation rows a surrogate trained on, by canonical hash (the id the store uses).
+"""Which evaluation rows a model trained on, by canonical hash (the id the store uses).
 
-New checkpoints record the canonical hashes of every training structure (calibration split
+Surrogate checkpoints record the canonical hashes of every training structure (calibration split
 included) under ``metadata["train_structure_hashes"]`` (16-hex-digit prefixes, sorted). Older
-ones, the shipped ones among them, record only the name of their training data
-(``metadata["train_data"]``, e.g. ``perov_5/train``) and its content hash; for those the data is
-read again and hashed, and the basis says so.
+ones, the shipped ones among them, and generator checkpoints record the name of their training
+data (``perov_5/train``, a path); for those the data is read again and hashed, and the basis
+says so. ``surrogate eval`` and ``generator eval`` warn with it and report the held-out rows.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crystaloop.data.datasets import CrystalDataset, load_dataset
+from crystaloop.data.datasets.base import CrystalDataset
 from crystaloop.data.errors import CrystaloopError
 
 __all__ = ["HASH_PREFIX", "TRAIN_HASHES_KEY", "TrainingOverlap", "structure_hashes", "training_overlap"]
@@ -47,13 +47,17 @@ class TrainingOverlap:
         return 0 if self.seen is None else int(self.seen.sum())
 
 
-def training_overlap(metadata: dict, dataset: CrystalDataset) -> TrainingOverlap:
-    """Which rows of ``dataset`` are in the training data a checkpoint's ``metadata`` records."""
-    recorded = metadata.get(TRAIN_HASHES_KEY)
+def training_overlap(
+    dataset: CrystalDataset, *, recorded: list[str] | None = None, source: str | None = None, source_hash: str | None = None
+) -> TrainingOverlap:
+    """Which rows of ``dataset`` a model trained on: from its ``recorded`` hashes, else by reading
+    its training data ``source`` again (``source_hash``, the content hash a checkpoint recorded, is
+    compared with the data read now)."""
+    from crystaloop.data.datasets.loading import load_dataset
+
     if recorded:
         hashes, basis = set(recorded), f"{len(recorded)} training-structure hashes recorded in the checkpoint"
     else:
-        source = metadata.get("train_data")
         if not source:
             return TrainingOverlap(None, "the checkpoint records neither training hashes nor its training data")
         try:
@@ -61,8 +65,8 @@ def training_overlap(metadata: dict, dataset: CrystalDataset) -> TrainingOverlap
         except CrystaloopError as exc:
             return TrainingOverlap(None, f"training data {source!r} recorded in the checkpoint is not readable here ({exc})")
         hashes = set(structure_hashes(train))
-        same = train.content_hash == metadata.get("train_data_hash")
+        differs = source_hash is not None and train.content_hash != source_hash
         basis = (f"training data {source!r} re-read and hashed ({len(train)} structures"
-                 + ("" if same else "; its content hash differs from the checkpoint's, e.g. other reader settings") + ")")
+                 + ("; its content hash differs from the checkpoint's, e.g. other reader settings" if differs else "") + ")")
     seen = np.array([c.canonical_hash()[:HASH_PREFIX] in hashes for c in dataset.crystals], dtype=bool)
     return TrainingOverlap(seen, basis)

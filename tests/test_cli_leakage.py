@@ -1,4 +1,4 @@
-"""`surrogate eval` warns when evaluation rows trained the model and reports the held-out rows (issue 21)."""
+"""`surrogate eval` and `generator eval` warn when evaluation rows trained the model and report the held-out rows (issue 21)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,16 @@ def test_eval_of_a_shipped_model_rereads_its_training_data(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "8 of 20 rows (40%)" in result.output and "'perov_5/train' re-read" in result.output
     assert json.loads(out.read_text())["held_out_rows"]["heat_ref"]["n"] == 12
+
+
+def test_generator_eval_warns_and_reports_the_held_out_items(tmp_path: Path) -> None:
+    header, *train_rows = _rows("perov_5", "train")
+    _, *val_rows = _rows("perov_5", "val")
+    mixed = _write(tmp_path / "mixed.csv", header, train_rows[:6] + val_rows[:6])
+    out = tmp_path / "csp.json"
+    result = _invoke("generator", "eval", "--model", "perov_5_consistency", "--data", str(mixed), "--mode", "csp", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "6 of 12 test structures (50%) are in the generator's training data" in result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["training_overlap"]["items_in_training"] == 6 and metrics["n_held_out"] == 6
+    assert "held_out_match_rate" in metrics and "held_out_match_rate" in out.with_suffix(".md").read_text()
