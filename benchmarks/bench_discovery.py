@@ -194,14 +194,14 @@ def _sites(crystal: Crystal) -> tuple[list[str], list[str]]:
     return [s for s in symbols if s not in ANIONS], [s for s in symbols if s in ANIONS]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cation_radius(symbol: str) -> float:
     from pymatgen.core import Element
 
     return float(Element(symbol).average_cationic_radius) or float(Element(symbol).atomic_radius)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _anion_radius(symbol: str) -> float:
     from pymatgen.core import Species
 
@@ -209,7 +209,7 @@ def _anion_radius(symbol: str) -> float:
     return float(Species(element, charge).ionic_radius)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pauling(symbol: str) -> float:
     from pymatgen.core import Element
 

@@ -54,9 +54,18 @@ import torch
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, Condition, Measurement, Provenance
-from crystaloop.loop.collapse import Adjustment, assess, exploration_picks, widen_conditions
+from crystaloop.loop.collapse import Adjustment, assess, widen_conditions
 from crystaloop.loop.config import CollapseMonitorConfig, Objective, StrategyConfig
-from crystaloop.loop.guards import DiversityGuard, ExploitationGuard, GuardContext, ResidualHistory, SynthesizabilityGuard, collapse_report, fingerprints, screen
+from crystaloop.loop.guards import (
+    DiversityGuard,
+    ExploitationGuard,
+    GuardContext,
+    ResidualHistory,
+    SynthesizabilityGuard,
+    collapse_report,
+    fingerprints,
+    screen,
+)
 from crystaloop.loop.guards.validity import smact_valid
 from crystaloop.loop.replay import DatasetReplayGenerator
 from crystaloop.loop.strategies import ALStrategy, Labels, Pool
@@ -409,7 +418,8 @@ def synthesizability_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Size
                 surrogate.register(c, v, rng)
             record = surrogate_loop(pool, values, surrogate, check, sizes, seed, greedy=True)
             rates.append(_hits_per_100(record.picks, reference))
-            naive.append(_hits_per_100(record.picks, lambda c: check is None or guard.check(c, GuardContext()).ok))
+            guarded = check is not None
+            naive.append(_hits_per_100(record.picks, lambda c, guarded=guarded: not guarded or guard.check(c, GuardContext()).ok))
             planted_calls.append(sum(is_planted(c) for c in record.picks))
             hit, total = record.refused(is_planted)
             caught, seen = caught + hit, seen + total

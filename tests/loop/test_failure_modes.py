@@ -19,7 +19,15 @@ from crystaloop.data.records import Candidate, Measurement, Provenance
 from crystaloop.data.store.testing import base_cells, perovskite, perturbed_crystals
 from crystaloop.loop.collapse import Adjustment, assess
 from crystaloop.loop.config import CollapseMonitorConfig, Objective
-from crystaloop.loop.guards import DiversityGuard, ExploitationGuard, GuardContext, ResidualHistory, SynthesizabilityGuard, collapse_report, screen
+from crystaloop.loop.guards import (
+    DiversityGuard,
+    ExploitationGuard,
+    GuardContext,
+    ResidualHistory,
+    SynthesizabilityGuard,
+    collapse_report,
+    screen,
+)
 from crystaloop.loop.guards.exploitation import optimism
 
 PROV = Provenance(component="test")
