@@ -514,6 +514,10 @@ def oracle_relax(
     from crystaloop.surrogates.oracles import RelaxConfig, make_oracle
 
     check_out_path(out)
+    from crystaloop.data.datasets.files import WRITE_SUFFIXES
+
+    if out is not None and out.suffix.lower() not in WRITE_SUFFIXES:
+        raise _fail(f"--out {out}: unknown extension {out.suffix!r}; allowed: {', '.join(WRITE_SUFFIXES)}")
     try:
         runner_oracle = make_oracle(oracle, relax=RelaxConfig(fmax=fmax, max_steps=steps))
         ids, crystals, errors = read_structures(path)

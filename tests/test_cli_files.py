@@ -137,3 +137,8 @@ def test_sample_reports_every_step_of_every_batch() -> None:
     calls: list[tuple[int, int]] = []
     generator.sample(7, Condition(composition={"Sr": 1, "Ti": 1, "O": 3}), seed=0, on_step=lambda s, t: calls.append((s, t)))
     assert calls == [(1, 2), (2, 2)] * 3  # three batches (3 + 3 + 1) of two steps
+
+
+def test_relax_refuses_an_unknown_out_extension_before_relaxing(fixtures_dir: Path, tmp_path: Path) -> None:
+    result = _invoke("oracle", "relax", str(fixtures_dir / "structures"), "--oracle", "emt", "--out", str(tmp_path / "r.pdb"))
+    assert result.exit_code == 2 and "unknown extension '.pdb'" in result.output and "read " not in result.output

@@ -39,7 +39,7 @@ from crystaloop.data.crystal import Crystal, PlausibilityLimits, check_plausible
 from crystaloop.data.datasets.base import CrystalDataset, RowError
 from crystaloop.data.errors import CrystaloopError, DatasetError, InvalidStructureError
 
-__all__ = ["STRUCTURE_FILE_SUFFIXES", "is_structure_file", "read_structure_file", "write_structure_file", "CIF_SYMPREC"]
+__all__ = ["STRUCTURE_FILE_SUFFIXES", "WRITE_SUFFIXES", "is_structure_file", "read_structure_file", "write_structure_file", "CIF_SYMPREC"]
 
 STRUCTURE_FILE_SUFFIXES = (".cif", ".json", ".vasp", ".poscar")
 WRITE_SUFFIXES = (".cif", ".xyz", ".extxyz", ".json")
