@@ -18,9 +18,17 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from crystaloop.commands.campaign import campaign_app
-from crystaloop.commands.common import console, err_console, read_structures, read_yaml_mapping, report_read
+from crystaloop.commands.common import (
+    CommandGroup,
+    check_out_path,
+    console,
+    err_console,
+    fail_unreadable,
+    read_structures,
+    read_yaml_mapping,
+    report_read,
+)
 from crystaloop.commands.common import fail as _fail
-from crystaloop.commands.common import CommandGroup, check_out_path, fail_unreadable
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 from crystaloop.commands.hull import hull_app

@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, fail, parse_chemical_system, parse_composition, progress_bar, read_yaml_mapping
+from crystaloop.commands.common import (
+    console,
+    fail,
+    parse_chemical_system,
+    parse_composition,
+    progress_bar,
+    read_yaml_mapping,
+)
 from crystaloop.commands.distill import distill
 from crystaloop.commands.files import write_candidates
 
