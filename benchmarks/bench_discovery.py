@@ -415,7 +415,7 @@ def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns:
                 "calls_per_seed": calls,
                 "seeds": len(values),
                 "hits_per_100": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
-                "per_seed": " ".join(f"{v:.0f}" for v in values),
+                "per_seed": " ".join(f"{v:.3g}" for v in values),
             }
             row["ratio_to_random"], row["wilcoxon_p"] = _compare(values, baseline) if baseline is not None and strategy != "random" else ("1", "-")
             learning = best_rule is not None and strategy not in RULES and strategy != "random"
