@@ -44,6 +44,7 @@ from crystaloop.loop.collapse import Adjustment, assess, exploration_picks
 from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.guards import GuardContext, collapse_report, fingerprints, residual_watch, screen
+from crystaloop.loop.guards.exploitation import ResidualHistory
 from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
 from crystaloop.loop.online import OnlineSurrogate, fit_online, measured_matrix
 from crystaloop.loop.report import IterationReport, PredictedHit, classify_hit, rejection_counts
@@ -232,6 +233,9 @@ def guard_candidates(components: Components, store: CandidateStore, config: Camp
         context.predictions = dict(scores.predictions)
         context.ood = dict(scores.ood)
         context.reference_std = dict(scores.reference_std)
+    measured = iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])
+    if measured:  # where the surrogate was measured to flatter (exploitation guard)
+        context.residuals = ResidualHistory.from_candidates(measured, config.objectives)
     for result in screen(pending, components.guards, context):
         cid = result.candidate.id
         ood_verdict = [Verdict(guard="ood", ok=True, score=context.ood[cid])] if cid in context.ood else []
