@@ -25,7 +25,14 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError, UnknownComponentError
 from crystaloop.data.records import Measurement, Prediction
 from crystaloop.generator.base import Generator
-from crystaloop.loop.config import MLIP_ORACLES, MLIP_PROPERTIES, CampaignConfig, GeneratorChoice, OracleChoice, check_objectives_provided
+from crystaloop.loop.config import (
+    MLIP_ORACLES,
+    MLIP_PROPERTIES,
+    CampaignConfig,
+    GeneratorChoice,
+    OracleChoice,
+    check_objectives_provided,
+)
 from crystaloop.loop.guards import Guard, StructureIndex, build_guards
 from crystaloop.loop.replay import DatasetReplayGenerator, ReplayOracle
 from crystaloop.loop.strategies import Strategy, make_strategy
@@ -60,7 +67,7 @@ class Evaluator(Protocol):
 class MLIPEvaluator:
     """An ASE oracle measuring ``energy_per_atom`` (relaxed), ``e_above_hull`` and ``bulk_modulus``."""
 
-    def __init__(self, oracle, properties: Sequence[str], missing_reference: str = "fail", phases=None) -> None:  # noqa: ANN001 - an ASEOracle, a PhaseConfig
+    def __init__(self, oracle, properties: Sequence[str], missing_reference: str = "fail", phases=None, require_same_structure: bool = True) -> None:  # noqa: ANN001 - an ASEOracle, a PhaseConfig
         unknown = [p for p in properties if p not in MLIP_PROPERTIES]
         if unknown:
             raise UnknownComponentError("MLIP property", unknown[0], MLIP_PROPERTIES)
@@ -69,15 +76,17 @@ class MLIPEvaluator:
         self.oracle = oracle
         self.name = oracle.name
         self.properties = tuple(properties)
-        self.hull = EnergyAboveHull(oracle, missing_reference=missing_reference, phases=phases)
+        self.hull = EnergyAboveHull(oracle, missing_reference=missing_reference, phases=phases, require_same_structure=require_same_structure)
 
     def measure(self, crystal: Crystal) -> list[Measurement]:
         relaxed = self.oracle.relax([crystal])[0]
         energy = relaxed.to_measurement(self.name)
         out = [energy] if "energy_per_atom" in self.properties else []
         if "e_above_hull" in self.properties:
-            hull = self.hull.e_above_hull([crystal], [relaxed.energy_per_atom])
-            out += hull if relaxed.status != "unconverged" else [_unconverged(m, relaxed.reason) for m in hull]
+            if relaxed.status == "unconverged":  # its value stays, marked, for inspection
+                out += [_unconverged(m, relaxed.reason) for m in self.hull.e_above_hull([crystal], [relaxed.energy_per_atom])]
+            else:  # with the relaxation, so a structure that fell apart is no stability verdict
+                out += self.hull.e_above_hull([crystal], relaxations=[relaxed])
         if "bulk_modulus" in self.properties:
             from crystaloop.surrogates.eos import bulk_modulus
 
@@ -202,7 +211,8 @@ def make_evaluator(choice: OracleChoice) -> Evaluator:
 
     config = OracleConfig(kind=choice.kind, relax=RelaxConfig(fmax=choice.fmax, max_steps=choice.max_steps), cache_url=choice.cache_url)
     return MLIPEvaluator(
-        oracle_from_config(config), choice.measure, missing_reference=choice.missing_reference, phases=choice.competing_phases
+        oracle_from_config(config), choice.measure, missing_reference=choice.missing_reference, phases=choice.competing_phases,
+        require_same_structure=choice.require_same_structure,
     )
 
 

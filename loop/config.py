@@ -476,6 +476,8 @@ class OracleChoice(BaseModel):
             binary or ternary subsystem and oracle setting, cached; the per-subsystem budget
             is ``max_structures_per_subsystem``); ``enabled: false`` leaves a hull of the
             elements and the campaign's own relaxations.
+        require_same_structure: a candidate whose relaxation turned it into another structure
+            (no StructureMatcher match with its input) gets a failed e_above_hull, not a verdict.
     """
 
     model_config = _STRICT
@@ -488,6 +490,7 @@ class OracleChoice(BaseModel):
     cache_url: str | None = None
     missing_reference: Literal["fail", "trial_lattices"] = "fail"
     competing_phases: PhaseConfig = Field(default_factory=PhaseConfig)
+    require_same_structure: bool = True
 
 
 class CampaignConfig(BaseModel):

@@ -142,6 +142,12 @@ class EnergyAboveHull:
         box_size: edge of the cubic box for molecular and atomic references, Å.
         missing_reference: ``"fail"`` candidates with an element without any reference, or use
             ``"trial_lattices"`` (see the module docstring).
+        require_same_structure: when the oracle relaxes a candidate (or its relaxation is
+            passed), the relaxed structure must still match the input (the project's
+            StructureMatcher, :mod:`crystaloop.data.matching`); one that turned into something
+            else (molecules split off, a different framework) is not a local minimum of the
+            oracle, so its e_above_hull is ``failed`` with the reason, the relaxed structure's
+            value kept in ``details["relaxed_e_above_hull"]``.
     """
 
     def __init__(
@@ -153,7 +159,9 @@ class EnergyAboveHull:
         extra_references: Mapping[str, Crystal] | None = None,
         box_size: float = 12.0,
         missing_reference: Literal["fail", "trial_lattices"] = "fail",
+        require_same_structure: bool = True,
     ) -> None:
+        self.require_same_structure = require_same_structure
         if missing_reference not in ("fail", "trial_lattices"):
             raise ValueError(f"missing_reference must be 'fail' or 'trial_lattices', got {missing_reference!r}")
         self.missing_reference = missing_reference
@@ -357,6 +365,10 @@ class EnergyAboveHull:
             members = [c for c in candidates if set(c.system) <= set(system)]
             group = [c for c in candidates if c.system == system]
             results.update(self._evaluate_group(system, members, group))
+        if relaxations is not None and self.require_same_structure:
+            for i, r in enumerate(relaxations):
+                if i in results and results[i].status == "ok" and r.final is not None and not _same_structure(crystals[i], r.final):
+                    results[i] = _structure_changed(results[i])
         out = []
         for i in range(len(crystals)):
             if i in results:
@@ -465,6 +477,24 @@ class EnergyAboveHull:
             note = _note(value, distance, details["decomposition"], coverage)
             results[c.index] = Measurement(oracle=name, property=PROPERTY, value=value, units=UNITS, reason=note, details=details)
         return results
+
+
+def _same_structure(initial: Crystal, final: Crystal) -> bool:
+    """Whether a relaxation kept the structure: the project's StructureMatcher fits them."""
+    from crystaloop.data.matching import structure_matcher
+
+    return bool(structure_matcher().fit(initial.to_pymatgen(), final.to_pymatgen()))
+
+
+def _structure_changed(measurement: Measurement) -> Measurement:
+    """``measurement`` of a relaxed structure that no longer matches its input, as a failure."""
+    details = dict(measurement.details) | {"structure_changed": True, "relaxed_e_above_hull": measurement.value, "relaxed_property": measurement.property}
+    reason = (
+        "the relaxation changed the structure (its result no longer matches the input under the StructureMatcher): "
+        f"the candidate is not a local minimum of this oracle; the relaxed structure's {measurement.property} is "
+        f"{measurement.value:.4g} eV/atom"
+    )
+    return Measurement(oracle=measurement.oracle, property=PROPERTY, value=None, units=UNITS, status="failed", reason=reason, details=details)
 
 
 def _decomposition(decomposition: Mapping[Any, float], sources: Mapping[str, tuple[str, str]]) -> list[dict[str, Any]]:

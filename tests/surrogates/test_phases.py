@@ -154,3 +154,22 @@ def test_parallel_relaxation_gives_the_serial_phases(tmp_path) -> None:
     serial = sorted((h, round(e, 9)) for h, _, e in serial_cache.entries_within(key, ["Al", "Cu", "Ni"]))
     parallel = sorted((h, round(e, 9)) for h, _, e in parallel_cache.entries_within(key, ["Al", "Cu", "Ni"]))
     assert serial == parallel and len(serial) == 9
+
+
+def test_a_candidate_whose_relaxation_changed_the_structure_gets_no_stability_verdict() -> None:
+    from crystaloop.surrogates.oracles import Relaxation
+
+    cache = OracleCache("sqlite://")
+    hull = EnergyAboveHull(_emt(cache), phases=PhaseConfig(enabled=False))
+    rocksalt = Crystal.from_ase(bulk("CuAl", "rocksalt", a=4.6))
+    caesium_chloride = Crystal.from_ase(bulk("CuAl", "cesiumchloride", a=3.0))
+    hull.e_above_hull([Crystal.from_ase(bulk("CuAl", "zincblende", a=5.0))], [0.5])  # a compound phase exists
+    became_other = Relaxation(rocksalt.canonical_hash(), caesium_chloride, -0.3, "ok", converged=True)
+    kept = Relaxation(rocksalt.canonical_hash(), rocksalt, -0.3, "ok", converged=True)
+    (changed,) = hull.e_above_hull([rocksalt], relaxations=[became_other])
+    assert changed.status == "failed" and changed.value is None and "changed the structure" in changed.reason
+    assert changed.details["structure_changed"] and changed.details["relaxed_e_above_hull"] is not None
+    (same,) = hull.e_above_hull([rocksalt], relaxations=[kept])
+    assert same.status == "ok" and same.value is not None
+    lenient = EnergyAboveHull(_emt(cache), phases=PhaseConfig(enabled=False), require_same_structure=False)
+    assert lenient.e_above_hull([rocksalt], relaxations=[became_other])[0].status == "ok"
