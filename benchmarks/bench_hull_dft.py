@@ -63,7 +63,7 @@ def _oracles(name: str):
     return candidates, phases
 
 
-def _evaluate(name: str, rows: list, fresh: bool) -> list[dict]:
+def _evaluate(name: str, rows: list, fresh: bool, stored_only: bool = False) -> list[dict]:
     """Per-row results for one oracle (read back from the jsonl where present)."""
     from crystaloop.surrogates.hull import EnergyAboveHull
 
@@ -75,7 +75,7 @@ def _evaluate(name: str, rows: list, fresh: bool) -> list[dict]:
         for line in path.read_text().splitlines():
             record = json.loads(line)
             done[record["id"]] = record
-    todo = [r for r in rows if r[0] not in done]
+    todo = [] if stored_only else [r for r in rows if r[0] not in done]
     if todo:
         candidate_oracle, phase_oracle = _oracles(name)
         hull = EnergyAboveHull(phase_oracle)
@@ -94,6 +94,8 @@ def _evaluate(name: str, rows: list, fresh: bool) -> list[dict]:
                     "relax_status": relaxation.status,
                     "reason": measurement.reason[:300],
                     "e_above_hull": measurement.value if measurement.property == "e_above_hull" else None,
+                    "structure_changed": bool(measurement.details.get("structure_changed")),
+                    "relaxed_e_above_hull": measurement.details.get("relaxed_e_above_hull"),
                     "hull_distance": measurement.details.get("hull_distance"),
                     "coverage": measurement.details.get("coverage"),
                     "decomposition": measurement.details.get("decomposition"),
@@ -163,16 +165,43 @@ def _scores(name: str, hull_name: str, records: list[dict], values: list[float |
 def _summary(name: str, records: list[dict]) -> list[dict]:
     elements = [None if r["elements_only"] is None else max(0.0, r["elements_only"]) for r in records]
     a = _scores(name, "elements", records, elements, [r["elements_only"] for r in records])
-    b = _scores(name, "prototype", records, [r["e_above_hull"] for r in records], [r["hull_distance"] for r in records])
+    # a relaxation that changed the structure is a call of "not stable" (value +inf for ranking)
+    changed = [r.get("structure_changed", False) for r in records]
+    values = [math.inf if c else r["e_above_hull"] for r, c in zip(records, changed, strict=True)]
+    b = _scores(name, "prototype", records, values, [r["hull_distance"] for r in records])
+    b["spearman_value"] = _spearman(*_finite_pairs([r["e_above_hull"] for r in records], records))
+    b["spearman_signed"] = _spearman(*_finite_pairs([r["hull_distance"] if not c else None for r, c in zip(records, changed, strict=True)], records))
+    relaxed = [r.get("relaxed_e_above_hull") if c else r["e_above_hull"] for r, c in zip(records, changed, strict=True)]
+    b["spearman_ignoring_changes"] = _spearman(*_finite_pairs(relaxed, records))
+    b["structure_changed"] = sum(changed)
     relax = sum(r["relax_seconds"] for r in records)
-    phases = sum(r["phase_seconds"] for r in records)
+    systems, phases = _phase_cost(name)
     a["oracle_seconds"] = relax
     b["oracle_seconds"] = relax + phases
     b["phase_seconds"] = phases
-    b["failed"] = sum(r["status"] != "ok" for r in records)
+    b["subsystems_built"] = systems
+    b["failed"] = sum(r["status"] != "ok" and not c for r, c in zip(records, changed, strict=True))
     slope = _slope([r["hull_distance"] for r in records], [r["heat_all"] for r in records])
     b["slope_heat_all_per_eV_atom"] = slope
     return [a, b]
+
+
+def _finite_pairs(values: list[float | None], records: list[dict]) -> tuple[list[float], list[float]]:
+    pairs = [(v, r["heat_all"]) for v, r in zip(values, records, strict=True) if v is not None and math.isfinite(v)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _phase_cost(name: str) -> tuple[int, float]:
+    """(subsystems built, oracle seconds spent building them) from the phase registry."""
+    from sqlalchemy import text
+
+    from crystaloop.surrogates.phase_registry import PhaseRegistry
+
+    _, phase_oracle = _oracles(name)
+    registry = PhaseRegistry(phase_oracle.cache)
+    with registry.engine.connect() as connection:
+        rows = connection.execute(text("SELECT seconds FROM hull_systems WHERE oracle_key = :key"), {"key": phase_oracle.cache_key()}).all()
+    return len(rows), float(sum(r[0] for r in rows))
 
 
 def _slope(x: list[float | None], y: list[float]) -> float:
@@ -223,11 +252,12 @@ def plot(results: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
-def run(quick: bool = False, rows: int = 100, oracles: str = ",".join(ORACLES), fresh: bool = False) -> list[dict]:
-    """Rows of the table (see the module docstring); ``quick`` evaluates 6 rows with CHGNet."""
+def run(quick: bool = False, rows: int = 100, oracles: str = ",".join(ORACLES), fresh: bool = False, stored_only: bool = False) -> list[dict]:
+    """Rows of the table (see the module docstring); ``quick`` evaluates 6 rows with CHGNet;
+    ``stored_only`` tabulates the rows each oracle has evaluated so far, computing nothing."""
     sample = _sample(6 if quick else rows)
     names = ["chgnet"] if quick else [n.strip() for n in oracles.split(",") if n.strip()]
-    results = {name: _evaluate(name, sample, fresh) for name in names}
+    results = {name: _evaluate(name, sample, fresh, stored_only) for name in names}
     table = [row for name in names for row in _summary(name, results[name])]
     table += _agreement(results)
     figure = plot(results, Path(__file__).with_name("figures") / "hull_dft.png")
@@ -245,5 +275,6 @@ if __name__ == "__main__":
             "--rows": {"type": int, "default": 100, "help": "perov_5 val rows to evaluate"},
             "--oracles": {"default": ",".join(ORACLES), "help": "comma-separated oracle names"},
             "--fresh": {"action": "store_true", "help": "forget stored per-row results"},
+            "--stored-only": {"action": "store_true", "help": "tabulate stored rows only, compute nothing"},
         },
     )
