@@ -14,7 +14,15 @@ from typing import Annotated, Any, Optional  # noqa: UP035 - typer needs Optiona
 import typer
 from rich.table import Table
 
-from crystaloop.commands.common import check_out_path, console, err_console, fail, fail_unreadable, progress_bar, read_structures
+from crystaloop.commands.common import (
+    check_out_path,
+    console,
+    err_console,
+    fail,
+    fail_unreadable,
+    progress_bar,
+    read_structures,
+)
 
 __all__ = ["hull_app"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crystaloop.data.datasets import load_dataset, parse_structure_text
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.datasets import load_dataset, parse_structure_text
 from crystaloop.data.errors import InvalidStructureError
 
 BROKEN = Path(__file__).resolve().parents[1] / "fixtures" / "broken"
