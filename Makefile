@@ -1,6 +1,6 @@
 # crystaloop: two commands set everything up on a fresh machine.
 #   make demo   create .venv, install, run the demo on the shipped data
-#   make test   create .venv, install, run the test suite
+#   make test   create .venv, install, lint (ruff), run the test suite
 #   make bench  create .venv, install, run the benchmarks (figures go to benchmarks/RESULTS.md)
 PYTHON ?= python3
 VENV   := .venv
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/crystaloop demo --out $(DEMO_DIR)
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
 
 # Headless Chromium for the Prefect UI test (Debian package `chromium`), installed when missing
