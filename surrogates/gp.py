@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.seeding import restores_torch_rng
 
 __all__ = ["GPHeadConfig", "GPHead"]
 
@@ -84,6 +85,7 @@ class GPHead:
             raise CrystaloopError("GPHead.features called before fit")
         return torch.from_numpy(self._projection(embeddings))
 
+    @restores_torch_rng
     def fit(self, embeddings: np.ndarray, targets: np.ndarray) -> GPHead:
         """Fit on embeddings (n, D) and targets (n,) or (n, T); rows with NaN targets are dropped."""
         from botorch.fit import fit_gpytorch_mll

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from crystaloop.data.records import Condition
+from crystaloop.data.seeding import restores_torch_rng
 from crystaloop.loop.config import Objective, StrategyConfig
 from crystaloop.loop.objectives import utilities, utilities_torch, utility_scales
 from crystaloop.loop.strategies.al import ALStrategy
@@ -61,6 +62,7 @@ class BOStrategy:
     def propose(self, state: StrategyState) -> list[Condition]:
         return propose_conditions(state)
 
+    @restores_torch_rng
     def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
         n = len(pool)
         if n == 0:

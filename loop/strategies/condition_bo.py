@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crystaloop.data.records import Candidate, CandidateStatus, Condition
+from crystaloop.data.seeding import restores_torch_rng
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.report import ConditionOutcome
 from crystaloop.loop.strategies.base import allowed_systems, target_defaults
@@ -140,6 +141,7 @@ def _sobol(n: int, d: int, seed: int) -> np.ndarray:
     return qmc.Sobol(d, scramble=True, seed=seed).random(n)
 
 
+@restores_torch_rng
 def _gp_batch(x: np.ndarray, y: np.ndarray, n: int, seed: int, mc_samples: int) -> np.ndarray:
     """(n, d) next points in the unit box from a GP over (x (N, d), y (N,)): the posterior-mean
     maximiser first (over the observed points and 1024 Sobol points), then ``n - 1`` points by

@@ -96,3 +96,14 @@ def test_registry_and_conditions():
     assert {frozenset(c.chemical_system) for c in conditions} == {frozenset({"Sr", "Ti", "O"}), frozenset({"Ba", "Ti", "O"})}
     assert {c.guidance_scale for c in conditions} == {1.0, 2.0}
     assert all(c.properties == {"dir_gap": 2.25} for c in conditions)
+
+
+def test_bo_selection_leaves_torchs_global_random_stream_alone():
+    import torch
+
+    pool, predictions, _ = synthetic()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    BOStrategy(MAX, StrategyConfig(kind="bo", mc_samples=16)).select(pool, predictions, 2)
+    assert torch.equal(torch.rand(3), expected)

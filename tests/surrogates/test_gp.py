@@ -52,3 +52,14 @@ def test_gp_head_drops_nan_targets_and_refuses_misuse() -> None:
         GPHead().predict(x)
     with pytest.raises(CrystaloopError, match="at least 2"):
         GPHead().fit(x[:1], y[:1])
+
+
+def test_fitting_leaves_torchs_global_random_stream_alone() -> None:
+    import torch
+
+    x, y = _smooth_problem(40, seed=1)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    GPHead(GPHeadConfig(n_components=3, seed=7)).fit(x, y)
+    assert torch.equal(torch.rand(3), expected)
