@@ -72,8 +72,11 @@ def hull_add(
         raise fail("give structure files to add, or --from-store URL")
     try:
         ids, crystals, errors = _read_all(paths or [])
+        if paths:
+            err_console.print(f"read {len(crystals)} structures from {len(paths)} path(s) ({len(errors)} unreadable)", highlight=False)
         if from_store is not None:
             store_ids, store_crystals = _imported(from_store, system, limit)
+            err_console.print(f"{len(store_crystals)} imported structures from the store", highlight=False)
             ids, crystals = ids + store_ids, crystals + store_crystals
         if not crystals:
             raise fail(f"no readable structure in {', '.join(paths or [from_store or ''])}")
@@ -181,6 +184,7 @@ def hull_eval(
         ids, crystals, errors = read_structures(path)
         if not crystals:
             raise fail_unreadable(path, errors)
+        err_console.print(f"read {len(crystals)} structures from {path} ({len(errors)} unreadable)", highlight=False)
         if limit is not None:
             ids, crystals = ids[:limit], crystals[:limit]
         hull = _hull(oracle, fmax, steps)

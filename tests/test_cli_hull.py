@@ -44,6 +44,7 @@ def test_add_show_and_eval_share_one_hull(tmp_path: Path, cache_dir: Path) -> No
     out = tmp_path / "results.json"
     evaluated = runner.invoke(app, ["hull", "eval", str(candidate), "--oracle", "emt", "--out", str(out)], catch_exceptions=False)
     assert evaluated.exit_code == 0, evaluated.output
+    assert "read 1 structures from" in evaluated.output
     (record,) = json.loads(out.read_text())
     assert record["id"] == "cand" and record["formula"] == "AlCu"
     assert record["coverage"] == "known" and record["status"] == "ok"
