@@ -46,9 +46,9 @@ def _evaluate(generator: Any, references: list, seed: int) -> dict[str, Any]:
     """CSP and de novo figures of one generator on ``references`` (same seed for every row)."""
     import torch
 
-    from crystaloop.generator.diffusion import crystal_from_sample
+    from crystaloop.generator.diffusion.generator import crystal_from_sample
+    from crystaloop.generator.diffusion.sampling import SampleRequest
     from crystaloop.generator.evaluation import compositional_validity, csp_metrics, structural_validity
-    from crystaloop.generator.sampling import SampleRequest
 
     norm = generator.model.normalisation
     tokens = torch.cat([norm.tokens(c.numbers, where=f"test item {i}") for i, c in enumerate(references)])
@@ -72,7 +72,7 @@ def compare(teacher: str | Path, student: str | Path, data: str, *, limit: int |
     """Rows for one teacher / distilled pair on ``data`` (first ``limit`` items)."""
     from crystaloop.data.datasets import load_dataset
     from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator
+    from crystaloop.generator.diffusion.generator import DiffusionGenerator
     from crystaloop.generator.shipped import resolve_generator_checkpoint
 
     references = load_dataset(data, max_rows=limit).crystals

@@ -24,9 +24,9 @@ import torch
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Condition
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
+from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
+from crystaloop.generator.diffusion.sampling import SampleRequest
 from crystaloop.generator.evaluation import csp_metrics, dng_metrics
-from crystaloop.generator.sampling import SampleRequest
 from crystaloop.generator.shipped import shipped_generator_path
 
 logger = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ def _throughput_rows(name: str, quick: bool) -> list[dict]:
 
 
 def _train_step_row(name: str, quick: bool) -> dict:
-    from crystaloop.generator.checkpoint import load_checkpoint, model_from_payload
-    from crystaloop.generator.training import EncodedData
+    from crystaloop.generator.diffusion.checkpoint import load_checkpoint, model_from_payload
+    from crystaloop.generator.diffusion.training import EncodedData
 
     model = model_from_payload(load_checkpoint(shipped_generator_path(name))).train()
     crystals = load_dataset(f"{name}/train", max_rows=256).crystals

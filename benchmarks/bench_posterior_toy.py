@@ -1,6 +1,6 @@
 """Posterior sampling diagnostics on a toy problem with an exact posterior (issue #10): DPS and exact guidance against the closed-form posterior, one run.
 
-Two problems, fixed seeds (:mod:`crystaloop.generator.posterior_toy`):
+Two problems, fixed seeds (:mod:`crystaloop.benchmarks.posterior_toy`):
 
 * ``2-D``: a 3-mode Gaussian mixture (weights 0.5 / 0.3 / 0.2, unequal shapes) observed through
   its first coordinate (A = [1, 0], σ_y = 0.2) at y = 2.0, which rules out mode 0 and leaves
@@ -40,8 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystaloop.generator import posterior_diagnostics as diag
-from crystaloop.generator.posterior_toy import (
+from crystaloop.benchmarks.posterior_toy import (
     GaussianMixturePrior,
     LinearMeasurement,
     PosteriorSamplerConfig,
@@ -51,6 +50,7 @@ from crystaloop.generator.posterior_toy import (
     ood_measurements,
     sample_posterior,
 )
+from crystaloop.generator.posterior import diagnostics as diag
 
 logger = logging.getLogger(__name__)
 

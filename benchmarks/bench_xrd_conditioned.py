@@ -82,8 +82,8 @@ def compare(limit: int = LIMIT, *, steps: int = 1000, method: str = "pc", guidan
 
     from crystaloop.data.datasets import load_dataset
     from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
-    from crystaloop.generator.sampling import SampleRequest
+    from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
+    from crystaloop.generator.diffusion.sampling import SampleRequest
     from crystaloop.generator.shipped import resolve_generator_checkpoint
 
     references = load_dataset(data, max_rows=limit).crystals

@@ -37,10 +37,10 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.xrd_forward import powder_pattern_of
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.diffusion import DiffusionGenerator
-from crystaloop.generator.posterior import PosteriorConfig
-from crystaloop.generator.posterior_diagnostics import roc_auc, spread_error_spearman
-from crystaloop.generator.posterior_xrd import solve_pattern
+from crystaloop.generator.diffusion.generator import DiffusionGenerator
+from crystaloop.generator.posterior.diagnostics import roc_auc, spread_error_spearman
+from crystaloop.generator.posterior.sampler import PosteriorConfig
+from crystaloop.generator.posterior.xrd import solve_pattern
 from crystaloop.generator.shipped import SHIPPED_GENERATORS, resolve_generator_checkpoint
 from crystaloop.multimodal.xrd import augment_patterns
 

@@ -30,8 +30,8 @@ def distill(
 
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
-    from crystaloop.generator.checkpoint import file_hash, load_model
-    from crystaloop.generator.consistency_training import DistillConfig, distill_model
+    from crystaloop.generator.consistency.training import DistillConfig, distill_model
+    from crystaloop.generator.diffusion.checkpoint import file_hash, load_model
     from crystaloop.generator.shipped import resolve_generator_checkpoint
 
     fields = {**read_yaml_mapping(config, "distillation config"), "device": device, "threads": threads, "seed": seed}

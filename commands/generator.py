@@ -53,9 +53,9 @@ def train(
 
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
+    from crystaloop.generator.diffusion.training import train_generator
     from crystaloop.generator.presets import build_config
     from crystaloop.generator.shipped import resolve_generator_checkpoint
-    from crystaloop.generator.training import train_generator
 
     spec = _dataset_spec(dataset, "train")
     overrides = read_yaml_mapping(config, "generator config")
@@ -120,7 +120,7 @@ def _load_generator(checkpoint: str, steps: int | None, method: str | None):  # 
     user's --steps/--method (a distilled model defaults to 2 consistency steps, a teacher to
     1000 predictor-corrector steps)."""
     from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator
+    from crystaloop.generator.diffusion.generator import DiffusionGenerator
     from crystaloop.generator.shipped import resolve_generator_checkpoint
 
     generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(checkpoint))
@@ -175,9 +175,9 @@ def evaluate(
 
     from crystaloop.data.datasets import load_dataset
     from crystaloop.data.errors import CrystaloopError, describe_validation_error
-    from crystaloop.generator.diffusion import crystal_from_sample
+    from crystaloop.generator.diffusion.generator import crystal_from_sample
+    from crystaloop.generator.diffusion.sampling import SampleRequest
     from crystaloop.generator.evaluation import csp_metrics, dng_metrics, markdown_table
-    from crystaloop.generator.sampling import SampleRequest
 
     if mode not in ("csp", "dng"):
         raise fail(f"--mode must be csp or dng, got {mode!r}")

@@ -69,9 +69,9 @@ def solve_xrd(
     from crystaloop.data.xrd_grid import DEFAULT_GRID
     from crystaloop.data.xrd_refine import RefineConfig
     from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator
-    from crystaloop.generator.posterior import PosteriorConfig
-    from crystaloop.generator.posterior_xrd import solve_pattern
+    from crystaloop.generator.diffusion.generator import DiffusionGenerator
+    from crystaloop.generator.posterior.sampler import PosteriorConfig
+    from crystaloop.generator.posterior.xrd import solve_pattern
     from crystaloop.generator.shipped import resolve_generator_checkpoint
     from crystaloop.multimodal.xrd_io import read_pattern
 

@@ -1,7 +1,7 @@
 """The generator port: what the loop and the CLI need from any crystal generator.
 
 ``Generator.sample(n, condition=None, *, seed) -> list[Candidate]`` is the one main method
-(DESIGN.md, Ports). The diffusion model in :mod:`crystaloop.generator.diffusion` implements it;
+(DESIGN.md, Ports). The diffusion model in :mod:`crystaloop.generator.diffusion.generator` implements it;
 tests of the layers above use small fakes that satisfy the same protocol.
 """
 

@@ -101,7 +101,7 @@ class SamplerConfig(_Strict):
             (exact lattice-basis-change equivariance; ~1 ms per crystal per step on a CPU).
         midpoints: ``consistency`` only: the steps − 1 intermediate teacher steps (descending,
             in (0, T)) at which a multistep consistency sampler re-noises; ``None`` = the
-            distilled checkpoint's validated choice (:mod:`crystaloop.generator.consistency_sampling`).
+            distilled checkpoint's validated choice (:mod:`crystaloop.generator.consistency.sampling`).
     """
 
     steps: int = Field(1000, gt=0)

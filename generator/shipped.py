@@ -1,7 +1,7 @@
 """Trained generators shipped in the repository, and how each was made.
 
 Each checkpoint under ``generator/shipped/`` holds EMA weights only (the ``training`` section
-stripped by :func:`crystaloop.generator.training.strip_for_shipping`); the command reproduces
+stripped by :func:`crystaloop.generator.diffusion.training.strip_for_shipping`); the command reproduces
 the full run on the shipped development splits (data/shipped/ATTRIBUTION.md). Constant learning
 rate and seeded batches make a run stopped at epoch N identical to ``--epochs N``.
 """

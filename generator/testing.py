@@ -13,8 +13,8 @@ import torch
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.denoiser import NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion, Normalisation, symmetric_lattice
+from crystaloop.generator.diffusion.denoiser import NoisyBatch
+from crystaloop.generator.diffusion.model import CrystalDiffusion, Normalisation, symmetric_lattice
 
 __all__ = ["TINY_SPECIES", "TINY_ELEMENTS", "tiny_model", "network_view"]
 

@@ -140,7 +140,7 @@ def _diffusion(choice: GeneratorChoice) -> Generator:
     import importlib
 
     try:
-        module = importlib.import_module("crystaloop.generator.diffusion")
+        module = importlib.import_module("crystaloop.generator.diffusion.generator")
     except ImportError as exc:
         raise CrystaloopError(f"the diffusion generator is not available in this build ({exc})") from None
     if not choice.checkpoint:

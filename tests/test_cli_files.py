@@ -129,7 +129,7 @@ def test_default_generate_uses_the_distilled_model_and_the_bar_moves_per_step(tm
 def test_sample_reports_every_step_of_every_batch() -> None:
     from crystaloop.data.records import Condition
     from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion import DiffusionGenerator
+    from crystaloop.generator.diffusion.generator import DiffusionGenerator
     from crystaloop.generator.shipped import shipped_generator_path
 
     generator = DiffusionGenerator.from_checkpoint(shipped_generator_path("perov_5_consistency"))

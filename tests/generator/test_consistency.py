@@ -18,26 +18,26 @@ from crystaloop.data.datasets import load_dataset
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Condition
 from crystaloop.data.testing import assert_equivariant_sites, assert_invariant, random_crystal
-from crystaloop.generator.checkpoint import load_model
 from crystaloop.generator.config import GeneratorConfig, SamplerConfig
-from crystaloop.generator.consistency import (
+from crystaloop.generator.consistency.checkpoint import (
+    CONSISTENCY_FORMAT,
+    load_consistency_checkpoint,
+    strip_consistency_for_shipping,
+)
+from crystaloop.generator.consistency.model import (
     ConsistencyModel,
     consistency_times,
     teacher_step,
     torus_difference,
 )
-from crystaloop.generator.consistency_checkpoint import (
-    CONSISTENCY_FORMAT,
-    load_consistency_checkpoint,
-    strip_consistency_for_shipping,
-)
-from crystaloop.generator.consistency_sampling import consistency_sample_batch
-from crystaloop.generator.consistency_training import DistillConfig, distill_model, evaluation_loss
-from crystaloop.generator.diffusion import DiffusionGenerator
-from crystaloop.generator.model import CrystalDiffusion
-from crystaloop.generator.sampling import SampleRequest, sample_batch, step_grid
+from crystaloop.generator.consistency.sampling import consistency_sample_batch
+from crystaloop.generator.consistency.training import DistillConfig, distill_model, evaluation_loss
+from crystaloop.generator.diffusion.checkpoint import load_model
+from crystaloop.generator.diffusion.generator import DiffusionGenerator
+from crystaloop.generator.diffusion.model import CrystalDiffusion
+from crystaloop.generator.diffusion.sampling import SampleRequest, sample_batch, step_grid
+from crystaloop.generator.diffusion.training import EncodedData, train_generator
 from crystaloop.generator.testing import TINY_ELEMENTS, network_view, tiny_model
-from crystaloop.generator.training import EncodedData, train_generator
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from crystaloop.data.testing import (
     random_crystal,
     random_unimodular,
 )
-from crystaloop.generator.denoiser import CanonicalFrame, NoisyBatch, pair_index
-from crystaloop.generator.model import CrystalDiffusion
+from crystaloop.generator.diffusion.denoiser import CanonicalFrame, NoisyBatch, pair_index
+from crystaloop.generator.diffusion.model import CrystalDiffusion
 from crystaloop.generator.testing import TINY_ELEMENTS, network_view, tiny_model
 
 ELEMENTS = TINY_ELEMENTS

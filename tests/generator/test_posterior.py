@@ -13,10 +13,10 @@ from crystaloop.data.xrd_forward import powder_pattern_of
 from crystaloop.data.xrd_grid import DEFAULT_GRID
 from crystaloop.data.xrd_refine import RefineConfig
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.diffusion import DiffusionGenerator
-from crystaloop.generator.posterior import PosteriorConfig, posterior_sample_batch
-from crystaloop.generator.posterior_xrd import XRDMisfit, solve_pattern
-from crystaloop.generator.sampling import SampleRequest, sample_batch, step_grid
+from crystaloop.generator.diffusion.generator import DiffusionGenerator
+from crystaloop.generator.diffusion.sampling import SampleRequest, sample_batch, step_grid
+from crystaloop.generator.posterior.sampler import PosteriorConfig, posterior_sample_batch
+from crystaloop.generator.posterior.xrd import XRDMisfit, solve_pattern
 from crystaloop.generator.shipped import resolve_generator_checkpoint
 from crystaloop.generator.testing import tiny_model
 

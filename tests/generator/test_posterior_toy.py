@@ -9,9 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from crystaloop.data.errors import CrystaloopError, UnknownComponentError
-from crystaloop.generator import posterior_diagnostics as diag
-from crystaloop.generator.posterior_toy import (
+from crystaloop.benchmarks.posterior_toy import (
     GaussianMixturePrior,
     LinearMeasurement,
     PosteriorSamplerConfig,
@@ -25,6 +23,8 @@ from crystaloop.generator.posterior_toy import (
     posterior_mode_report,
     sample_posterior,
 )
+from crystaloop.data.errors import CrystaloopError, UnknownComponentError
+from crystaloop.generator.posterior import diagnostics as diag
 
 WEIGHTS = [0.5, 0.3, 0.2]
 MEANS = [[-3.0, 0.0], [2.0, 2.5], [2.5, -2.5]]

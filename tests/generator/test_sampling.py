@@ -12,8 +12,8 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import CandidateStatus, Condition
 from crystaloop.generator.base import Generator
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
-from crystaloop.generator.sampling import SampleRequest, sample_batch, step_grid
+from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
+from crystaloop.generator.diffusion.sampling import SampleRequest, sample_batch, step_grid
 from crystaloop.generator.testing import tiny_model
 
 

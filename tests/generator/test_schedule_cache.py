@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crystaloop.generator import schedules
+from crystaloop.generator.diffusion import schedules
 
 
 def test_cached_table_equals_the_integral_and_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

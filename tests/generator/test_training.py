@@ -9,9 +9,9 @@ import torch
 
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.generator.checkpoint import FORMAT, load_checkpoint, load_model
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.training import strip_for_shipping, train_generator
+from crystaloop.generator.diffusion.checkpoint import FORMAT, load_checkpoint, load_model
+from crystaloop.generator.diffusion.training import strip_for_shipping, train_generator
 
 
 def _config(epochs: int) -> GeneratorConfig:
@@ -89,8 +89,8 @@ def test_crystals_larger_than_max_atoms_are_rejected(data, tmp_path: Path) -> No
 def test_embedding_conditioned_training_uses_the_vectors_and_checks_their_shape(data, tmp_path: Path) -> None:
     import numpy as np
 
-    from crystaloop.generator.checkpoint import load_model
-    from crystaloop.generator.denoiser import NoisyBatch  # noqa: F401 - documents the batch type
+    from crystaloop.generator.diffusion.checkpoint import load_model
+    from crystaloop.generator.diffusion.denoiser import NoisyBatch  # noqa: F401 - documents the batch type
 
     train, _ = data
     config = _config(2).model_copy(update={"network": _config(2).network.model_copy(update={"embedding_dim": 3})})

@@ -10,10 +10,10 @@ import torch
 
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.generator.checkpoint import load_checkpoint, load_model
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.training import train_generator
-from crystaloop.generator.warm_start import warm_start_model
+from crystaloop.generator.diffusion.checkpoint import load_checkpoint, load_model
+from crystaloop.generator.diffusion.training import train_generator
+from crystaloop.generator.diffusion.warm_start import warm_start_model
 
 NETWORK = {"hidden": 16, "layers": 1, "fourier_frequencies": 2, "time_features": 8}
 

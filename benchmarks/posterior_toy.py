@@ -51,8 +51,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crystaloop.data.errors import CrystaloopError, UnknownComponentError
-from crystaloop.generator.posterior_diagnostics import ModeWeightReport, mode_weight_report, sliced_wasserstein1
-from crystaloop.generator.sampling import step_grid
+from crystaloop.generator.diffusion.sampling import step_grid
+from crystaloop.generator.posterior.diagnostics import ModeWeightReport, mode_weight_report, sliced_wasserstein1
 
 __all__ = [
     "ToyProblemError",

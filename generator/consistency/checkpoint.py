@@ -1,6 +1,6 @@
 """Self-describing checkpoints of distilled consistency models.
 
-Same layout as the teacher's (:mod:`crystaloop.generator.checkpoint`), a distinct format, and
+Same layout as the teacher's (:mod:`crystaloop.generator.diffusion.checkpoint`), a distinct format, and
 what ties the student to its teacher::
 
     format        "crystaloop.generator.consistency/1"
@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.generator.checkpoint import load_model, save_atomically
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.consistency import ConsistencyModel
-from crystaloop.generator.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.consistency.model import ConsistencyModel
+from crystaloop.generator.diffusion.checkpoint import load_model, save_atomically
+from crystaloop.generator.diffusion.model import CrystalDiffusion, Normalisation
 
 __all__ = ["CONSISTENCY_FORMAT", "save_consistency", "load_consistency_checkpoint", "consistency_from_payload",
            "load_consistency_model", "load_any_model", "strip_consistency_for_shipping"]

@@ -8,10 +8,10 @@ Per training example (one crystal of the teacher's training set):
 2. noise the clean crystal to ``t_{n+1}`` with the teacher's forward processes (species masked
    only for the de novo share ``csp_fraction`` of examples, conditions dropped with the teacher's
    ``condition_dropout``, exactly as the teacher was trained);
-3. take one teacher step to ``t_n`` (:func:`~crystaloop.generator.consistency.teacher_step`);
+3. take one teacher step to ``t_n`` (:func:`~crystaloop.generator.consistency.model.teacher_step`);
 4. loss = distance between the student's clean estimate at ``t_{n+1}`` and the target
    network's at ``t_n``: mean squared lattice difference over the six entries of S, mean squared
-   *wrapped* coordinate difference (:func:`~crystaloop.generator.consistency.torus_difference`)
+   *wrapped* coordinate difference (:func:`~crystaloop.generator.consistency.model.torus_difference`)
    and KL(target ‖ student) of the species distribution on the sites masked at ``t_{n+1}``. For
    a site the teacher step revealed, the target is the teacher's distribution rather than the
    drawn token (its expectation: same expected gradient, lower variance, KL minimum 0).
@@ -19,7 +19,7 @@ Per training example (one crystal of the teacher's training set):
 The target network is an EMA of the student with decay μ = ``target_decay`` (Song et al. 2023
 use μ = 0.95 for distillation); a second EMA (``ema_decay``) gives the sampling weights. The
 fixed grid, the EMA target and the teacher initialisation keep training stable (no curriculum
-over N; the continuous-time alternative is discussed in :mod:`~crystaloop.generator.consistency`).
+over N; the continuous-time alternative is discussed in :mod:`~crystaloop.generator.consistency.model`).
 At the end the 2-step sampler's intermediate step is chosen by CSP match rate on validation
 data (:func:`choose_midpoint`) and stored in the checkpoint.
 """
@@ -40,23 +40,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.consistency import (
+from crystaloop.generator.consistency.checkpoint import (
+    consistency_from_payload,
+    load_consistency_checkpoint,
+    save_consistency,
+)
+from crystaloop.generator.consistency.model import (
     ConsistencyModel,
     LatticeOutput,
     clean_estimate,
     teacher_step,
     torus_difference,
 )
-from crystaloop.generator.consistency_checkpoint import (
-    consistency_from_payload,
-    load_consistency_checkpoint,
-    save_consistency,
+from crystaloop.generator.consistency.sampling import consistency_sample_batch
+from crystaloop.generator.diffusion.denoiser import NoisyBatch
+from crystaloop.generator.diffusion.model import CrystalDiffusion, symmetric_noise
+from crystaloop.generator.diffusion.sampling import SampleRequest
+from crystaloop.generator.diffusion.training import (  # shared private helpers
+    EncodedData,
+    _property_matrix,
+    _to,
+    data_hash,
 )
-from crystaloop.generator.consistency_sampling import consistency_sample_batch
-from crystaloop.generator.denoiser import NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
-from crystaloop.generator.sampling import SampleRequest
-from crystaloop.generator.training import EncodedData, _property_matrix, _to, data_hash  # shared private helpers
 
 __all__ = ["DistillConfig", "distill_grid", "consistency_loss", "evaluation_loss", "distill_model", "choose_midpoint"]
 
@@ -72,7 +77,7 @@ class DistillConfig(BaseModel):
     Attributes:
         grid_points: N, intervals of the discretisation grid over the teacher's T steps (≤ T).
         lattice_output: how the student's lattice head is read (``epsilon``: starts as the
-            teacher's denoiser; ``velocity``: TrigFlow); see :mod:`~crystaloop.generator.consistency`.
+            teacher's denoiser; ``velocity``: TrigFlow); see :mod:`~crystaloop.generator.consistency.model`.
         lattice_cap: δ, the cap of 1/cos τ of the ``epsilon`` reading (error amplification ≤ 1/δ).
         epochs, batch_size, learning_rate, grad_clip: optimisation (Adam, constant rate).
         target_decay: μ, EMA decay of the target network.
@@ -294,7 +299,7 @@ def choose_midpoint(model: ConsistencyModel, references: Sequence[Crystal], cand
     Ties go to the lower RMSE. Returns (best step, one row per candidate with ``step``,
     ``match_rate`` (%) and ``rmse``).
     """
-    from crystaloop.generator.diffusion import crystal_from_sample
+    from crystaloop.generator.diffusion.generator import crystal_from_sample
     from crystaloop.generator.evaluation import csp_metrics
 
     if not candidates:

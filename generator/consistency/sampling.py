@@ -1,7 +1,7 @@
 """Few-step sampling with a distilled consistency model (Song et al. 2023, Algorithm 1).
 
 For k steps at teacher steps ``T = τ_0 > τ_1 > … > τ_{k−1}``
-(:func:`~crystaloop.generator.consistency.consistency_times`):
+(:func:`~crystaloop.generator.consistency.model.consistency_times`):
 
 1. draw the prior at T (the teacher's: symmetric N(0, I) lattice, uniform coordinates, all
    species masked in de novo mode) and take the clean estimate ``x̂ = f_θ(x_T, T)``;
@@ -11,7 +11,7 @@ For k steps at teacher steps ``T = τ_0 > τ_1 > … > τ_{k−1}``
 
 The final estimate is the sample: coordinates as estimated, species drawn from the estimated
 distribution restricted to the allowed elements, the lattice shrunk to Frobenius norm ≤ 10
-(the teacher sampler's clip). Structure mirrors :func:`crystaloop.generator.sampling.sample_batch`
+(the teacher sampler's clip). Structure mirrors :func:`crystaloop.generator.diffusion.sampling.sample_batch`
 and returns its :class:`RawSamples`; classifier-free guidance mixes the conditional and
 unconditional network outputs before the consistency scalings (an approximation: the student
 was distilled at guidance 1).
@@ -27,10 +27,10 @@ import torch
 
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.consistency import CleanEstimate, ConsistencyModel, clean_estimate, consistency_times
-from crystaloop.generator.denoiser import NoisyBatch
-from crystaloop.generator.model import symmetric_noise
-from crystaloop.generator.sampling import LATTICE_CLIP, RawSamples, SampleRequest, prior_state
+from crystaloop.generator.consistency.model import CleanEstimate, ConsistencyModel, clean_estimate, consistency_times
+from crystaloop.generator.diffusion.denoiser import NoisyBatch
+from crystaloop.generator.diffusion.model import symmetric_noise
+from crystaloop.generator.diffusion.sampling import LATTICE_CLIP, RawSamples, SampleRequest, prior_state
 
 __all__ = ["consistency_sample_batch"]
 

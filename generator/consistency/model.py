@@ -39,7 +39,7 @@ the product space the teacher diffuses over:
 * **Teacher ODE step** (:func:`teacher_step`): the teacher's deterministic DDIM step (η = 0) on
   the lattice, the probability-flow step ``F_s = F_t + ½(σ_t² − σ_s²) ŝ`` on coordinates, and
   the absorbing reveal step on species, written with the formulas of
-  :func:`crystaloop.generator.sampling.sample_batch` (``method="ddim"``) but per crystal; a test
+  :func:`crystaloop.generator.diffusion.sampling.sample_batch` (``method="ddim"``) but per crystal; a test
   checks that composing it reproduces ``sample_batch`` exactly.
 * **Time**: one index ``t ∈ {0..T}`` (the teacher's step) drives all three processes, as in the
   teacher; grids and sampler times are teacher steps, so the student sees the teacher's time
@@ -49,8 +49,8 @@ What we do not adopt from the continuous-time line (sCM, Lu & Song 2024): the co
 objective with tangent normalisation and adaptive weighting needs a JVP of the network along
 the PF-ODE, which does not exist for the species jump process and costs ~2–3 network passes on
 CPU; discrete-time CD with a fixed grid and an EMA target is the stable, cheaper choice here
-(Song et al. 2023, Alg. 2). See :mod:`crystaloop.generator.consistency_training` for the loss
-and the schedule, :mod:`crystaloop.generator.consistency_sampling` for the samplers.
+(Song et al. 2023, Alg. 2). See :mod:`crystaloop.generator.consistency.training` for the loss
+and the schedule, :mod:`crystaloop.generator.consistency.sampling` for the samplers.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ import torch
 
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch, symmetric_polar
-from crystaloop.generator.model import CrystalDiffusion, Normalisation
-from crystaloop.generator.sampling import LATTICE_CLIP, clean_lattice_estimate
+from crystaloop.generator.diffusion.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch, symmetric_polar
+from crystaloop.generator.diffusion.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.diffusion.sampling import LATTICE_CLIP, clean_lattice_estimate
 
 LatticeOutput = Literal["epsilon", "velocity"]
 

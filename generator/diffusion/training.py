@@ -3,7 +3,7 @@
 ``train_generator(config, crystals, properties, out)`` trains from scratch or resumes from
 ``out`` when it holds a resumable checkpoint of the same config and data (``resume=True``).
 ``init_from=TEACHER.pt`` starts a fresh run from a trained generator instead of random weights
-(:mod:`crystaloop.generator.warm_start`); a resumed run ignores it (its weights are in ``out``).
+(:mod:`crystaloop.generator.diffusion.warm_start`); a resumed run ignores it (its weights are in ``out``).
 A resumable checkpoint is written every ``checkpoint_every`` epochs and at the end; the final
 file keeps the ``training`` section so training can be extended, and
 :func:`strip_for_shipping` drops it to produce the small file that ships.
@@ -24,11 +24,11 @@ import torch
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.generator.checkpoint import load_checkpoint, model_from_payload, save_checkpoint
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.denoiser import NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion, Normalisation
-from crystaloop.generator.warm_start import teacher_provenance, warm_start_model
+from crystaloop.generator.diffusion.checkpoint import load_checkpoint, model_from_payload, save_checkpoint
+from crystaloop.generator.diffusion.denoiser import NoisyBatch
+from crystaloop.generator.diffusion.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.diffusion.warm_start import teacher_provenance, warm_start_model
 
 __all__ = ["EncodedData", "train_generator", "data_hash", "strip_for_shipping"]
 

@@ -23,7 +23,7 @@ import torch
 
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.diffusion.model import CrystalDiffusion, Normalisation
 
 __all__ = ["FORMAT", "save_checkpoint", "save_atomically", "load_checkpoint", "load_model", "file_hash"]
 

@@ -30,8 +30,8 @@ from crystaloop.data.records import Condition
 from crystaloop.data.xrd_forward import pattern_misfit, powder_pattern, powder_pattern_of, rwp
 from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid
 from crystaloop.data.xrd_refine import RefineConfig, refine_to_pattern, smooth_patterns
-from crystaloop.generator.diffusion import DiffusionGenerator, crystal_from_sample
-from crystaloop.generator.posterior import PosteriorConfig, PosteriorSamples, posterior_sample_batch
+from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
+from crystaloop.generator.posterior.sampler import PosteriorConfig, PosteriorSamples, posterior_sample_batch
 
 __all__ = ["DEFAULT_REFINE", "XRDMisfit", "XRDSolution", "solve_pattern"]
 

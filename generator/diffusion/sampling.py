@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
+from crystaloop.generator.diffusion.denoiser import CanonicalFrame, DenoiserOutput, NoisyBatch
+from crystaloop.generator.diffusion.model import CrystalDiffusion, symmetric_noise
 
 __all__ = [
     "SampleRequest", "RawSamples", "StepMoments", "step_grid", "sample_batch", "step_moments", "langevin_corrector",

@@ -21,13 +21,13 @@ import torch
 from crystaloop.data.crystal import Crystal, atomic_number, element_symbol
 from crystaloop.data.errors import CrystaloopError, InvalidStructureError
 from crystaloop.data.records import Candidate, Condition, Provenance
-from crystaloop.generator.checkpoint import file_hash
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.consistency import ConsistencyModel
-from crystaloop.generator.consistency_checkpoint import load_any_model
-from crystaloop.generator.consistency_sampling import consistency_sample_batch
-from crystaloop.generator.model import CrystalDiffusion
-from crystaloop.generator.sampling import RawSamples, SampleRequest, sample_batch
+from crystaloop.generator.consistency.checkpoint import load_any_model
+from crystaloop.generator.consistency.model import ConsistencyModel
+from crystaloop.generator.consistency.sampling import consistency_sample_batch
+from crystaloop.generator.diffusion.checkpoint import file_hash
+from crystaloop.generator.diffusion.model import CrystalDiffusion
+from crystaloop.generator.diffusion.sampling import RawSamples, SampleRequest, sample_batch
 
 __all__ = ["DiffusionGenerator", "crystal_from_sample", "VERSION"]
 

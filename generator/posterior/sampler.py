@@ -46,9 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import SamplerConfig
-from crystaloop.generator.denoiser import DenoiserOutput, NoisyBatch
-from crystaloop.generator.model import CrystalDiffusion, symmetric_noise
-from crystaloop.generator.sampling import (
+from crystaloop.generator.diffusion.denoiser import DenoiserOutput, NoisyBatch
+from crystaloop.generator.diffusion.model import CrystalDiffusion, symmetric_noise
+from crystaloop.generator.diffusion.sampling import (
     RawSamples,
     SampleRequest,
     clean_lattice_estimate,

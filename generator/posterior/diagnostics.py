@@ -3,7 +3,7 @@
 Nothing here knows what a sample is: the callers turn samples into the arrays these functions
 take (labels of the mode each sample fell in, distances of samples to the truth, a spread and an
 error per measurement, one score per measurement). The toy problem of
-:mod:`crystaloop.generator.posterior_toy` uses Euclidean vectors; a crystal sampler can pass
+:mod:`crystaloop.benchmarks.posterior_toy` uses Euclidean vectors; a crystal sampler can pass
 StructureMatcher RMS distances (``inf`` for no match) to the same functions.
 
 * :func:`mode_weight_report`: mode weights of samples against reference weights, total variation

@@ -7,7 +7,7 @@ model so that, before any training step, its outputs equal the teacher's exactly
 * every teacher parameter whose name and shape match is copied; the property layers keep the
   teacher's columns of the properties the new model still conditions on (a subset of the
   teacher's, in any order);
-* the teacher's :class:`~crystaloop.generator.model.Normalisation` is kept (species vocabulary,
+* the teacher's :class:`~crystaloop.generator.diffusion.model.Normalisation` is kept (species vocabulary,
   volume per atom, atom-count distribution, the statistics of the kept properties), so inputs are
   scaled as the teacher learned them; a dataset with another species vocabulary is refused;
 * a new (or resized) embedding MLP's last layer starts at zero (weights and bias), so the embedding adds
@@ -31,9 +31,9 @@ import torch
 
 from crystaloop.data.crystal import Crystal, element_symbol
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.generator.checkpoint import file_hash, load_checkpoint
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.model import CrystalDiffusion, Normalisation
+from crystaloop.generator.diffusion.checkpoint import file_hash, load_checkpoint
+from crystaloop.generator.diffusion.model import CrystalDiffusion, Normalisation
 
 __all__ = ["warm_start_model", "teacher_provenance"]
 

@@ -1,6 +1,6 @@
 """The joint diffusion model: representation, normalisation and the training objective.
 
-A crystal becomes three tensors (see :mod:`crystaloop.generator.schedules` for the noise):
+A crystal becomes three tensors (see :mod:`crystaloop.generator.diffusion.schedules` for the noise):
 
 * the lattice in the canonical reduced basis as its symmetric polar factor ``S = (L Lᵀ)^{1/2}``
   (six numbers, invariant to rotations of the Cartesian frame: the model's input and the
@@ -30,8 +30,8 @@ from crystaloop.data.canonical import canonical_bases
 from crystaloop.data.crystal import Crystal, element_symbol
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.config import GeneratorConfig
-from crystaloop.generator.denoiser import CrystalDenoiser, DenoiserOutput, NoisyBatch
-from crystaloop.generator.schedules import NoiseSchedule, wrapped_normal_score
+from crystaloop.generator.diffusion.denoiser import CrystalDenoiser, DenoiserOutput, NoisyBatch
+from crystaloop.generator.diffusion.schedules import NoiseSchedule, wrapped_normal_score
 
 __all__ = ["Normalisation", "CrystalDiffusion", "canonical_lattice", "symmetric_lattice", "symmetric_noise"]
 

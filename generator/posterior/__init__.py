@@ -1,0 +1,2 @@
+"""Posterior sampling: the diffusion model guided by a measurement likelihood (a powder pattern),
+with diagnostics of the solutions it returns."""
