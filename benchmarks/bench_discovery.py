@@ -1,7 +1,7 @@
 """Discovery rate with statistical power: hits per 100 replayed-DFT oracle calls, random vs bo/al/rl and composition rules.
 
 Pool-based variant of issue 19 (the MLIP-oracle variant is not run here). Pool: ``perov_5/train``
-and ``perov_5/val`` together (3787 ABX3 cells). Oracle: :class:`~crystaloop.loop.replay.ReplayOracle`
+and ``perov_5/val`` together (3787 ABX3 cells). Oracle: :class:`~crystaloop.surrogates.oracles.replay.ReplayOracle`
 replaying the dataset's DFT labels; every measured structure costs one call, the first
 ``initial`` ones (the same random draw for every strategy of a seed) included. Two campaigns:
 
@@ -10,7 +10,7 @@ replaying the dataset's DFT labels; every measured structure costs one call, the
 * ``water``: the same stability plus ``dir_gap`` inside [1.5, 2.5] eV (a water-splitting window).
 
 Each round *generates* ``generated`` structures from the pool with
-:class:`~crystaloop.loop.replay.DatasetReplayGenerator` (drawn under the strategy's conditions;
+:class:`~crystaloop.generator.replay.DatasetReplayGenerator` (drawn under the strategy's conditions;
 structures already measured are screened out, as the diversity guard would) and the strategy
 picks ``batch`` of them for the oracle. Strategies:
 
@@ -60,11 +60,12 @@ from scipy import stats
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import CrystalDataset, load_dataset
 from crystaloop.data.records import Condition
+from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.config import Budget, CampaignConfig, Constraints, Objective, StrategyConfig
 from crystaloop.loop.guards.fingerprints import fingerprints
-from crystaloop.loop.replay import DatasetReplayGenerator, ReplayOracle
 from crystaloop.loop.strategies import ALStrategy, BOStrategy, Labels, Pool, RandomStrategy, StrategyState
 from crystaloop.loop.strategies.posterior import ResidualGP
+from crystaloop.surrogates.oracles.replay import ReplayOracle
 
 logger = logging.getLogger("crystaloop.benchmarks.discovery")
 
@@ -295,7 +296,7 @@ def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any obje
 
 
 def _measure(pool: DiscoveryPool, index: int, objectives: Sequence[Objective]) -> list[float]:
-    values = {m.property: m.value for m in pool.oracle.measure(pool.crystals[index]) if m.status == "ok"}
+    values = {m.property: m.value for m in pool.oracle.evaluate([pool.crystals[index]]) if m.status == "ok"}
     return [float(values[o.property]) if values.get(o.property) is not None else math.nan for o in objectives]
 
 

@@ -1,11 +1,11 @@
 """Failure modes provoked on purpose: surrogate exploitation, diversity collapse, stability–synthesizability gap; guards on and off.
 
 Issue 19, part 2, in the pool/replay setting: the pool is ``perov_5/val`` (757 ABX3 cells), the
-oracle replays its DFT labels (:class:`~crystaloop.loop.replay.ReplayOracle`), a **hit** has
+oracle replays its DFT labels (:class:`~crystaloop.surrogates.oracles.replay.ReplayOracle`), a **hit** has
 heat_all ≤ 0.5 eV (the stability proxy of ``bench_discovery``). Every scenario runs the same
 seeds with the guard off and on (and, where the guard was changed for this issue, as it was
 before), in one run. Each round generates ``generated`` structures
-(:class:`~crystaloop.loop.replay.DatasetReplayGenerator`, already-measured ones screened out),
+(:class:`~crystaloop.generator.replay.DatasetReplayGenerator`, already-measured ones screened out),
 the guard screens them, the strategy picks ``batch`` for the oracle.
 
 * **exploitation**: a fake surrogate (:class:`PlantedSurrogate`) predicts heat_all as the DFT
@@ -54,6 +54,7 @@ import torch
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, Condition, Measurement, Provenance
+from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.collapse import Adjustment, assess, widen_conditions
 from crystaloop.loop.config import CollapseMonitorConfig, Objective, StrategyConfig
 from crystaloop.loop.guards import (
@@ -67,7 +68,6 @@ from crystaloop.loop.guards import (
     screen,
 )
 from crystaloop.loop.guards.validity import smact_valid
-from crystaloop.loop.replay import DatasetReplayGenerator
 from crystaloop.loop.strategies import ALStrategy, Labels, Pool
 
 logger = logging.getLogger("crystaloop.benchmarks.failure_modes")

@@ -170,9 +170,9 @@ def _reference_cache(base: CampaignConfig, folder: Path) -> Path:
 
     path = folder / "references.db"
     config = base.model_copy(update={"oracle": base.oracle.model_copy(update={"cache_url": f"sqlite:///{path}"})})
-    evaluator = build_components(config).evaluator
+    mlip = build_components(config).oracle
     checkpoint = torch.load(resolve_generator_checkpoint(base.generator.checkpoint or "perov_5"), weights_only=True, map_location="cpu")
-    hull = EnergyAboveHull(evaluator.oracle)
+    hull = EnergyAboveHull(mlip.oracle)
     for z in checkpoint["normalisation"]["species"].tolist():
         hull.reference(chemical_symbols[int(z)])
     return path
@@ -210,7 +210,7 @@ def _run(base: CampaignConfig, name: str, strategy: str, seed: int, off: str | N
         reports = run_campaign(components, store, config)
         seconds = time.perf_counter() - started
         outcome = Outcome(name, folder, seconds, {c.id: c for c in iteration_candidates(store, config.name)}, reports)
-    _find_hits(outcome, config, components.evaluator.oracle, training)
+    _find_hits(outcome, config, components.oracle.oracle, training)
     logger.info("%s: %d calls, %d hits, %.0f s", name, len(outcome.picks), len(outcome.hits), seconds)
     return outcome
 

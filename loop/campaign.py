@@ -343,7 +343,7 @@ def _is_exploration_pick(store: CandidateStore, candidate_id: str) -> bool:
 
 def measure_candidate(components: Components, candidate: Candidate) -> list[Measurement]:
     """The oracle's measurements of one candidate; writes nothing."""
-    return components.evaluator.measure(candidate.crystal)
+    return components.oracle.evaluate([candidate.crystal])
 
 
 def record_measurements(store: CandidateStore, config: CampaignConfig, candidate: Candidate, measurements: Sequence[Measurement]) -> CandidateStatus:
@@ -372,7 +372,7 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
     for c in candidates:
         by_status[c.status].append(c)
     evaluated = by_status[CandidateStatus.EVALUATED]
-    measurable = components.evaluator.properties
+    measurable = components.oracle.properties
     picks = evaluated + by_status[CandidateStatus.FAILED]
     sun = iteration_sun(components, store, config, index, evaluated, len(picks))
     verified, predicted = [], []
@@ -434,7 +434,7 @@ def run_iteration(components: Components, store: CandidateStore, config: Campaig
     """Run (or resume) one iteration and return its report; see the module docstring.
 
     Args:
-        components: generator, evaluator, strategy, guards and surrogate.
+        components: generator, oracle, strategy, guards and surrogate.
         store: where every step is persisted.
         config: the campaign; its ``name`` is the campaign id.
         index: iteration to run; ``None`` → the first unfinished one.

@@ -3,11 +3,12 @@
 * :data:`GENERATORS` — ``diffusion`` (the trained model, imported lazily), ``dataset-replay``,
   ``substitution`` and ``random_search`` (no training; :mod:`crystaloop.generator.substitution`,
   :mod:`crystaloop.generator.random_search`).
-* surrogates — shipped ensembles by name or checkpoints by path, combined by :class:`SurrogateSet`.
-* :data:`ORACLE_KINDS` — the MLIPs of :mod:`crystaloop.surrogates.oracles` (``chgnet``,
-  ``sevennet``, ``emt``) wrapped by :class:`MLIPEvaluator` (relaxed energy, e_above_hull from
-  :class:`~crystaloop.surrogates.hull.EnergyAboveHull`, bulk modulus from the EOS fit), and
-  ``replay`` (:class:`~crystaloop.loop.replay.ReplayOracle`).
+* surrogates — shipped ensembles by name or checkpoints by path, combined by
+  :class:`~crystaloop.surrogates.base.SurrogateSet` (the Surrogate port).
+* the oracle — built from the campaign's choice (:data:`~crystaloop.surrogates.oracles.registry.ORACLE_CHOICES`:
+  the MLIPs as :class:`~crystaloop.surrogates.oracles.mlip.MLIPOracle`, ``replay`` as
+  :class:`~crystaloop.surrogates.oracles.replay.ReplayOracle`), behind the batch oracle port
+  :class:`~crystaloop.surrogates.oracles.base.Oracle`.
 
 An unknown name raises :class:`~crystaloop.data.errors.UnknownComponentError` listing the valid ones.
 """
@@ -15,37 +16,23 @@ An unknown name raises :class:`~crystaloop.data.errors.UnknownComponentError` li
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-import numpy as np
-
-from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError, UnknownComponentError
-from crystaloop.data.records import Measurement, Prediction
 from crystaloop.generator.base import Generator
-from crystaloop.loop.config import (
-    MLIP_ORACLES,
-    MLIP_PROPERTIES,
-    CampaignConfig,
-    GeneratorChoice,
-    OracleChoice,
-    check_objectives_provided,
-)
+from crystaloop.generator.replay import DatasetReplayGenerator
+from crystaloop.loop.config import CampaignConfig, GeneratorChoice, OracleChoice, check_objectives_provided
 from crystaloop.loop.guards import Guard, StructureIndex, build_guards
-from crystaloop.loop.replay import DatasetReplayGenerator, ReplayOracle
 from crystaloop.loop.strategies import Strategy, make_strategy
+from crystaloop.surrogates.base import EmbeddingSurrogate, SurrogateSet
+from crystaloop.surrogates.oracles.base import Oracle
 
 __all__ = [
-    "Evaluator",
-    "MLIPEvaluator",
-    "SurrogateSet",
     "Components",
     "GENERATORS",
-    "ORACLE_KINDS",
     "make_generator",
-    "make_evaluator",
+    "build_oracle",
     "training_split",
     "reference_structures",
     "build_components",
@@ -53,87 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class Evaluator(Protocol):
-    """Measures the campaign's properties of one crystal with one oracle."""
-
-    name: str
-    properties: tuple[str, ...]
-
-    def measure(self, crystal: Crystal) -> list[Measurement]: ...
-
-
-class MLIPEvaluator:
-    """An ASE oracle measuring ``energy_per_atom`` (relaxed), ``e_above_hull`` and ``bulk_modulus``."""
-
-    def __init__(self, oracle, properties: Sequence[str], missing_reference: str = "fail", phases=None, require_same_structure: bool = True) -> None:  # noqa: ANN001 - an ASEOracle, a PhaseConfig
-        unknown = [p for p in properties if p not in MLIP_PROPERTIES]
-        if unknown:
-            raise UnknownComponentError("MLIP property", unknown[0], MLIP_PROPERTIES)
-        from crystaloop.surrogates.hull import EnergyAboveHull
-
-        self.oracle = oracle
-        self.name = oracle.name
-        self.properties = tuple(properties)
-        self.hull = EnergyAboveHull(oracle, missing_reference=missing_reference, phases=phases, require_same_structure=require_same_structure)
-
-    def measure(self, crystal: Crystal) -> list[Measurement]:
-        relaxed = self.oracle.relax([crystal])[0]
-        energy = relaxed.to_measurement(self.name)
-        out = [energy] if "energy_per_atom" in self.properties else []
-        if "e_above_hull" in self.properties:
-            if relaxed.status == "unconverged":  # its value stays, marked, for inspection
-                out += [_unconverged(m, relaxed.reason) for m in self.hull.e_above_hull([crystal], [relaxed.energy_per_atom])]
-            else:  # with the relaxation, so a structure that fell apart is no stability verdict
-                out += self.hull.e_above_hull([crystal], relaxations=[relaxed])
-        if "bulk_modulus" in self.properties:
-            from crystaloop.surrogates.eos import bulk_modulus
-
-            out.append(bulk_modulus(crystal, self.oracle))
-        return out
-
-
-def _unconverged(measurement: Measurement, why: str) -> Measurement:
-    """``measurement`` (from an unconverged relaxation's energy) marked ``unconverged``: its
-    value stays for inspection and never counts as a hull distance, a hit or a stable verdict."""
-    if measurement.status != "ok":
-        return measurement
-    reason = f"from an unconverged relaxation ({why})"
-    return Measurement.model_validate({**measurement.model_dump(), "status": "unconverged", "reason": reason})
-
-
-@dataclass
-class SurrogateSet:
-    """Several property ensembles side by side: predictions and embeddings concatenated, the
-    OOD score the largest of the members'."""
-
-    members: list = field(default_factory=list)
-
-    @property
-    def properties(self) -> tuple[str, ...]:
-        return tuple(p for m in self.members for p in m.properties)
-
-    @property
-    def name(self) -> str:
-        return "+".join(m.name for m in self.members)
-
-    def predict(self, crystals: Sequence[Crystal]) -> Prediction:
-        parts = [m.predict(crystals) for m in self.members]
-        return Prediction(
-            mean=np.concatenate([p.mean for p in parts], axis=1),
-            std=np.concatenate([p.std for p in parts], axis=1),
-            properties=tuple(q for p in parts for q in p.properties),
-            units=tuple(u for p in parts for u in p.units),
-            model=self.name,
-        )
-
-    def embed(self, crystals: Sequence[Crystal]) -> np.ndarray:
-        return np.concatenate([m.embed(crystals) for m in self.members], axis=1)
-
-    def ood_score(self, crystals: Sequence[Crystal]) -> np.ndarray:
-        scores = [m.ood_score(crystals) for m in self.members if m.reference_embeddings is not None]
-        return np.max(np.stack(scores), axis=0) if scores else np.ones(len(crystals))
 
 
 def _diffusion(choice: GeneratorChoice) -> Generator:
@@ -195,25 +101,9 @@ def make_generator(choice: GeneratorChoice) -> Generator:
     return GENERATORS[choice.kind](choice)
 
 
-ORACLE_KINDS = (*MLIP_ORACLES, "replay")
-
-
-def make_evaluator(choice: OracleChoice) -> Evaluator:
-    if choice.kind not in ORACLE_KINDS:
-        raise UnknownComponentError("oracle", choice.kind, ORACLE_KINDS)
-    if choice.kind == "replay":
-        from crystaloop.data.datasets import load_dataset
-
-        if not choice.dataset:
-            raise CrystaloopError("oracle kind 'replay' needs dataset: <spec such as perov_5/val>")
-        return ReplayOracle(load_dataset(choice.dataset), choice.measure)
-    from crystaloop.surrogates.oracles import OracleConfig, RelaxConfig, oracle_from_config
-
-    config = OracleConfig(kind=choice.kind, relax=RelaxConfig(fmax=choice.fmax, max_steps=choice.max_steps), cache_url=choice.cache_url)
-    return MLIPEvaluator(
-        oracle_from_config(config), choice.measure, missing_reference=choice.missing_reference, phases=choice.competing_phases,
-        require_same_structure=choice.require_same_structure,
-    )
+def build_oracle(choice: OracleChoice) -> Oracle:
+    """The oracle a campaign's choice describes (weights load on the first calculation)."""
+    return choice.build()
 
 
 def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:
@@ -223,7 +113,7 @@ def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:
     from crystaloop.surrogates.ensemble import PropertyEnsemble
     from crystaloop.surrogates.shipped import shipped_surrogate_path
 
-    members = []
+    members: list[EmbeddingSurrogate] = []
     for choice in config.surrogates:
         path = shipped_surrogate_path(choice.name) if choice.kind == "shipped" else choice.path
         members.append(PropertyEnsemble.load(path))
@@ -268,7 +158,7 @@ class Components:
     """
 
     generator: Generator
-    evaluator: Evaluator
+    oracle: Oracle
     strategy: Strategy
     guards: list[Guard]
     surrogate: SurrogateSet | None = None
@@ -277,12 +167,12 @@ class Components:
     cache: dict = field(default_factory=dict, repr=False)
 
 
-def check_objectives(config: CampaignConfig, evaluator: Evaluator, surrogate: SurrogateSet | None) -> None:
-    """Raise :class:`CrystaloopError` if an objective is neither measured by ``evaluator`` nor
+def check_objectives(config: CampaignConfig, oracle: Oracle, surrogate: SurrogateSet | None) -> None:
+    """Raise :class:`CrystaloopError` if an objective is neither measured by ``oracle`` nor
     predicted by ``surrogate`` (the loaded components, checkpoints included), naming the allowed ones."""
     predicted = surrogate.properties if surrogate is not None else ()
     try:
-        check_objectives_provided(config.objectives, measured=evaluator.properties, predicted=predicted)
+        check_objectives_provided(config.objectives, measured=oracle.properties, predicted=predicted)
     except ValueError as exc:
         raise CrystaloopError(f"campaign {config.name}: {exc}") from None
 
@@ -291,13 +181,13 @@ def build_components(config: CampaignConfig) -> Components:
     """Resolve every component the config names (weights and reference structures load here);
     the objectives are checked against what the oracle and surrogates provide before anything
     else loads."""
-    evaluator = make_evaluator(config.oracle)
+    oracle = build_oracle(config.oracle)
     surrogate = load_surrogates(config)
-    check_objectives(config, evaluator, surrogate)
+    check_objectives(config, oracle, surrogate)
     generator = make_generator(config.generator)
     return Components(
         generator=generator,
-        evaluator=evaluator,
+        oracle=oracle,
         strategy=make_strategy(config),
         guards=build_guards(config.guards),
         surrogate=surrogate,

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crystaloop.data.crystal import atomic_number
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
-from crystaloop.surrogates.phases import PhaseConfig
+from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
+from crystaloop.surrogates.oracles.registry import OracleChoice
 
 __all__ = [
     "Objective",
@@ -48,16 +49,9 @@ __all__ = [
     "OracleChoice",
     "CampaignConfig",
     "load_campaign_config",
-    "MLIP_PROPERTIES",
-    "MLIP_ORACLES",
     "check_objectives_provided",
     "check_config_objectives",
 ]
-
-MLIP_PROPERTIES = ("energy_per_atom", "e_above_hull", "bulk_modulus")
-"""Properties an MLIP oracle measures (relaxed energy, hull distance, EOS bulk modulus)."""
-MLIP_ORACLES = ("chgnet", "sevennet", "emt")
-"""Oracle kinds backed by an MLIP (they measure :data:`MLIP_PROPERTIES`); ``replay`` is the other."""
 
 SUN_PROPERTY = "sun"
 """Objective property of S.U.N. campaigns (:mod:`crystaloop.loop.sun`): 1 for a stable, unique,
@@ -457,42 +451,6 @@ class SurrogateChoice(BaseModel):
         return self
 
 
-class OracleChoice(BaseModel):
-    """Which oracle measures the selected candidates.
-
-    Attributes:
-        kind: an MLIP (``chgnet``, ``sevennet``, ``emt``) or ``replay`` (recorded dataset labels).
-        measure: properties to measure; MLIPs know ``energy_per_atom``, ``e_above_hull`` and
-            ``bulk_modulus``; replay knows the dataset's columns.
-        dataset: dataset spec for ``replay``.
-        fmax, max_steps: relaxation settings of MLIP oracles (eV/Å, steps).
-        cache_url: SQLAlchemy URL of the MLIP result cache (``None`` → its default file).
-        missing_reference: for elements without any reference structure (Pm, At, Fr, Ra, Pa
-            and the actinides from Pu on; see :mod:`crystaloop.surrogates.hull`):
-            ``fail`` their candidates' e_above_hull (default), or ``trial_lattices`` — the lowest
-            relaxed trial structure stands in, an upper bound on the element's energy, so
-            e_above_hull is then a lower bound (optimistic) for those compounds.
-        competing_phases: how the hull's prototype competing phases are built (once per
-            binary or ternary subsystem and oracle setting, cached; the per-subsystem budget
-            is ``max_structures_per_subsystem``); ``enabled: false`` leaves a hull of the
-            elements and the campaign's own relaxations.
-        require_same_structure: a candidate whose relaxation turned it into another structure
-            (no StructureMatcher match with its input) gets a failed e_above_hull, not a verdict.
-    """
-
-    model_config = _STRICT
-
-    kind: str = "chgnet"
-    measure: tuple[str, ...] = ("energy_per_atom", "e_above_hull")
-    dataset: str | None = None
-    fmax: float = Field(0.1, gt=0)
-    max_steps: int = Field(200, ge=0)
-    cache_url: str | None = None
-    missing_reference: Literal["fail", "trial_lattices"] = "fail"
-    competing_phases: PhaseConfig = Field(default_factory=PhaseConfig)
-    require_same_structure: bool = True
-
-
 class CampaignConfig(BaseModel):
     """A whole campaign; see the module docstring. ``store_url`` is left out of the hash."""
 
@@ -506,7 +464,7 @@ class CampaignConfig(BaseModel):
     guards: GuardsConfig = GuardsConfig()
     generator: GeneratorChoice = GeneratorChoice()
     surrogates: tuple[SurrogateChoice, ...] = ()
-    oracle: OracleChoice = OracleChoice()
+    oracle: OracleChoice = MLIPOracleChoice()
     sun: SunConfig = SunConfig()
     seed: int = 0
     store_url: str | None = None
@@ -530,8 +488,11 @@ class CampaignConfig(BaseModel):
         return len(self.objectives) > 1
 
     def config_hash(self) -> str:
-        """16 hex digits of sha256 over the canonical JSON of everything but ``store_url``."""
-        payload = self.model_dump(mode="json", exclude={"store_url"})
+        """16 hex digits of sha256 over the canonical JSON of everything but ``store_url``, with
+        fields at their defaults left out: spelling a default out does not change a campaign's
+        identity, and a setting added in a later release (with a default) leaves the hashes of
+        existing campaigns, and so their resumption, alone."""
+        payload = self.model_dump(mode="json", exclude={"store_url"}, exclude_defaults=True)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def iteration_seed(self, iteration: int, stream: int = 0) -> int:
@@ -554,17 +515,10 @@ def check_objectives_provided(objectives: tuple[Objective, ...], *, measured: tu
 
 
 def check_config_objectives(config: CampaignConfig) -> None:
-    """Raise ``ValueError`` if the oracle is asked for a property it cannot measure, or an
-    objective is neither measured by the oracle nor predicted by a configured surrogate (or the
-    S.U.N. indicator). Shipped surrogates are known by name; with a checkpoint surrogate the
-    check waits for :func:`crystaloop.loop.components.check_objectives`, once it has loaded."""
-    if config.oracle.kind in MLIP_ORACLES:
-        unknown = [p for p in config.oracle.measure if p not in MLIP_PROPERTIES]
-        if unknown:
-            raise ValueError(
-                f"oracle.measure names {unknown[0]!r}, which the {config.oracle.kind} oracle cannot measure; "
-                f"allowed: {', '.join(MLIP_PROPERTIES)}"
-            )
+    """Raise ``ValueError`` if an objective is neither measured by the oracle nor predicted by a
+    configured surrogate (or the S.U.N. indicator). What an oracle can measure is checked by its
+    own config; shipped surrogates are known by name; with a checkpoint surrogate the check waits
+    for :func:`crystaloop.loop.components.check_objectives`, once it has loaded."""
     if any(s.kind != "shipped" for s in config.surrogates):
         return
     from crystaloop.surrogates.shipped import SHIPPED_SURROGATES

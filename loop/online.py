@@ -37,6 +37,7 @@ from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.report import SurrogateUpdate
 from crystaloop.loop.strategies.base import Labels
 from crystaloop.loop.strategies.posterior import ResidualGP
+from crystaloop.surrogates.base import EmbeddingSurrogate
 
 __all__ = ["OnlineSurrogate", "trust_factors", "retrain_point", "fit_online", "measured_matrix"]
 
@@ -80,22 +81,22 @@ def retrain_point(flags: Sequence[dict[str, bool]], config: CampaignConfig) -> t
 
 @dataclass
 class OnlineSurrogate:
-    """An ensemble (anything with ``predict``, ``embed``, ``ood_score``, ``properties``, ``name``)
-    with a residual GP correction and per-property trust; see the module docstring."""
+    """An embedding surrogate (:class:`~crystaloop.surrogates.base.EmbeddingSurrogate`) with a
+    residual GP correction and per-property trust; see the module docstring."""
 
-    surrogate: object
+    surrogate: EmbeddingSurrogate
     gp: ResidualGP | None
     trust: dict[str, float]
     update: SurrogateUpdate
 
     @property
     def name(self) -> str:
-        base = self.surrogate.name  # type: ignore[attr-defined]
+        base = self.surrogate.name
         return f"{base}+gp[{self.update.labels} labels]" if self.gp is not None and self.gp.fitted else base
 
     @property
     def properties(self) -> tuple[str, ...]:
-        return tuple(self.surrogate.properties)  # type: ignore[attr-defined]
+        return tuple(self.surrogate.properties)
 
     def _scaled(self, std: np.ndarray, properties: Sequence[str]) -> np.ndarray:
         factors = np.array([self.trust.get(p, 1.0) for p in properties])
@@ -103,35 +104,35 @@ class OnlineSurrogate:
 
     def ensemble(self, crystals: Sequence[Crystal]) -> Prediction:
         """The ensemble's prediction with the trust factors applied to its std (no correction)."""
-        raw = self.surrogate.predict(crystals)  # type: ignore[attr-defined]
+        raw = self.surrogate.predict(crystals)
         return Prediction(raw.mean, self._scaled(raw.std, raw.properties), raw.properties, raw.units, raw.model)
 
     def predict(self, crystals: Sequence[Crystal], embeddings: np.ndarray | None = None) -> Prediction:
         """Corrected prediction (n, P) for ``crystals`` (``embeddings``: theirs, if computed)."""
-        raw = self.surrogate.predict(crystals)  # type: ignore[attr-defined]
+        raw = self.surrogate.predict(crystals)
         mean, std = raw.mean, raw.std
         if self.gp is not None and self.gp.fitted and len(crystals):
-            embeddings = self.surrogate.embed(crystals) if embeddings is None else embeddings  # type: ignore[attr-defined]
+            embeddings = self.surrogate.embed(crystals) if embeddings is None else embeddings
             mean, std = self.gp.posterior(embeddings, raw.mean, raw.std)
         return Prediction(mean, self._scaled(std, raw.properties), raw.properties, raw.units, self.name)
 
     def embed(self, crystals: Sequence[Crystal]) -> np.ndarray:
-        return self.surrogate.embed(crystals)  # type: ignore[attr-defined]
+        return self.surrogate.embed(crystals)
 
     def ood_score(self, crystals: Sequence[Crystal]) -> np.ndarray:
-        return self.surrogate.ood_score(crystals)  # type: ignore[attr-defined]
+        return self.surrogate.ood_score(crystals)
 
 
-def fit_online(surrogate: object, labelled: Sequence[Candidate], config: CampaignConfig, flags: Sequence[dict[str, bool]]) -> OnlineSurrogate:
+def fit_online(surrogate: EmbeddingSurrogate, labelled: Sequence[Candidate], config: CampaignConfig, flags: Sequence[dict[str, bool]]) -> OnlineSurrogate:
     """The online surrogate of iteration ``len(flags)``.
 
     Args:
-        surrogate: the ensemble (or a :class:`~crystaloop.loop.components.SurrogateSet`).
+        surrogate: the ensemble (or a :class:`~crystaloop.surrogates.base.SurrogateSet`).
         labelled: the campaign's evaluated candidates of earlier iterations (any order).
         config: the campaign (strategy GP settings, retrain switch, trust settings).
         flags: per earlier iteration, property → over-predicted (the reports' residual watch).
     """
-    properties = tuple(surrogate.properties)  # type: ignore[attr-defined]
+    properties = tuple(surrogate.properties)
     trust = trust_factors(flags, properties, config)
     through, trigger = retrain_point(flags, config)
     rows = [] if through is None else [c for c in labelled if c.provenance.iteration is not None and c.provenance.iteration <= through]
@@ -143,8 +144,8 @@ def fit_online(surrogate: object, labelled: Sequence[Candidate], config: Campaig
     summary: dict[str, dict[str, float]] = {}
     if rows:
         crystals = [c.crystal for c in rows]
-        raw = surrogate.predict(crystals)  # type: ignore[attr-defined]
-        embeddings = surrogate.embed(crystals)  # type: ignore[attr-defined]
+        raw = surrogate.predict(crystals)
+        embeddings = surrogate.embed(crystals)
         s = config.strategy
         gp = ResidualGP(s.gp_components, s.min_labels, config.seed).fit(Labels(embeddings, values, raw.mean))
         mean = gp.posterior(embeddings, raw.mean, raw.std)[0] if gp.fitted else raw.mean

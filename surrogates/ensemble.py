@@ -1,4 +1,5 @@
-"""`PropertyEnsemble`: a deep ensemble of property networks behind the Surrogate port.
+"""`PropertyEnsemble`: a deep ensemble of property networks behind the Surrogate port
+(:class:`~crystaloop.surrogates.base.EmbeddingSurrogate`).
 
 Prediction for n crystals and T targets (original units, e.g. eV):
 
@@ -126,9 +127,12 @@ class PropertyEnsemble:
         return _concat_members(self.member_outputs(crystals).embeddings)
 
     def ood_score(self, crystals: Sequence[Crystal] | None = None, *, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """(n,) embedding-distance out-of-distribution score (≈ 1 in distribution)."""
+        """(n,) embedding-distance out-of-distribution score (≈ 1 in distribution); all ones for
+        a checkpoint saved without reference embeddings (retrain it to get OOD scores)."""
         if self.reference_embeddings is None:
-            raise CrystaloopError(f"surrogate {self.name} has no reference embeddings; retrain to get OOD scores")
+            count = len(embeddings) if embeddings is not None else len(crystals or ())
+            logger.info("surrogate %s has no reference embeddings: OOD scores are 1 (retrain to get them)", self.name)
+            return np.ones(count)
         if embeddings is None:
             if crystals is None:
                 raise ValueError("ood_score needs crystals or embeddings")

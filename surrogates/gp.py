@@ -16,16 +16,19 @@ standardisation handled by botorch transforms:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.records import Prediction
 from crystaloop.data.seeding import restores_torch_rng
 
-__all__ = ["GPHeadConfig", "GPHead"]
+__all__ = ["GPHeadConfig", "GPHead", "GPSurrogate"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +144,45 @@ class GPHead:
             raise CrystaloopError("GPHead.predict called before fit")
         posterior = self.model.posterior(self.features(embeddings))
         return posterior.mean.numpy(), posterior.variance.clamp_min(0).sqrt().numpy()
+
+
+class GPSurrogate:
+    """A :class:`GPHead` on another surrogate's embeddings, behind the Surrogate port
+    (:class:`~crystaloop.surrogates.base.TrainableSurrogate`).
+
+    ``fit(crystals, targets)`` embeds the crystals with ``encoder`` and fits the head on targets
+    (n, m) in the units of ``properties``; ``predict`` gives the GP's posterior mean and std.
+
+    Args:
+        encoder: anything with ``embed(crystals) -> (n, d)`` (a trained ensemble).
+        properties, units: the m targets the head learns and their unit strings.
+        config: the head's settings.
+    """
+
+    def __init__(self, encoder, properties: Sequence[str], units: Sequence[str], config: GPHeadConfig | None = None) -> None:  # noqa: ANN001 - an EmbeddingSurrogate
+        if len(properties) != len(units) or not properties:
+            raise ValueError(f"a GP surrogate needs one unit per property, got {list(properties)} and {list(units)}")
+        self.encoder = encoder
+        self._properties = tuple(properties)
+        self.units = tuple(units)
+        self.head = GPHead(config)
+
+    @property
+    def name(self) -> str:
+        return f"gp[{getattr(self.encoder, 'name', 'encoder')}]:{'+'.join(self._properties)}"
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        return self._properties
+
+    def fit(self, crystals: Sequence[Crystal], targets: np.ndarray) -> GPSurrogate:
+        """Fit the head on ``targets`` (n, m) (rows with a NaN are dropped)."""
+        values = np.asarray(targets, dtype=np.float64).reshape(len(crystals), -1)
+        if values.shape[1] != len(self._properties):
+            raise ValueError(f"targets need {len(self._properties)} columns ({list(self._properties)}), got {values.shape[1]}")
+        self.head.fit(self.encoder.embed(crystals), values)
+        return self
+
+    def predict(self, crystals: Sequence[Crystal]) -> Prediction:
+        mean, std = self.head.predict(self.encoder.embed(crystals))
+        return Prediction(mean=mean, std=std, properties=self._properties, units=self.units, model=self.name)

@@ -177,13 +177,19 @@ class Relaxation:
 
 @runtime_checkable
 class Oracle(Protocol):
-    """The oracle port: ``evaluate(crystals)`` gives one Measurement per crystal, in order.
+    """The oracle port: ``evaluate(crystals)`` gives, crystal by crystal in order, one
+    Measurement per name in :attr:`properties` (in that order), so a batch of n crystals gives
+    ``n * len(properties)`` Measurements.
 
     A failed calculation is a Measurement with ``status="failed"``; only infrastructure faults
-    raise (:class:`~crystaloop.data.errors.OracleError`).
+    raise (:class:`~crystaloop.data.errors.OracleError`). The loop calls nothing else: the ASE
+    oracle (relaxed energy), :class:`~crystaloop.surrogates.oracles.mlip.MLIPOracle` (energy, hull
+    distance, bulk modulus), :class:`~crystaloop.surrogates.oracles.replay.ReplayOracle` (dataset
+    labels) and :class:`~crystaloop.surrogates.testing.MockOracle` all implement it.
     """
 
     name: str
+    properties: tuple[str, ...]
 
     def evaluate(self, crystals: Sequence[Crystal]) -> list[Measurement]: ...
 
@@ -278,6 +284,8 @@ class ASEOracle:
         return calculator
 
     # ------------------------------------------------------------------ the port
+    properties: tuple[str, ...] = ("energy_per_atom",)
+
     def evaluate(self, crystals: Sequence[Crystal]) -> list[Measurement]:
         """Relax each crystal and report its relaxed energy per atom (eV/atom), in order."""
         return [r.to_measurement(self.name) for r in self.relax(crystals)]

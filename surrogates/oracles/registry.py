@@ -8,6 +8,11 @@ Building an oracle loads nothing: model weights load on the first calculation.
 * ``"sevennet"`` — :class:`~crystaloop.surrogates.oracles.sevennet.SevenNetOracle` (needs ``sevenn``);
 * ``"emt"`` — ASE's effective-medium potential (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O only
   roughly): physically crude but instant, for tests and demos of the loop.
+
+A campaign picks its oracle by kind from :data:`ORACLE_CHOICES`, the one list of campaign oracle
+kinds: the MLIPs above (:class:`~crystaloop.surrogates.oracles.mlip.MLIPOracleChoice`) and
+``replay`` (a dataset's labels, :class:`~crystaloop.surrogates.oracles.replay.ReplayOracleChoice`);
+:data:`OracleChoice` is their discriminated union and ``choice.build()`` the oracle.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.errors import UnknownComponentError
+from crystaloop.data.kinds import kind_union
 from crystaloop.surrogates.oracles.base import ASEOracle, RelaxConfig, package_version
 from crystaloop.surrogates.oracles.cache import OracleCache
 from crystaloop.surrogates.oracles.chgnet import CHGNetOracle
+from crystaloop.surrogates.oracles.mlip import MLIP_KINDS, MLIPOracleChoice
+from crystaloop.surrogates.oracles.replay import ReplayOracleChoice
 from crystaloop.surrogates.oracles.sevennet import SevenNetOracle
 
-__all__ = ["ORACLES", "OracleConfig", "make_oracle", "oracle_from_config", "emt_oracle"]
+__all__ = ["ORACLES", "ORACLE_CHOICES", "OracleChoice", "OracleConfig", "make_oracle", "oracle_from_config", "emt_oracle"]
 
 
 def emt_oracle(*, relax: RelaxConfig | None = None, cache: OracleCache | None = None) -> ASEOracle:
@@ -46,6 +54,14 @@ ORACLES: dict[str, Callable[..., ASEOracle]] = {
 }
 """Oracle name → factory taking keyword arguments (``relax``, ``cache``; the MLIPs also ``model``,
 ``device``, ``threads``)."""
+
+ORACLE_CHOICES: dict[str, type[MLIPOracleChoice] | type[ReplayOracleChoice]] = {
+    **{kind: MLIPOracleChoice for kind in MLIP_KINDS},
+    "replay": ReplayOracleChoice,
+}
+"""Campaign oracle kind → its config class (``choice.build()`` makes the oracle)."""
+OracleChoice = kind_union(ORACLE_CHOICES, default="chgnet")
+"""A campaign's oracle config: the class :data:`ORACLE_CHOICES` names for its ``kind``."""
 
 
 def make_oracle(name: str, **kwargs: Any) -> ASEOracle:
@@ -78,7 +94,7 @@ class OracleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["chgnet", "sevennet", "emt"] = "chgnet"
+    kind: Literal[MLIP_KINDS] = "chgnet"  # type: ignore[valid-type]
     model: str | None = None
     device: str = "cpu"
     threads: int | None = Field(1, gt=0)

@@ -19,18 +19,18 @@ from crystaloop.loop.components import build_components
 FAST = {"oracle_retries": RetrySettings(retries=1, backoff_s=0.0, jitter=0.0), "io_retries": RetrySettings(retries=0, backoff_s=0.0, jitter=0.0)}
 
 
-class FlakyEvaluator:
-    """Wraps an evaluator; raises an infrastructure fault on the calls numbered in ``fail_on``."""
+class FlakyOracle:
+    """Wraps an oracle; raises an infrastructure fault on the calls numbered in ``fail_on``."""
 
     def __init__(self, inner, fail_on: set[int]) -> None:  # noqa: ANN001
         self.inner, self.fail_on, self.calls = inner, set(fail_on), 0
         self.name, self.properties = inner.name, inner.properties
 
-    def measure(self, crystal):  # noqa: ANN001, ANN201
+    def evaluate(self, crystals):  # noqa: ANN001, ANN201
         self.calls += 1
         if self.calls in self.fail_on:
             raise ConnectionError(f"oracle backend unreachable (call {self.calls})")
-        return self.inner.measure(crystal)
+        return self.inner.evaluate(crystals)
 
 
 def _snapshot(url: str, campaign: str) -> list[tuple[str, str, tuple]]:
@@ -98,7 +98,7 @@ def test_flow_matches_engine_and_is_visible_in_prefect(prefect_server, replay_ca
 def test_retries_absorb_a_flaky_oracle(prefect_server, replay_campaign, store_url):
     config = replay_campaign("flaky-retry", budget={"iterations": 1, "candidates_per_iteration": 12, "oracle_calls_per_iteration": 3})
     components = build_components(config)
-    components.evaluator = FlakyEvaluator(components.evaluator, fail_on={1, 3})
+    components.oracle = FlakyOracle(components.oracle, fail_on={1, 3})
     install_components(config, components)
     try:
         settings = FlowSettings(artifacts=False, runner={"kind": "threads", "max_workers": 2}, oracle_tag="oracle-retry-test", oracle_concurrency=1, **FAST)
@@ -110,7 +110,7 @@ def test_retries_absorb_a_flaky_oracle(prefect_server, replay_campaign, store_ur
 
     with get_client(sync_client=True) as client:  # the oracle tag's limit is on the server
         assert client.read_concurrency_limit_by_tag("oracle-retry-test").concurrency_limit == 1
-    assert components.evaluator.calls == 5  # 3 candidates, 2 of them retried once
+    assert components.oracle.calls == 5  # 3 candidates, 2 of them retried once
     with CandidateStore(store_url) as store:
         assert store.count(CandidateFilter(campaign=config.name, status=["evaluated", "failed"])) == 3
     close_stores()
@@ -122,7 +122,7 @@ def test_failed_flow_resumes_without_losing_or_duplicating(prefect_server, repla
     settings = FlowSettings(artifacts=False, runner={"kind": "threads", "max_workers": 1}, **FAST)
     components = build_components(config)
     # iteration 1's second oracle call fails twice: past its one retry, so the flow run fails
-    components.evaluator = FlakyEvaluator(components.evaluator, fail_on={5, 6})
+    components.oracle = FlakyOracle(components.oracle, fail_on={5, 6})
     install_components(config, components)
     try:
         failed = campaign_flow(config, store_url=cut_url, settings=settings, return_state=True)

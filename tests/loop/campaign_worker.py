@@ -27,21 +27,21 @@ CONFIG = {
 }
 
 
-class SlowEvaluator:
+class SlowOracle:
     def __init__(self, inner, delay: float) -> None:  # noqa: ANN001
         self.inner, self.delay = inner, delay
         self.name, self.properties = inner.name, inner.properties
 
-    def measure(self, crystal):  # noqa: ANN001, ANN201
+    def evaluate(self, crystals):  # noqa: ANN001, ANN201
         time.sleep(self.delay)
-        return self.inner.measure(crystal)
+        return self.inner.evaluate(crystals)
 
 
 def main(url: str) -> None:
     torch.set_num_threads(1)
     config = CampaignConfig.model_validate(CONFIG)
     components = build_components(config)
-    components.evaluator = SlowEvaluator(components.evaluator, 0.3)
+    components.oracle = SlowOracle(components.oracle, 0.3)
     with CandidateStore(url) as store:
         run_campaign(components, store, config)
 

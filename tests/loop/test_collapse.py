@@ -11,12 +11,12 @@ from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, CandidateStatus, Condition, Provenance
 from crystaloop.data.store import CandidateStore
 from crystaloop.data.store.testing import base_cells, perturbed_crystals
+from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.campaign import adjustment_for_iteration, iteration_candidates, run_campaign
 from crystaloop.loop.collapse import Adjustment, adjustment_for, assess, exploration_picks, widen_conditions
-from crystaloop.loop.components import Components, make_evaluator
+from crystaloop.loop.components import Components, build_oracle
 from crystaloop.loop.config import CampaignConfig, CollapseMonitorConfig
 from crystaloop.loop.guards import DiversityGuard, GuardContext, build_guards, collapse_report, screen
-from crystaloop.loop.replay import DatasetReplayGenerator
 from crystaloop.loop.strategies import Labels, Pool, make_strategy
 from crystaloop.loop.strategies.al import ALStrategy
 
@@ -80,7 +80,7 @@ def _config(name: str, **monitor: float) -> CampaignConfig:
 
 
 def _components(config: CampaignConfig, generator) -> Components:  # noqa: ANN001
-    return Components(generator=generator, evaluator=make_evaluator(config.oracle), strategy=make_strategy(config), guards=build_guards(config.guards))
+    return Components(generator=generator, oracle=build_oracle(config.oracle), strategy=make_strategy(config), guards=build_guards(config.guards))
 
 
 def test_campaign_reacts_to_a_collapsing_generator_and_records_it(tmp_path):

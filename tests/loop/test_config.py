@@ -63,6 +63,9 @@ def test_hash_ignores_store_url_but_not_settings():
     a = minimal()
     assert a.config_hash() == minimal(store_url="sqlite:///x.db").config_hash()
     assert a.config_hash() != minimal(seed=1).config_hash()
+    # a default spelt out is the same campaign (so settings added later with defaults keep hashes)
+    assert a.config_hash() == minimal(seed=0, oracle={"kind": "chgnet", "fmax": 0.1}).config_hash()
+    assert a.config_hash() != minimal(oracle={"kind": "emt"}).config_hash()
     assert a.iteration_seed(0) != a.iteration_seed(1)
     assert a.iteration_seed(2) == minimal().iteration_seed(2)
 
@@ -85,14 +88,14 @@ def test_load_errors_name_the_problem(tmp_path):
 
 
 def test_missing_hull_references_are_a_choice_passed_to_the_hull() -> None:
-    from crystaloop.loop.components import make_evaluator
-    from crystaloop.loop.config import OracleChoice
+    from crystaloop.loop.components import build_oracle
+    from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
 
-    assert make_evaluator(OracleChoice(kind="emt")).hull.missing_reference == "fail"
-    chosen = make_evaluator(OracleChoice(kind="emt", missing_reference="trial_lattices"))
+    assert build_oracle(MLIPOracleChoice(kind="emt")).hull.missing_reference == "fail"
+    chosen = build_oracle(MLIPOracleChoice(kind="emt", missing_reference="trial_lattices"))
     assert chosen.hull.missing_reference == "trial_lattices"
     with pytest.raises(ValueError, match="trial_lattices"):
-        OracleChoice(kind="emt", missing_reference="guess")
+        MLIPOracleChoice(kind="emt", missing_reference="guess")
 
 
 def test_an_objective_nothing_provides_fails_at_load_naming_the_allowed_ones(tmp_path):

@@ -7,34 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from crystaloop.data.records import CandidateStatus, Prediction
+from crystaloop.data.records import CandidateStatus
 from crystaloop.data.store import CandidateStore
 from crystaloop.loop.campaign import iteration_candidates, online_surrogate, run_campaign
-from crystaloop.loop.components import SurrogateSet, build_components
+from crystaloop.loop.components import build_components
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.online import fit_online, measured_matrix, retrain_point, trust_factors
+from crystaloop.surrogates.base import SurrogateSet
+from crystaloop.surrogates.testing import OffsetSurrogate
 
 torch.set_num_threads(1)
 SHIFT = -1.0  # eV: the wrapped surrogate promises heat_ref 1 eV lower (better) than it should
-
-
-class Shifted:
-    """A surrogate ensemble whose means are off by a constant: systematically optimistic."""
-
-    def __init__(self, ensemble, shift: float) -> None:  # noqa: ANN001
-        self.ensemble, self.shift = ensemble, shift
-        self.properties, self.units, self.name = ensemble.properties, ensemble.units, f"{ensemble.name}{shift:+g}"
-        self.reference_embeddings = ensemble.reference_embeddings
-
-    def predict(self, crystals):  # noqa: ANN001, ANN201
-        p = self.ensemble.predict(crystals)
-        return Prediction(p.mean + self.shift, p.std, p.properties, p.units, self.name)
-
-    def embed(self, crystals):  # noqa: ANN001, ANN201
-        return self.ensemble.embed(crystals)
-
-    def ood_score(self, crystals):  # noqa: ANN001, ANN201
-        return self.ensemble.ood_score(crystals)
 
 
 def config(**overrides) -> CampaignConfig:
@@ -66,7 +49,7 @@ def test_retrain_point_and_trust_follow_the_flags():
 def test_over_predicted_picks_shrink_trust_and_retrain_the_surrogate(tmp_path):
     campaign = config(retrain_surrogate=False)  # only the residual watch may trigger the refit
     components = build_components(campaign)
-    components.surrogate = SurrogateSet([Shifted(components.surrogate.members[0], SHIFT)])
+    components.surrogate = SurrogateSet([OffsetSurrogate(components.surrogate.members[0], SHIFT)])
     with CandidateStore(f"sqlite:///{tmp_path / 's.db'}") as store:
         first, second = run_campaign(components, store, campaign)
         assert first.residuals["heat_ref"]["over_predicted"]  # measured ≈ 1 eV worse than promised

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
@@ -115,15 +117,14 @@ def test_imported_candidates_make_copies_not_novel(tmp_path):
     assert not v.novel and any("imported" in r and "nacl.cif" in r for r in v.reasons)
 
 
-class HullEvaluator:
+class HullOracle:
     """A fake oracle: e_above_hull in [0, 0.2) eV/atom from the crystal's hash, prototype coverage."""
 
     name = "fake-hull"
     properties = ("e_above_hull",)
 
-    def measure(self, crystal: Crystal) -> list[Measurement]:
-        value = (int(crystal.canonical_hash()[:6], 16) % 200) / 1000.0
-        return [hull(value)]
+    def evaluate(self, crystals: Sequence[Crystal]) -> list[Measurement]:
+        return [hull((int(c.canonical_hash()[:6], 16) % 200) / 1000.0) for c in crystals]
 
 
 def test_campaign_reports_sun_counts_and_uses_them_as_objective(tmp_path):
@@ -141,7 +142,7 @@ def test_campaign_reports_sun_counts_and_uses_them_as_objective(tmp_path):
         "seed": 7,
     })
     components = build_components(config)
-    components.evaluator = HullEvaluator()
+    components.oracle = HullOracle()
     with CandidateStore(f"sqlite:///{tmp_path / 's.db'}") as store:
         reports = run_campaign(components, store, config)
         measured = iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])

@@ -1,13 +1,12 @@
-"""Replay components built from a labelled dataset: a generator that hands out its crystals and an
-oracle that answers with its recorded values (DFT labels), keyed by canonical hash.
+"""`DatasetReplayGenerator`: a generator that hands out a dataset's crystals (optionally perturbed).
 
-They make pool-based benchmarks (the generated "pool" is a held-out split, the oracle its DFT
-labels) and tests of the loop possible without a trained generator or an MLIP.
+With :class:`~crystaloop.surrogates.oracles.replay.ReplayOracle` over the same data it makes
+pool-based benchmarks (the generated "pool" is a held-out split, the oracle its DFT labels) and
+tests of the loop possible without a trained generator or an MLIP.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -15,13 +14,11 @@ import numpy as np
 
 from crystaloop import __version__
 from crystaloop.data.crystal import Crystal
-from crystaloop.data.datasets import PROPERTY_UNITS, CrystalDataset
+from crystaloop.data.datasets import CrystalDataset
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.data.records import Candidate, Condition, Measurement, Provenance
+from crystaloop.data.records import Candidate, Condition, Provenance
 
-__all__ = ["DatasetReplayGenerator", "ReplayOracle"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["DatasetReplayGenerator"]
 
 
 class DatasetReplayGenerator:
@@ -30,7 +27,7 @@ class DatasetReplayGenerator:
     Args:
         crystals: the crystals to hand out.
         perturb: std of the fractional displacement added to every site (0 → the crystals as they
-            are, which a :class:`ReplayOracle` over the same data can then answer).
+            are, which a :class:`~crystaloop.surrogates.oracles.replay.ReplayOracle` over the same data can then answer).
         name: component name written into provenance.
 
     ``sample(n, condition, seed=s)`` draws ``n`` of the crystals whose elements lie inside
@@ -82,41 +79,3 @@ class DatasetReplayGenerator:
 def _reduced(composition: dict[str, int]) -> dict[str, float]:
     g = math.gcd(*composition.values())
     return {k: v / g for k, v in composition.items()}
-
-
-class ReplayOracle:
-    """Answers with a dataset's recorded values; a crystal not in the dataset gets failed Measurements.
-
-    Args:
-        dataset: crystals and their property columns.
-        properties: columns to report (default: all numeric columns).
-    """
-
-    def __init__(self, dataset: CrystalDataset, properties: Sequence[str] | None = None) -> None:
-        self.name = f"replay:{dataset.name}"
-        self.properties = tuple(properties) if properties is not None else tuple(dataset.properties)
-        missing = [p for p in self.properties if p not in dataset.properties]
-        if missing:
-            raise CrystaloopError(f"dataset {dataset.name} has no column(s) {missing}; columns: {sorted(dataset.properties)}")
-        self._rows = {c.canonical_hash(): i for i, c in enumerate(dataset.crystals)}
-        self._values = {p: dataset.properties[p] for p in self.properties}
-        self.calls = 0
-
-    def measure(self, crystal: Crystal) -> list[Measurement]:
-        """One Measurement per property for ``crystal`` (failed where unknown or NaN)."""
-        self.calls += 1
-        row = self._rows.get(crystal.canonical_hash())
-        out = []
-        for prop in self.properties:
-            value = None if row is None else float(self._values[prop][row])
-            units = PROPERTY_UNITS.get(prop, "")
-            if value is None or not math.isfinite(value):
-                reason = "structure not in the replay dataset" if row is None else "no recorded value"
-                out.append(Measurement(oracle=self.name, property=prop, value=None, units=units, status="failed", reason=reason))
-            else:
-                out.append(Measurement(oracle=self.name, property=prop, value=value, units=units))
-        return out
-
-    def evaluate(self, crystals: Sequence[Crystal]) -> list[Measurement]:
-        """The oracle port: the first property's Measurement per crystal."""
-        return [self.measure(c)[0] for c in crystals]

@@ -1,4 +1,4 @@
-"""MLIPEvaluator: an unconverged relaxation gives unconverged measurements, never an ok hull distance."""
+"""MLIPOracle: an unconverged relaxation gives unconverged measurements, never an ok hull distance."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from ase.build import bulk
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.records import Candidate, Provenance
-from crystaloop.loop.components import MLIPEvaluator
 from crystaloop.loop.guards import GuardContext, SynthesizabilityGuard
 from crystaloop.surrogates.oracles import RelaxConfig
+from crystaloop.surrogates.oracles.mlip import MLIPOracle
 from crystaloop.surrogates.oracles.registry import emt_oracle
 
 
@@ -21,9 +21,9 @@ def _distorted_cu() -> Crystal:
 
 
 def test_unconverged_relaxation_is_reported_as_unconverged_and_fails_the_stability_guard() -> None:
-    evaluator = MLIPEvaluator(emt_oracle(relax=RelaxConfig(fmax=0.05, max_steps=4)), ["energy_per_atom", "e_above_hull"])
-    assert evaluator.hull.reference("Cu").status == "ok"  # the fcc reference converges within the cap
-    energy, hull = evaluator.measure(_distorted_cu())
+    oracle = MLIPOracle(emt_oracle(relax=RelaxConfig(fmax=0.05, max_steps=4)), ["energy_per_atom", "e_above_hull"])
+    assert oracle.hull.reference("Cu").status == "ok"  # the fcc reference converges within the cap
+    energy, hull = oracle.evaluate([_distorted_cu()])
     assert energy.status == "unconverged" and energy.value is not None and np.isfinite(energy.value)
     assert hull.property == "e_above_hull" and hull.status == "unconverged" and hull.value is not None
     assert "unconverged relaxation" in hull.reason and not hull.usable
