@@ -46,9 +46,10 @@ def _evaluate(generator: Any, references: list, seed: int) -> dict[str, Any]:
     """CSP and de novo figures of one generator on ``references`` (same seed for every row)."""
     import torch
 
+    from crystaloop.data.validity import compositional_validity, structural_validity
     from crystaloop.generator.diffusion.generator import crystal_from_sample
     from crystaloop.generator.diffusion.sampling import SampleRequest
-    from crystaloop.generator.evaluation import compositional_validity, csp_metrics, structural_validity
+    from crystaloop.generator.evaluation import csp_metrics
 
     norm = generator.model.normalisation
     tokens = torch.cat([norm.tokens(c.numbers, where=f"test item {i}") for i, c in enumerate(references)])

@@ -8,7 +8,8 @@ sites, a translated origin or another lattice basis.
 
 Construction checks what every consumer relies on (shapes, finite numbers, known elements, a
 non-degenerate cell). Physical plausibility (overlapping atoms, absurd cell sizes) is a separate
-check, :func:`check_plausible`, because generated candidates may legitimately be implausible and
+check, :func:`check_plausible` (defined with every validity threshold in
+:mod:`crystaloop.data.validity`), because generated candidates may legitimately be implausible and
 are then rejected by a guard with a stored reason rather than refused at construction.
 """
 
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase.data import atomic_masses, chemical_symbols
-from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.errors import InvalidStructureError
+from crystaloop.data.validity import PlausibilityLimits, check_plausible  # re-exported: the thresholds live there
 
 if TYPE_CHECKING:
     import ase
@@ -310,49 +311,6 @@ def lattice_parameters(lattice: np.ndarray) -> tuple[float, float, float, float,
     cos = lambda i, j: float(np.clip(lattice[i] @ lattice[j] / (lengths[i] * lengths[j]), -1.0, 1.0))  # noqa: E731
     alpha, beta, gamma = (float(np.degrees(np.arccos(cos(i, j)))) for i, j in ((1, 2), (0, 2), (0, 1)))
     return float(lengths[0]), float(lengths[1]), float(lengths[2]), alpha, beta, gamma
-
-
-class PlausibilityLimits(BaseModel):
-    """Bounds a structure must meet to be imported: distances in Å, volume in Å³ per site."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_distance: float = Field(0.5, gt=0, description="shortest allowed interatomic distance, Å")
-    max_lattice_length: float = Field(200.0, gt=0, description="longest allowed lattice vector, Å")
-    max_sites: int = Field(1000, gt=0, description="most sites allowed in one cell")
-    min_volume_per_site: float = Field(0.1, gt=0, description="smallest allowed cell volume per site, Å³")
-    max_volume_per_site: float = Field(500.0, gt=0, description="largest allowed cell volume per site, Å³")
-
-
-def check_plausible(crystal: Crystal, limits: PlausibilityLimits | None = None) -> None:
-    """Raise :class:`InvalidStructureError` if ``crystal`` breaks any of ``limits``.
-
-    Checks, in order of cost: number of sites, lattice vector lengths, volume per site and the
-    shortest interatomic distance (periodic images included).
-    """
-    limits = limits or PlausibilityLimits()
-    if crystal.n_sites > limits.max_sites:
-        raise InvalidStructureError(f"{crystal.n_sites} sites exceed the limit of {limits.max_sites}")
-    lengths = np.linalg.norm(crystal.lattice, axis=1)
-    if lengths.max() > limits.max_lattice_length:
-        raise InvalidStructureError(
-            f"lattice vector of {lengths.max():.4g} Å exceeds the limit of {limits.max_lattice_length} Å (huge cell)"
-        )
-    per_site = crystal.volume / crystal.n_sites
-    if not limits.min_volume_per_site <= per_site <= limits.max_volume_per_site:
-        raise InvalidStructureError(
-            f"volume per site {per_site:.4g} Å³ is outside the allowed "
-            f"[{limits.min_volume_per_site}, {limits.max_volume_per_site}] Å³"
-        )
-    from crystaloop.data.graphs import minimum_image_distances
-
-    distances = minimum_image_distances(crystal)
-    if distances.size and distances.min() < limits.min_distance:
-        i, j = np.unravel_index(int(np.argmin(distances)), distances.shape)
-        raise InvalidStructureError(
-            f"overlapping atoms: sites {i} ({crystal.symbols[i]}) and {j} ({crystal.symbols[j]}) are "
-            f"{distances[i, j]:.3f} Å apart; the minimum allowed is {limits.min_distance} Å"
-        )
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:

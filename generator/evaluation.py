@@ -6,39 +6,61 @@ behind published numbers; ``fit`` is reported too); match rate over all test ite
 sample counts as a miss); RMSE is the matcher's RMS displacement normalised by (V/N)^(1/3),
 averaged over matches.
 
-De novo (DNG): structural validity (all pair distances incl. periodic images > 0.5 Å and volume
-> 0.1 Å³), compositional validity (SMACT charge neutrality + Pauling electronegativity test, as
-in CDVAE's protocol; single-element crystals count as valid), coverage COV-R / COV-P from
-CrystalNN site fingerprints (matminer) and Magpie composition fingerprints with the CDVAE
-thresholds (Xie et al., ICLR 2022: perov_5 and carbon_24 struc 0.2 / comp 4, MP-20 0.4 / 10),
-and Wasserstein distances of density (g/cm³) and number of elements against the test set.
+De novo (DNG): structural and compositional validity as the protocol defines them
+(:func:`crystaloop.data.validity.structural_validity`: all pair distances incl. periodic images
+> 0.5 Å and volume > 0.1 Å³; :func:`~crystaloop.data.validity.compositional_validity`: SMACT
+charge neutrality + Pauling electronegativity test, as in CDVAE's protocol; single-element
+crystals count as valid), coverage COV-R / COV-P from CrystalNN site fingerprints (matminer)
+and Magpie composition fingerprints with the cutoffs of the dataset's card
+(:mod:`crystaloop.data.datasets.cards`; CDVAE's, Xie et al., ICLR 2022: perov_5 and carbon_24
+struc 0.2 / comp 4, MP-20 0.4 / 10), and Wasserstein distances of density (g/cm³) and number of
+elements against the test set.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.datasets.cards import CoverageCutoffs, card_for_spec, dataset_card
+from crystaloop.data.validity import compositional_validity, structural_validity
 
-__all__ = ["csp_metrics", "dng_metrics", "structural_validity", "compositional_validity", "COVERAGE_CUTOFFS", "markdown_table"]
+__all__ = ["csp_metrics", "dng_metrics", "coverage_cutoffs", "UNCARDED_COVERAGE", "markdown_table"]
 
 logger = logging.getLogger(__name__)
 
-COVERAGE_CUTOFFS = {"perov_5": (0.2, 4.0), "carbon_24": (0.2, 4.0), "mp_20": (0.4, 10.0)}
-_DEFAULT_CUTOFFS = (0.4, 10.0)
+UNCARDED_COVERAGE = "mp_20"
+"""Whose cutoffs a dataset without a card (a user's file) is scored with: MP-20's, the
+broadest of the protocol (CDVAE uses them for its general-chemistry benchmark)."""
 
 
 def _matcher():  # noqa: ANN202 - a pymatgen StructureMatcher
     from crystaloop.data.matching import structure_matcher
 
     return structure_matcher()
+
+
+def coverage_cutoffs(dataset: str | None) -> tuple[CoverageCutoffs, str]:
+    """The coverage cutoffs for ``dataset`` and where they come from.
+
+    A carded dataset (``"perov_5/val"``) gives its card's; ``None``, ``""`` or an existing path
+    without a card (a user's own file) gives :data:`UNCARDED_COVERAGE`'s, logged and named in
+    the basis.
+
+    Raises:
+        UnknownComponentError: ``dataset`` is neither a carded name nor an existing path.
+    """
+    card = card_for_spec(dataset) if dataset else None
+    if card is not None:
+        return card.coverage, f"{card.name} card"
+    fallback = dataset_card(UNCARDED_COVERAGE)
+    logger.info("no dataset card for %r: coverage with the %s cutoffs", dataset, fallback.name)
+    return fallback.coverage, f"{fallback.name} card (no card for {dataset!r})"
 
 
 def csp_metrics(references: Sequence[Crystal], predictions: Sequence[Crystal | None],
@@ -68,64 +90,6 @@ def csp_metrics(references: Sequence[Crystal], predictions: Sequence[Crystal | N
         "rmse": float(np.mean(rms)) if rms else None,
         "invalid_samples": sum(p is None for p in predictions),
     }
-
-
-def structural_validity(crystal: Crystal, cutoff: float = 0.5) -> bool:
-    """All interatomic distances (incl. periodic images) above ``cutoff`` Å and volume > 0.1 Å³."""
-    if crystal.volume <= 0.1:
-        return False
-    if crystal.n_sites == 1:
-        return bool(np.min(np.linalg.norm(crystal.lattice, axis=1)) > cutoff)
-    return crystal.min_pair_distance() > cutoff
-
-
-@cache
-def _smact_tables() -> tuple[dict, dict]:
-    from smact import Element
-
-    oxidation, electronegativity = {}, {}
-    for z in range(1, 104):
-        from crystaloop.data.crystal import element_symbol
-
-        symbol = element_symbol(z)
-        try:
-            element = Element(symbol)
-        except Exception:  # SMACT has no data for some heavy elements
-            continue
-        oxidation[symbol] = tuple(element.oxidation_states or ())
-        electronegativity[symbol] = element.pauling_eneg
-    return oxidation, electronegativity
-
-
-def compositional_validity(crystal: Crystal) -> bool:
-    """SMACT charge neutrality with the Pauling electronegativity order test (CDVAE's rule).
-
-    Single-element crystals are valid; compositions of SMACT metals only are valid (alloys).
-    """
-    from smact.screening import pauling_test
-
-    counts = crystal.composition
-    symbols = list(counts)
-    if len(symbols) == 1:
-        return True
-    oxidation, electronegativity = _smact_tables()
-    if any(s not in oxidation for s in symbols):
-        return False
-    import smact
-
-    if all(s in smact.metals for s in symbols):
-        return True
-    gcd = np.gcd.reduce(list(counts.values()))
-    stoichiometry = [counts[s] // gcd for s in symbols]
-    for states in itertools.product(*(oxidation[s] for s in symbols)):
-        if sum(q * n for q, n in zip(states, stoichiometry, strict=True)) != 0:
-            continue
-        enegs = [electronegativity[s] for s in symbols]
-        if any(e is None for e in enegs):
-            return True
-        if pauling_test(states, enegs):
-            return True
-    return False
 
 
 def _fingerprints(crystals: Sequence[Crystal], progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,7 +146,8 @@ def dng_metrics(samples: Sequence[Crystal | None], references: Sequence[Crystal]
         rng = np.random.default_rng(seed)
         chosen = [valid[i] for i in sorted(rng.permutation(len(valid))[:coverage_limit])]
         refs = [references[i] for i in sorted(rng.permutation(len(references))[:coverage_limit])]
-        struc_cut, comp_cut = COVERAGE_CUTOFFS.get(dataset.split("/")[0], _DEFAULT_CUTOFFS)
+        cutoffs, basis = coverage_cutoffs(dataset)
+        struc_cut, comp_cut = cutoffs.structure, cutoffs.composition
         total = len(chosen) + len(refs)
         gen_s, gen_c, gen_ok = _fingerprints(chosen, (lambda d, t: progress(d, total)) if progress else None)
         ref_s, ref_c, ref_ok = _fingerprints(refs, (lambda d, t: progress(len(chosen) + d, total)) if progress else None)
@@ -195,7 +160,7 @@ def dng_metrics(samples: Sequence[Crystal | None], references: Sequence[Crystal]
         close = (d_struc <= struc_cut) & (d_comp <= comp_cut)
         result["cov_recall"] = 100.0 * float(close.any(1).mean())
         result["cov_precision"] = 100.0 * float(close.any(0).mean())
-        result["coverage_cutoffs"] = {"structure": struc_cut, "composition": comp_cut}
+        result["coverage_cutoffs"] = {"structure": struc_cut, "composition": comp_cut, "basis": basis}
     import smact
 
     result["smact_version"] = smact.__version__

@@ -8,20 +8,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.datasets.cards import known_property_units
 
-__all__ = ["CrystalDataset", "RowError", "PROPERTY_UNITS"]
+__all__ = ["CrystalDataset", "RowError", "PROPERTY_UNITS", "property_unit"]
 
-# Units of the property columns of the datasets crystaloop reads (CDVAE/DiffCSP layouts).
-PROPERTY_UNITS: dict[str, str] = {
-    "formation_energy_per_atom": "eV/atom",
-    "e_above_hull": "eV/atom",
-    "band_gap": "eV",
-    "energy_per_atom": "eV/atom",
-    "heat_ref": "eV",
-    "heat_all": "eV",
-    "dir_gap": "eV",
-    "ind_gap": "eV",
-}
+PROPERTY_UNITS: dict[str, str] = known_property_units()
+"""Units of the property columns of the carded datasets (:mod:`.cards`), by column name."""
+
+
+def property_unit(column: str) -> str:
+    """The unit of a property column: from the dataset cards, ``""`` for a column of a user's
+    own data that no card describes (its unit is unknown, not dimensionless)."""
+    return PROPERTY_UNITS[column] if column in PROPERTY_UNITS else ""
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ class CrystalDataset:
     @property
     def units(self) -> dict[str, str]:
         """Property name → units (empty string where unknown)."""
-        return {key: PROPERTY_UNITS.get(key, "") for key in self.properties}
+        return {key: property_unit(key) for key in self.properties}
 
     def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> CrystalDataset:
         """The crystals at ``indices`` (errors are not carried over)."""
@@ -99,7 +97,7 @@ class CrystalDataset:
             "elements": elements,
             "properties": {
                 k: {
-                    "units": PROPERTY_UNITS.get(k, ""),
+                    "units": property_unit(k),
                     "count": int(np.isfinite(v).sum()),
                     "mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
                     "min": float(np.nanmin(v)) if np.isfinite(v).any() else float("nan"),

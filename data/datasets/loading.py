@@ -9,6 +9,7 @@ from pathlib import Path
 from crystaloop.data.crystal import PlausibilityLimits
 from crystaloop.data.datasets.base import CrystalDataset
 from crystaloop.data.datasets.cache import content_hash, load_cached, save_cached
+from crystaloop.data.datasets.cards import DATASET_CARDS
 from crystaloop.data.datasets.files import read_structure_file
 from crystaloop.data.datasets.readers import (
     STRUCTURE_FILE_PATTERNS,
@@ -25,8 +26,8 @@ __all__ = ["SHIPPED_DATASETS", "shipped_path", "resolve_dataset_path", "load_dat
 logger = logging.getLogger(__name__)
 
 _SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "shipped"
-# name → split files shipped in the package (see data/shipped/ATTRIBUTION.md).
-SHIPPED_DATASETS: dict[str, tuple[str, ...]] = {"perov_5": ("train", "val"), "carbon_24": ("train", "val")}
+# name → split files shipped in the package (see data/shipped/ATTRIBUTION.md), from the dataset cards.
+SHIPPED_DATASETS: dict[str, tuple[str, ...]] = {n: c.shipped_splits for n, c in DATASET_CARDS.items() if c.shipped_splits}
 
 _READERS: dict[str, Callable[..., CrystalDataset]] = {
     "cdvae-csv": read_cdvae_csv,

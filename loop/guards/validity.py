@@ -16,8 +16,7 @@ import functools
 import logging
 import warnings
 
-from crystaloop.data.crystal import PlausibilityLimits, check_plausible
-from crystaloop.data.errors import InvalidStructureError
+from crystaloop.data.crystal import PlausibilityLimits
 from crystaloop.data.records import Candidate, Verdict
 from crystaloop.loop.config import ValidityGuardConfig
 from crystaloop.loop.guards.base import GuardContext
@@ -69,23 +68,13 @@ class ValidityGuard:
         self._limits = PlausibilityLimits(min_distance=self.config.min_distance)
 
     def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
-        crystal = candidate.crystal
-        try:
-            check_plausible(crystal, self._limits)
-        except InvalidStructureError as exc:
-            return Verdict(guard=self.name, ok=False, reason=f"structure: {exc.problem}")
-        density = crystal.density
-        if not self.config.min_density <= density <= self.config.max_density:
-            return Verdict(
-                guard=self.name,
-                ok=False,
-                reason=f"density {density:.3g} g/cm³ outside [{self.config.min_density}, {self.config.max_density}]",
-                score=density,
-            )
-        if self.config.smact and len(crystal.elements) > 1 and not smact_valid(crystal.reduced_formula):
-            return Verdict(
-                guard=self.name,
-                ok=False,
-                reason=f"composition {crystal.reduced_formula} fails SMACT charge neutrality / electronegativity",
-            )
-        return Verdict(guard=self.name, ok=True, score=density)
+        # the one definition (crystaloop.data.validity): CDVAE protocol validity always, plus
+        # plausibility, the density window and SMACT 4's default test (a stricter superset)
+        from crystaloop.data.validity import ValidityRules, assess_validity
+
+        rules = ValidityRules(plausibility=self._limits, min_density=self.config.min_density,
+                              max_density=self.config.max_density,
+                              composition="strict" if self.config.smact else "none")
+        result = assess_validity(candidate.crystal, rules)
+        score = result.density if result.failed in (None, "density") else None
+        return Verdict(guard=self.name, ok=result.ok, reason=result.reason or "", score=score)
