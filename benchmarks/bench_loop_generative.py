@@ -114,7 +114,7 @@ class Outcome:
 def _matcher():  # noqa: ANN202 - a pymatgen StructureMatcher
     from crystaloop.data.matching import structure_matcher
 
-    return structure_matcher()
+    return structure_matcher("same_structure")  # novelty and uniqueness of hits
 
 
 def _matches(matcher, a: Crystal, b: Crystal) -> bool:  # noqa: ANN001

@@ -58,7 +58,7 @@ OOD_PATTERNS = 12
 def _matcher():  # noqa: ANN202
     from crystaloop.data.matching import structure_matcher
 
-    return structure_matcher()  # the CSP protocol's tolerances
+    return structure_matcher("csp")  # the CSP protocol's tolerances
 
 
 def _latent(patterns: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ broadest of the protocol (CDVAE uses them for its general-chemistry benchmark)."
 def _matcher():  # noqa: ANN202 - a pymatgen StructureMatcher
     from crystaloop.data.matching import structure_matcher
 
-    return structure_matcher()
+    return structure_matcher("csp")
 
 
 def coverage_cutoffs(dataset: str | None) -> tuple[CoverageCutoffs, str]:

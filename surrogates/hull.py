@@ -483,7 +483,7 @@ def _same_structure(initial: Crystal, final: Crystal) -> bool:
     """Whether a relaxation kept the structure: the project's StructureMatcher fits them."""
     from crystaloop.data.matching import structure_matcher
 
-    return bool(structure_matcher().fit(initial.to_pymatgen(), final.to_pymatgen()))
+    return bool(structure_matcher("same_structure").fit(initial.to_pymatgen(), final.to_pymatgen()))
 
 
 def _structure_changed(measurement: Measurement) -> Measurement:

@@ -4,8 +4,9 @@
 candidates) grouped by reduced formula. :meth:`StructureIndex.match` answers in two stages:
 
 1. **canonical hash** (exact, cheap): the candidate's hash equals a known crystal's;
-2. **StructureMatcher** (pymatgen; tolerances of the CSP protocol, ``stol=0.5, ltol=0.3,
-   angle_tol=10``, primitive cells and volume scaling on, pymatgen's defaults): a match is
+2. **StructureMatcher** (pymatgen; :mod:`crystaloop.data.matching`'s ``"same_structure"``
+   preset, today the CSP protocol's ``stol=0.5, ltol=0.3, angle_tol=10``, primitive cells and
+   volume scaling on, pymatgen's defaults): a match is
    ``get_rms_dist`` returning a value, the criterion of DESIGN.md's CSP protocol. Rotated,
    translated, permuted, re-based and supercell copies all match.
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crystaloop.data.crystal import Crystal
-from crystaloop.data.matching import CSP_ANGLE_TOL, CSP_LTOL, CSP_STOL, structure_matcher
+from crystaloop.data.matching import SAME_STRUCTURE, structure_matcher
 
 __all__ = ["StructureMatch", "StructureIndex", "Matcher", "neighbour_profile", "neighbour_profiles", "PROFILE_BINS"]
 
@@ -131,11 +132,12 @@ class Matcher:
 
     Args:
         stol, ltol, angle_tol: StructureMatcher tolerances (site, lattice length fraction,
-            degrees); default the CSP protocol's.
+            degrees); default the ``"same_structure"`` preset (the CSP protocol's numbers).
         max_comparisons: StructureMatcher calls per query at most (nearest by profile first).
     """
 
-    def __init__(self, *, stol: float = CSP_STOL, ltol: float = CSP_LTOL, angle_tol: float = CSP_ANGLE_TOL, max_comparisons: int = 24) -> None:
+    def __init__(self, *, stol: float = SAME_STRUCTURE.stol, ltol: float = SAME_STRUCTURE.ltol,
+                 angle_tol: float = SAME_STRUCTURE.angle_tol, max_comparisons: int = 24) -> None:
         self.settings = {"stol": stol, "ltol": ltol, "angle_tol": angle_tol}
         self.max_comparisons = max_comparisons
         self._matcher = None
@@ -143,7 +145,7 @@ class Matcher:
     def rms(self, structure, other) -> float | None:  # noqa: ANN001 - pymatgen Structures
         """Normalised rms displacement when the two match (``get_rms_dist`` returns a value), else ``None``."""
         if self._matcher is None:
-            self._matcher = structure_matcher(**self.settings)
+            self._matcher = structure_matcher("same_structure", **self.settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

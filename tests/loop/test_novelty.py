@@ -153,3 +153,12 @@ def test_campaign_records_not_novel_with_the_matched_id(tmp_path):
         for candidate in iteration_candidates(store, config.name, 0):
             (verdict,) = [v for v in candidate.verdicts if v.guard == "diversity"]
             assert verdict.reason.startswith("not novel") and verdict.reason.split("perov_5/val:")[1].split()[0] in ids
+
+
+def test_diversity_defaults_are_the_same_structure_preset() -> None:
+    """loop/config.py repeats the numbers as field defaults; they must stay the preset's."""
+    from crystaloop.data.matching import SAME_STRUCTURE
+    from crystaloop.loop.config import DiversityGuardConfig
+
+    c = DiversityGuardConfig()
+    assert (c.stol, c.ltol, c.angle_tol) == (SAME_STRUCTURE.stol, SAME_STRUCTURE.ltol, SAME_STRUCTURE.angle_tol)
