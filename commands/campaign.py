@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, fail
+from crystaloop.commands.common import console, exit_on_error, fail
 
 __all__ = ["campaign_app", "print_reports", "report_folder"]
 
@@ -28,7 +28,6 @@ def run(
     figures (discovery curve; Pareto plot for several objectives) and the reports as files."""
     import torch
 
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.records import CandidateStatus
     from crystaloop.data.store import CandidateStore, redact_url
     from crystaloop.loop.campaign import iteration_candidates, run_campaign
@@ -37,7 +36,7 @@ def run(
     from crystaloop.loop.plots import write_figures
 
     torch.set_num_threads(threads)
-    try:
+    with exit_on_error():
         campaign = load_campaign_config(config)
         with CandidateStore(store or campaign.store_url) as db:
             started = campaign.name in db.campaigns() and bool(db.iterations(campaign.name))
@@ -46,8 +45,6 @@ def run(
             reports = run_campaign(build_components(campaign), db, campaign)
             evaluated = iteration_candidates(db, campaign.name, None, [CandidateStatus.EVALUATED])
             folder = figures or report_folder(db.url, campaign.name)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     print_reports(campaign, reports)
     print_stability(evaluated)
     try:

@@ -1,17 +1,39 @@
-"""Console, error exit and YAML reading shared by the command groups."""
+"""What the command groups share: consoles, the error exit, progress, option types, input reading."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional  # noqa: UP035 - typer needs Optional on 3.11
 
 import click
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-__all__ = ["CommandGroup", "console", "err_console", "fail", "fail_unreadable", "check_out_path", "read_yaml_mapping", "read_structures", "report_read", "progress_bar", "parse_composition", "parse_chemical_system"]
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+__all__ = [
+    "CommandGroup",
+    "RegistryHelpCommand",
+    "StoreOption",
+    "console",
+    "err_console",
+    "exit_on_error",
+    "fail",
+    "fail_unreadable",
+    "check_out_path",
+    "read_yaml_mapping",
+    "read_structures",
+    "report_read",
+    "progress_bar",
+    "task_callback",
+    "parse_composition",
+    "parse_chemical_system",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +41,43 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+StoreOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--store", help="SQLAlchemy URL of the store (sqlite:///path.db, postgresql://...); default $CRYSTALOOP_DB_URL or sqlite:///crystaloop.db"),
+]
+"""``--store URL`` of the commands that read or fill a store (campaign commands have their own:
+their config's ``store_url`` comes first)."""
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit (code 2) to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=2)
+
+
+@contextmanager
+def exit_on_error(prefix: str = "", *, invalid: str | None = None, catch: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn the errors a command expects into its one ``error:`` line and exit code 2.
+
+    Inside the block, a :class:`~crystaloop.data.errors.CrystaloopError` (or one of ``catch``)
+    exits with ``error: {prefix}{message}``; a pydantic ``ValidationError`` exits with
+    ``error: {invalid}{the described fields}`` when ``invalid`` is given (``""``: no prefix) and
+    propagates otherwise, like anything else (the top-level :class:`CommandGroup` reports those).
+    """
+    from pydantic import ValidationError
+
+    from crystaloop.data.errors import CrystaloopError, describe_validation_error
+
+    try:
+        yield
+    except ValidationError as exc:
+        if invalid is not None:
+            raise fail(f"{invalid}{describe_validation_error(exc)}") from None
+        if isinstance(exc, catch):
+            raise fail(f"{prefix}{exc}") from None
+        raise
+    except (CrystaloopError, *catch) as exc:
+        raise fail(f"{prefix}{exc}") from None
 
 
 class CommandGroup(TyperGroup):
@@ -43,6 +98,21 @@ class CommandGroup(TyperGroup):
         except Exception as exc:  # the last line of defence, see the class docstring
             logger.debug("command failed", exc_info=True)
             raise fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)") from None
+
+
+class RegistryHelpCommand(TyperCommand):
+    """A command whose option help may say ``{oracles}``: filled with the names of the oracle
+    registry (:data:`crystaloop.surrogates.oracles.registry.ORACLES`) when the help is shown, so
+    the list is never written by hand and ``crystaloop --help`` never imports the registry."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from crystaloop.surrogates.oracles.registry import ORACLES
+
+        for param in self.params:
+            help_text = getattr(param, "help", None)
+            if help_text and "{oracles}" in help_text:
+                param.help = help_text.replace("{oracles}", " | ".join(ORACLES))
+        super().format_help(ctx, formatter)
 
 
 def check_out_path(out: Path | None, option: str = "--out") -> None:
@@ -86,21 +156,22 @@ def read_yaml_mapping(path: Path | None, what: str) -> dict[str, Any]:
     return loaded
 
 
-def progress_bar(remaining: bool = True):  # noqa: ANN201 - rich.progress.Progress
-    """A rich progress bar on stderr: description, bar, n/total, elapsed (and time remaining)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def progress_bar(*, remaining: bool = True, transient: bool = False) -> AbstractContextManager[Progress]:
+    """The commands' progress display: :func:`crystaloop.data.progress.progress_bar` on stderr with
+    the elapsed time (and the time remaining); ``transient`` bars vanish when done."""
+    from crystaloop.data.progress import progress_bar as library_bar
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    if remaining:
-        columns.append(TimeRemainingColumn())
-    return Progress(*columns, console=err_console)
+    return library_bar(console=err_console, elapsed=True, remaining=remaining, transient=transient)
+
+
+def task_callback(bar: Progress, description: str) -> Callable[[int, int], None]:
+    """A new task of ``bar`` as the ``progress(done, total)`` callback the library functions take."""
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update
 
 
 def parse_composition(text: str, option: str = "--composition") -> dict[str, int]:

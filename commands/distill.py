@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, fail, progress_bar, read_yaml_mapping
+from crystaloop.commands.common import console, exit_on_error, progress_bar, read_yaml_mapping
 
 __all__ = ["distill"]
 
@@ -26,10 +26,7 @@ def distill(
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from --out when it holds this run's state.")] = True,
 ) -> None:
     """Distil a generator into a consistency model for 1–2-step sampling (progress, checkpoints, resume)."""
-    from pydantic import ValidationError
-
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.generator.consistency.training import DistillConfig, distill_model
     from crystaloop.generator.diffusion.checkpoint import file_hash, load_model
     from crystaloop.generator.shipped import resolve_generator_checkpoint
@@ -37,7 +34,7 @@ def distill(
     fields = {**read_yaml_mapping(config, "distillation config"), "device": device, "threads": threads, "seed": seed}
     if epochs is not None:
         fields["epochs"] = epochs
-    try:
+    with exit_on_error(invalid="bad distillation config: "):
         settings = DistillConfig.model_validate(fields)
         teacher_path = resolve_generator_checkpoint(teacher)
         model, _ = load_model(teacher_path, device="cpu")
@@ -47,10 +44,6 @@ def distill(
             validation = f"{name}/val"
         train_set = load_dataset(spec, max_rows=limit)
         val_set = load_dataset(validation) if validation else None
-    except ValidationError as exc:
-        raise fail(f"bad distillation config: {describe_validation_error(exc)}") from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     with progress_bar() as bar:
         task = bar.add_task("epochs", total=settings.epochs)
 
@@ -58,11 +51,9 @@ def distill(
             parts = " ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "epoch")
             bar.update(task, completed=epoch, description=f"epoch {epoch} {parts}")
 
-        try:
+        with exit_on_error():
             metrics = distill_model(model, train_set.crystals, train_set.properties, out, settings, teacher_hash=file_hash(teacher_path),
                                     validation=val_set.crystals if val_set else None, resume=resume, on_epoch=on_epoch)
-        except CrystaloopError as exc:
-            raise fail(str(exc)) from None
     last = metrics["history"][-1] if metrics["history"] else {}
     console.print(f"distilled {metrics['epochs']} epochs; last: {last}")
     if "midpoint_search" in metrics:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from crystaloop.commands.common import fail
+from crystaloop.commands.common import exit_on_error
 
 __all__ = ["candidate_info", "write_candidates", "write_relaxed"]
 
@@ -30,13 +30,10 @@ def candidate_info(candidate) -> dict:  # noqa: ANN001 - a data.records.Candidat
 def write_candidates(path: Path, candidates: Sequence) -> None:
     """Write candidates with their provenance: symmetrised CIF blocks, extxyz frames or pymatgen JSON."""
     from crystaloop.data.datasets.files import write_structure_file
-    from crystaloop.data.errors import DatasetError
 
-    try:
+    with exit_on_error():
         write_structure_file(path, [c.crystal for c in candidates], ids=[c.id for c in candidates],
                              info=[candidate_info(c) for c in candidates])
-    except DatasetError as exc:
-        raise fail(str(exc)) from None
 
 
 def write_relaxed(path: Path, oracle, ids: Sequence[str], relaxations: Sequence) -> int:  # noqa: ANN001

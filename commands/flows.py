@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional  # noqa: UP035 - typer needs Optiona
 
 import typer
 
-from crystaloop.commands.common import console, err_console, fail
+from crystaloop.commands.common import console, err_console, exit_on_error, fail
 
 __all__ = ["server_app", "deploy", "pause", "resume", "trigger", "flow_run", "parse_overrides"]
 
@@ -57,7 +57,6 @@ def server_start(
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds to wait for the server to answer.")] = 180.0,
 ) -> None:
     """Start a local Prefect server (API + UI), wait until it answers, then keep it running until Ctrl-C."""
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.flows.server import ServerSettings, start_server, wait_until_healthy
 
     settings = ServerSettings(host=host, port=port, home=str(home) if home else None, database_url=database_url or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"))
@@ -69,20 +68,18 @@ def server_start(
 
     process = start_server(settings, log_path=log_path)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a terminated command stops its server too
-    try:
-        waited = wait_until_healthy(settings, process, timeout=timeout, log_path=log_path)
-        console.print(f"Prefect server ready after {waited:.0f} s: UI {settings.ui_url}  API {settings.api_url}", highlight=False)
-        console.print(f"clients: export PREFECT_API_URL={settings.api_url}   (server log: {log_path})", highlight=False)
-        process.wait()
-    except CrystaloopError as exc:
-        process.terminate()
-        raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        err_console.print("stopping the Prefect server")
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+    with exit_on_error():  # the server stops before the error line
+        try:
+            waited = wait_until_healthy(settings, process, timeout=timeout, log_path=log_path)
+            console.print(f"Prefect server ready after {waited:.0f} s: UI {settings.ui_url}  API {settings.api_url}", highlight=False)
+            console.print(f"clients: export PREFECT_API_URL={settings.api_url}   (server log: {log_path})", highlight=False)
+            process.wait()
+        except KeyboardInterrupt:
+            err_console.print("stopping the Prefect server")
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 def deploy(
@@ -98,37 +95,27 @@ def deploy(
     timezone: Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedules.")] = "UTC",
 ) -> None:
     """Register a deployment of the campaign flow with its schedules and serve it until Ctrl-C."""
-    from pydantic import ValidationError
-
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.flows.config import FlowSettings
     from crystaloop.flows.deploy import build_deployment, deployment_name, serve_deployments
     from crystaloop.loop.config import load_campaign_config
 
-    try:
+    with exit_on_error(invalid="bad flow settings: "):
         campaign = load_campaign_config(config)
         settings = FlowSettings(runner={"kind": runner}, oracle_concurrency=oracle_concurrency)
         deployment = build_deployment(
             campaign, name=name, crons=cron or (), intervals_s=interval or (), store_url=store, settings=settings,
             iterations_per_run=iterations_per_run or None, paused=paused, timezone=timezone,
         )
-    except ValidationError as exc:
-        raise fail(f"bad flow settings: {describe_validation_error(exc)}") from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     schedules = ", ".join([*(cron or ()), *(f"every {s:g} s" for s in interval or ())]) or "none (trigger runs by hand)"
     err_console.print(f"serving {deployment_name(deployment.name)}; schedules: {schedules}; Ctrl-C stops (schedules pause)", highlight=False)
     serve_deployments(deployment)
 
 
 def _set_paused(name: str, paused: bool) -> None:
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.flows.deploy import deployment_name, set_paused
 
-    try:
+    with exit_on_error():
         set_paused(name, paused)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     console.print(f"{deployment_name(name)}: {'paused' if paused else 'resumed'}")
 
 
@@ -167,9 +154,7 @@ def flow_run(
     """Run the campaign's remaining iterations through the Prefect flow now (a temporary local
     server when PREFECT_API_URL is unset)."""
     import torch
-    from pydantic import ValidationError
 
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.flows.campaign import campaign_flow
     from crystaloop.flows.config import FlowSettings
     from crystaloop.loop.config import load_campaign_config
@@ -178,14 +163,10 @@ def flow_run(
     torch.set_num_threads(threads)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    try:
+    with exit_on_error(invalid="bad flow settings: "):
         campaign = load_campaign_config(config)
         settings = FlowSettings(runner={"kind": runner})
         reports = campaign_flow(campaign, store_url=store, overrides=parse_overrides(overrides), settings=settings)
-    except ValidationError as exc:
-        raise fail(f"bad flow settings: {describe_validation_error(exc)}") from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     for r in reports:
         sun = "" if r.sun is None else f", S.U.N. {r.sun.sun} / {r.sun.sun_strict}"
         console.print(f"iteration {r.iteration}: {r.generated} generated, {r.evaluated} evaluated, {len(r.verified_hits)} verified hits{sun}", highlight=False)

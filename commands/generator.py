@@ -10,11 +10,14 @@ import typer
 
 from crystaloop.commands.common import (
     console,
+    err_console,
+    exit_on_error,
     fail,
     parse_chemical_system,
     parse_composition,
     progress_bar,
     read_yaml_mapping,
+    task_callback,
 )
 from crystaloop.commands.distill import distill
 from crystaloop.commands.files import write_candidates
@@ -49,10 +52,7 @@ def train(
     properties: Annotated[Optional[str], typer.Option("--properties", help="Conditioning properties, comma-separated, or 'none' (default: the preset's).")] = None,  # noqa: UP045
 ) -> None:
     """Train a crystal diffusion model with EMA, clipping, periodic checkpoints and resume."""
-    from pydantic import ValidationError
-
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.generator.diffusion.training import train_generator
     from crystaloop.generator.presets import build_config
     from crystaloop.generator.shipped import resolve_generator_checkpoint
@@ -68,7 +68,7 @@ def train(
         overrides["network"] = {**overrides.get("network", {}), "properties": names}
     if validation is None and dataset in SHIPPED_DATASETS:
         validation = f"{dataset}/val"
-    try:
+    with exit_on_error(invalid="bad generator config: "):
         vectors = _read_embeddings(embeddings) if embeddings is not None else None
         if vectors is not None and "embedding_dim" not in overrides.get("network", {}):
             overrides["network"] = {**overrides.get("network", {}), "embedding_dim": int(vectors.shape[1])}
@@ -76,10 +76,6 @@ def train(
         teacher = resolve_generator_checkpoint(init) if init is not None else None
         train_set = load_dataset(spec)
         val_set = load_dataset(validation) if validation else None
-    except ValidationError as exc:
-        raise fail(f"bad generator config: {describe_validation_error(exc)}") from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     with progress_bar() as bar:
         task = bar.add_task("epochs", total=settings.train.epochs)
 
@@ -87,13 +83,11 @@ def train(
             parts = " ".join(f"{k} {v:.3f}" for k, v in losses.items() if k != "epoch")
             bar.update(task, completed=epoch, description=f"epoch {epoch} {parts}")
 
-        try:
+        with exit_on_error():
             metrics = train_generator(settings, train_set.crystals, train_set.properties, out,
                                       validation=val_set.crystals if val_set else None,
                                       validation_properties=val_set.properties if val_set else None,
                                       embeddings=vectors, init_from=teacher, resume=resume, on_epoch=on_epoch)
-        except CrystaloopError as exc:
-            raise fail(str(exc)) from None
     last = metrics["history"][-1] if metrics["history"] else {}
     console.print(f"trained {metrics['epochs']} epochs; last: {last}")
     console.print(f"checkpoint: [bold]{out}[/]")
@@ -171,10 +165,8 @@ def evaluate(
 
     import numpy as np
     import torch
-    from pydantic import ValidationError
 
     from crystaloop.data.datasets import load_dataset
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.generator.diffusion.generator import crystal_from_sample
     from crystaloop.generator.diffusion.sampling import SampleRequest
     from crystaloop.generator.evaluation import csp_metrics, dng_metrics, markdown_table
@@ -182,25 +174,19 @@ def evaluate(
     if mode not in ("csp", "dng"):
         raise fail(f"--mode must be csp or dng, got {mode!r}")
     torch.set_num_threads(threads)
-    try:
+    with exit_on_error(invalid=""):
         generator = _load_generator(model, steps, method)
         sampler = generator.sampler
         steps, method = sampler.steps, sampler.method
         test = load_dataset(data)
-    except ValidationError as exc:
-        raise fail(describe_validation_error(exc)) from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     references = test.crystals[:limit] if (limit and mode == "csp") else test.crystals
     rng = np.random.default_rng(seed)
-    try:
+    with exit_on_error():
         if mode == "csp":
             tokens = torch.cat([generator.model.normalisation.tokens(c.numbers, where=f"{data} item {i}") for i, c in enumerate(references)])
             request = SampleRequest(num_atoms=torch.tensor([c.n_sites for c in references]), tokens=tokens)
         else:
             request = generator.request(limit or len(references), None, rng)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     total_steps = steps * ((len(request.num_atoms) + sampler.batch_size - 1) // sampler.batch_size)
     with progress_bar(remaining=False) as bar:
         task = bar.add_task(f"sampling ({method}, {steps} steps)", total=total_steps)
@@ -212,11 +198,7 @@ def evaluate(
 
         raw = generator.sample_raw(request, seed=seed, on_step=on_step)
         samples = [crystal_from_sample(*parts) for parts in raw.split()]
-        scoring = bar.add_task("scoring", total=None)
-
-        def on_score(i: int, n: int) -> None:
-            bar.update(scoring, completed=i, total=n)
-
+        on_score = task_callback(bar, "scoring")
         if mode == "csp":
             metrics = csp_metrics(references, samples, progress=on_score)
         else:
@@ -230,8 +212,6 @@ def evaluate(
     out.with_suffix(".md").write_text(table)
     console.print(table)
     if overlap_warning:
-        from crystaloop.commands.common import err_console
-
         err_console.print(f"[yellow]warning[/] {overlap_warning}", highlight=False)
     console.print(f"metrics: [bold]{out}[/]")
 
@@ -361,9 +341,6 @@ def generate(
     """Generate crystals: structure prediction (--composition) or de novo (--chemsys), optionally guided or
     conditioned on a measured pattern (--xrd) or a description (--text); --generator substitution|random_search
     needs no trained model."""
-    from pydantic import ValidationError
-
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.data.records import Condition
 
     if out.suffix.lower() not in (".cif", ".xyz", ".extxyz", ".json"):
@@ -372,7 +349,7 @@ def generate(
         raise fail("give at most one of --xrd and --text (each is embedded into the same latent)")
     if wavelength is not None and xrd is None:
         raise fail("--wavelength describes the radiation of an --xrd pattern; give --xrd too")
-    try:
+    with exit_on_error(invalid=""):
         comp = parse_composition(composition) if composition is not None else None
         system = parse_chemical_system(chemsys, option="--chemsys") if chemsys is not None else None
         conditioned = xrd is not None or text is not None
@@ -399,10 +376,6 @@ def generate(
 
             generator = untrained_generator(kind, library=library, exclude=exclude, max_atoms=max_atoms)
             candidates = generator.sample(n, condition, seed=seed)
-    except ValidationError as exc:
-        raise fail(describe_validation_error(exc)) from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     plausible, implausible = screen_generated(candidates)
     _report_screen(len(candidates), implausible, keep_invalid)
     written = plausible + implausible if keep_invalid else plausible
@@ -445,8 +418,6 @@ def screen_generated(candidates: list) -> tuple[list, list]:
 
 def _report_screen(total: int, implausible: list, keep_invalid: bool) -> None:
     """One line for the screen, then each implausible sample's formula and reason (the first ten)."""
-    from crystaloop.commands.common import err_console
-
     if not implausible:
         console.print(f"validity: all {total} samples plausible (distances, volume, density, SMACT charge balance)")
         return

@@ -15,11 +15,14 @@ import typer
 from rich.table import Table
 
 from crystaloop.commands.common import (
+    RegistryHelpCommand,
     check_out_path,
     console,
     err_console,
+    exit_on_error,
     fail,
     fail_unreadable,
+    parse_chemical_system,
     progress_bar,
     read_structures,
 )
@@ -28,7 +31,7 @@ __all__ = ["hull_app"]
 
 hull_app = typer.Typer(help="Convex hulls: competing phases, known phases, e_above_hull of files.", no_args_is_help=True)
 
-OracleOption = Annotated[str, typer.Option("--oracle", help="chgnet | sevennet | emt (every energy of the hull comes from it)")]
+OracleOption = Annotated[str, typer.Option("--oracle", help="{oracles} (every energy of the hull comes from it)")]
 FmaxOption = Annotated[float, typer.Option("--fmax", min=0.0, help="Force tolerance of relaxations, eV/Å.")]
 StepsOption = Annotated[int, typer.Option("--steps", min=1, help="Most optimiser steps per relaxation.")]
 
@@ -55,7 +58,7 @@ def _report_errors(errors: list) -> None:
         err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
 
 
-@hull_app.command("add")
+@hull_app.command("add", cls=RegistryHelpCommand)
 def hull_add(
     paths: Annotated[Optional[list[str]], typer.Argument(help="Structure files, folders, CDVAE CSVs or extxyz (e.g. a system's Materials Project entries).")] = None,  # noqa: UP045
     oracle: OracleOption = "chgnet",
@@ -66,11 +69,9 @@ def hull_add(
     limit: Annotated[int, typer.Option("--limit", min=1, help="With --from-store: most structures taken.")] = 1000,
 ) -> None:
     """Relax known structures with the oracle and add them to its hulls as known phases."""
-    from crystaloop.data.errors import CrystaloopError
-
     if not paths and from_store is None:
         raise fail("give structure files to add, or --from-store URL")
-    try:
+    with exit_on_error():
         ids, crystals, errors = _read_all(paths or [])
         if paths:
             err_console.print(f"read {len(crystals)} structures from {len(paths)} path(s) ({len(errors)} unreadable)", highlight=False)
@@ -82,8 +83,6 @@ def hull_add(
             raise fail(f"no readable structure in {', '.join(paths or [from_store or ''])}")
         hull = _hull(oracle, fmax, steps)
         relaxations = hull.add_known(crystals, ids)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     table = Table("structure", "formula", "status", "energy (eV/atom)", "reason", title=f"known phases added ({oracle})")
     for ident, crystal, result in zip(ids, crystals, relaxations, strict=True):
         energy = "" if result.energy_per_atom is None else f"{result.energy_per_atom:.4f}"
@@ -108,12 +107,10 @@ def _imported(url: str, system: str | None, limit: int) -> tuple[list[str], list
 
 
 def _system(text: str) -> list[str]:
-    from crystaloop.commands.common import parse_chemical_system
-
     return list(parse_chemical_system(text))
 
 
-@hull_app.command("show")
+@hull_app.command("show", cls=RegistryHelpCommand)
 def hull_show(
     system: Annotated[str, typer.Argument(help="Chemical system, e.g. Ca-Co-O-F.")],
     oracle: OracleOption = "chgnet",
@@ -123,15 +120,11 @@ def hull_show(
     all_phases: Annotated[bool, typer.Option("--all", help="List phases above the hull too.")] = False,
 ) -> None:
     """Print the phases on a system's hull (formula, energy, source) and draw its phase diagram."""
-    from crystaloop.data.errors import CrystaloopError
-
-    try:
+    with exit_on_error(catch=(ValueError,)):
         elements = _system(system)
         hull = _hull(oracle, fmax, steps)
         phases = hull.hull_phases(elements)
         diagram = hull.phase_diagram(elements)
-    except (CrystaloopError, ValueError) as exc:
-        raise fail(str(exc)) from None
     name = "-".join(elements)
     table = Table("formula", "energy (eV/atom)", "formation (eV/atom)", "on hull", "kind", "source", title=f"{name} hull ({oracle})")
     for phase in phases:
@@ -167,7 +160,7 @@ def _plot(diagram, path: Path) -> None:
     plt.close(figure)
 
 
-@hull_app.command("eval")
+@hull_app.command("eval", cls=RegistryHelpCommand)
 def hull_eval(
     path: Annotated[str, typer.Argument(help="A structure file, folder, CDVAE CSV or extxyz.")],
     oracle: OracleOption = "chgnet",
@@ -177,10 +170,8 @@ def hull_eval(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N structures.")] = None,  # noqa: UP045
 ) -> None:
     """Relax every structure and report its e_above_hull, decomposition and coverage class."""
-    from crystaloop.data.errors import CrystaloopError
-
     check_out_path(out)
-    try:
+    with exit_on_error():
         ids, crystals, errors = read_structures(path)
         if not crystals:
             raise fail_unreadable(path, errors)
@@ -189,8 +180,6 @@ def hull_eval(
             ids, crystals = ids[:limit], crystals[:limit]
         hull = _hull(oracle, fmax, steps)
         records = _evaluate(hull, ids, crystals)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     table = Table("structure", "formula", "energy (eV/atom)", "e_above_hull (eV/atom)", "coverage", "decomposition", title=f"{oracle} hull")
     for r in records:
         energy = "" if r["energy_per_atom"] is None else f"{r['energy_per_atom']:.4f}"

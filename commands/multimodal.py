@@ -1,4 +1,5 @@
-"""``crystaloop multimodal train|eval|index|embed-training|robocrys-cache`` and ``crystaloop search``.
+"""``crystaloop multimodal train|eval|index|embed-training|robocrys-cache`` and ``crystaloop search``
+(registered at the top level by ``cli.py``).
 
 ``search`` ranks the candidates of the store against a text, a measured powder pattern or a
 structure file, through the fusion model's shared latent; candidates the model has not embedded
@@ -14,7 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional  # noqa: UP035 - type
 
 import typer
 
-from crystaloop.commands.common import console, err_console, fail, read_yaml_mapping
+from crystaloop.commands.common import (
+    StoreOption,
+    console,
+    err_console,
+    exit_on_error,
+    fail,
+    fail_unreadable,
+    read_structures,
+    read_yaml_mapping,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,21 +42,14 @@ ModelOption = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--model", help="Fusion checkpoint (.pt); default: the shipped one (multimodal/shipped/fusion.pt)."),
 ]
-StoreOption = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--store", help="SQLAlchemy URL of the store; default $CRYSTALOOP_DB_URL or sqlite:///crystaloop.db"),
-]
 
 
 def _load_model(path: Path | None) -> tuple[FusionModel, dict[str, Any]]:
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.multimodal.fusion import load_checkpoint
     from crystaloop.multimodal.pretrained import shipped_checkpoint
 
-    try:
+    with exit_on_error():
         return load_checkpoint(path or shipped_checkpoint())
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
 
 
 @multimodal_app.command("train")
@@ -72,9 +75,6 @@ def train(
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
 ) -> None:
     """Contrastive training of the structure, XRD and text encoders; prints validation recall@k."""
-    from pydantic import ValidationError
-
-    from crystaloop.data.errors import CrystaloopError, describe_validation_error
     from crystaloop.multimodal.training import TrainConfig
     from crystaloop.multimodal.training import train as run_training
 
@@ -89,13 +89,9 @@ def train(
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if latent_dim is not None:
         fields["model"] = {**fields.get("model", {}), "latent_dim": latent_dim}
-    try:
+    with exit_on_error(invalid="bad training config: "):
         settings = TrainConfig(**fields)
         _, report = run_training(settings, out, resume=resume)
-    except ValidationError as exc:
-        raise fail(f"bad training config: {describe_validation_error(exc)}") from None
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     console.print(
         f"checkpoint: {out} ({report['epochs_run']} epochs, {report['minutes']:.1f} min, final loss {report['losses'][-1]:.3f})"
     )
@@ -122,14 +118,11 @@ def evaluate(
     model: ModelOption = None,
 ) -> None:
     """Recall@1/5/10 of text→structure and XRD→structure among all structures of a file, with baselines."""
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.multimodal.training import evaluate as run_evaluation
 
     fusion, info = _load_model(model)
-    try:
+    with exit_on_error():
         metrics = run_evaluation(fusion, data)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     metrics.update({"data": data, "model": str(model or "shipped"), "checkpoint_hash": info["checkpoint_hash"]})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2))
@@ -140,16 +133,12 @@ def evaluate(
 @multimodal_app.command("index")
 def index(model: ModelOption = None, store: StoreOption = None) -> None:
     """Embed every stored candidate the model has not embedded yet."""
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.store import CandidateStore
     from crystaloop.multimodal.store_index import embedding_name, index_store
 
     fusion, info = _load_model(model)
-    try:
-        with CandidateStore(store) as candidates:
-            added = index_store(candidates, fusion, embedding_name(info), progress=True)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
+    with exit_on_error(), CandidateStore(store) as candidates:
+        added = index_store(candidates, fusion, embedding_name(info), progress=True)
     console.print(f"embedded {added} candidates as {embedding_name(info)}")
 
 
@@ -176,20 +165,17 @@ def embed_training(
     import torch
 
     from crystaloop.data.datasets import SHIPPED_DATASETS, load_dataset
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.multimodal.training_embeddings import check_views, training_embeddings
 
     torch.set_num_threads(threads)
     spec = f"{dataset}/train" if dataset in SHIPPED_DATASETS else dataset
     if out.suffix != ".npy":
         raise fail(f"--out {out}: must end in .npy")
-    try:
+    with exit_on_error():
         chosen = check_views([v.strip() for v in views.split(",") if v.strip()])
         data = load_dataset(spec)
         fusion, info = _load_model(model)
         result = training_embeddings(fusion, data.crystals, views=chosen, seed=seed, progress=True)
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, result.vectors)
     summary = {
@@ -222,21 +208,18 @@ def robocrys_cache(
 ) -> None:
     """Precompute robocrys descriptions (needs the optional extra `crystaloop[robocrys]`; 4–25 s per structure)."""
     from crystaloop.data.datasets import load_dataset
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.multimodal.robocrys_cache import build_cache, robocrys_available
 
     if not robocrys_available():
         raise fail("robocrys is not installed; install the optional extra: pip install 'crystaloop[robocrys]'")
     if not out.name.endswith(".jsonl.gz"):
         raise fail(f"--out {out}: must end in .jsonl.gz")
-    try:
+    with exit_on_error():
         crystals = load_dataset(dataset).crystals
         crystals = crystals[:limit] if limit is not None else crystals
         report = build_cache(
             crystals, out, resume=resume, time_budget_s=None if time_budget is None else time_budget * 60
         )
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     console.print(
         f"{out}: {report.described} described, {report.failed} failed, {report.already_cached} already cached, "
         f"{report.remaining} left for a later run; {report.mean_seconds:.1f} s per structure"
@@ -246,7 +229,6 @@ def robocrys_cache(
 def _query_embedding(
     fusion: FusionModel, text: str | None, xrd: Path | None, like: Path | None, wavelength: float | None
 ) -> np.ndarray:
-    from crystaloop.commands.common import fail_unreadable, read_structures
     from crystaloop.multimodal.xrd_io import read_pattern
 
     if text is not None:
@@ -281,7 +263,6 @@ def search(
     """Rank the store's candidates by similarity to a text, an XRD pattern or a structure."""
     from rich.table import Table
 
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.records import CandidateStatus
     from crystaloop.data.store import CandidateStore
     from crystaloop.multimodal.store_index import embedding_name, index_store, search_store
@@ -291,7 +272,7 @@ def search(
         raise fail(f"give exactly one of --text, --xrd, --like (got {', '.join(given) or 'none'})")
     fusion, info = _load_model(model)
     name = embedding_name(info)
-    try:
+    with exit_on_error():
         query = _query_embedding(fusion, text, xrd, like, wavelength)
         with CandidateStore(store) as candidates:
             added = index_store(candidates, fusion, name, progress=True)
@@ -299,8 +280,6 @@ def search(
                 err_console.print(f"embedded {added} new candidates", highlight=False)
             hits = search_store(candidates, name, query, top=top)
             rows = [(hit, candidates.get(hit.key)) for hit in hits]
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     if as_json:
         payload = [
             {
@@ -329,5 +308,3 @@ def search(
         )
     console.print(table)
 
-
-multimodal_app.command("search")(search)

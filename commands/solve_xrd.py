@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
 import typer
 
-from crystaloop.commands.common import console, fail, parse_composition, progress_bar
+from crystaloop.commands.common import console, exit_on_error, fail, parse_composition, progress_bar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["solve_xrd", "plot_solutions"]
 
@@ -65,7 +67,6 @@ def solve_xrd(
 ) -> None:
     """Solve a structure from its powder pattern: guided posterior samples ranked by Rwp, with a KL score."""
     from crystaloop.commands.files import write_candidates as write_structures  # noqa: I001 - after the library imports
-    from crystaloop.data.errors import CrystaloopError
     from crystaloop.data.xrd_grid import DEFAULT_GRID
     from crystaloop.data.xrd_refine import RefineConfig
     from crystaloop.generator.config import SamplerConfig
@@ -79,7 +80,7 @@ def solve_xrd(
         raise fail("give exactly one of --composition (e.g. SrTiO3) and --chemsys (e.g. Sr-Ti-O)")
     if out.suffix.lower() not in (".cif", ".xyz", ".extxyz", ".json"):
         raise fail(f"--out {out}: unknown extension {out.suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
-    try:
+    with exit_on_error():
         comp = parse_composition(composition) if composition else None
         system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
         measured = read_pattern(pattern, DEFAULT_GRID, wavelength=wavelength)
@@ -91,14 +92,13 @@ def solve_xrd(
             solutions, samples = solve_pattern(generator, measured, composition=comp, chemical_system=system, num_samples=n,
                                                guidance=guidance, refine=refine, seed=seed,
                                                on_step=lambda done, total: bar.update(task, completed=done, total=total))
-    except CrystaloopError as exc:
-        raise fail(str(exc)) from None
     if not solutions:
         raise fail(f"all {n} samples collapsed; try more --steps or a smaller --lattice-step")
     _report(out, pattern, measured, solutions, samples, write_structures)
 
 
 def _report(out: Path, pattern: Path, measured: np.ndarray, solutions: list, samples, write_structures) -> None:  # noqa: ANN001
+    import numpy as np
     from rich.table import Table
 
     from crystaloop.data.records import Candidate, Provenance

@@ -111,7 +111,7 @@ def test_an_unexpected_exception_is_one_error_line(monkeypatch: pytest.MonkeyPat
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(common, "read_structures", boom)
-    monkeypatch.setattr("crystaloop.cli.read_structures", boom)
+    monkeypatch.setattr("crystaloop.commands.oracle.read_structures", boom)
     result = runner.invoke(app, ["oracle", "relax", "x.cif", "--oracle", "emt"])
     assert result.exit_code == 2 and "unexpected RuntimeError: a bug" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
