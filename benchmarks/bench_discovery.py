@@ -61,9 +61,19 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import CrystalDataset, load_dataset
 from crystaloop.data.records import Condition
 from crystaloop.generator.replay import DatasetReplayGenerator
-from crystaloop.loop.config import Budget, CampaignConfig, Constraints, Objective, StrategyConfig
+from crystaloop.loop.config import Budget, CampaignConfig, Constraints, Objective
 from crystaloop.loop.guards.fingerprints import fingerprints
-from crystaloop.loop.strategies import ALStrategy, BOStrategy, Labels, Pool, RandomStrategy, StrategyState
+from crystaloop.loop.strategies import (
+    ALConfig,
+    ALStrategy,
+    BOConfig,
+    BOStrategy,
+    Labels,
+    Pool,
+    RandomStrategy,
+    RLConfig,
+    StrategyState,
+)
 from crystaloop.loop.strategies.posterior import ResidualGP
 from crystaloop.surrogates.oracles.replay import ReplayOracle
 
@@ -272,7 +282,7 @@ def _campaign_config(campaign: str, seed: int, sizes: Sizes, systems: tuple[tupl
         objectives=CAMPAIGNS[campaign],
         constraints=Constraints(chemical_systems=systems),
         budget=Budget(iterations=rounds, candidates_per_iteration=sizes.generated, oracle_calls_per_iteration=sizes.batch),
-        strategy=StrategyConfig(kind="rl", rl_policy_dir=None, rl_target_offsets=(0.0,), rl_steps=32, mc_samples=32, min_labels=4),
+        strategy=RLConfig(rl_policy_dir=None, rl_target_offsets=(0.0,), rl_steps=32, mc_samples=32, min_labels=4),
         seed=seed,
     )
 
@@ -283,11 +293,11 @@ def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any obje
         return RandomStrategy(seed=config.seed)
     if name in RULES:
         return CompositionRule(name, RULES[name])
-    settings = config.strategy.model_copy(update={"kind": name})
+    shared = config.strategy.model_dump(include={"min_labels", "gp_components", "mc_samples"})
     if name == "al":
-        return ALStrategy(config.objectives, settings.model_copy(update={"acquisition": "ucb", "beta": 1.0}), seed=config.seed)
+        return ALStrategy(config.objectives, ALConfig(**shared, acquisition="ucb", beta=1.0), seed=config.seed)
     if name == "bo":
-        return BOStrategy(config.objectives, settings, seed=config.seed)
+        return BOStrategy(config.objectives, BOConfig(**shared), seed=config.seed)
     if name == "rl":
         from crystaloop.loop.strategies.rl import RLStrategy
 

@@ -56,7 +56,7 @@ from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, Condition, Measurement, Provenance
 from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.collapse import Adjustment, assess, widen_conditions
-from crystaloop.loop.config import CollapseMonitorConfig, Objective, StrategyConfig
+from crystaloop.loop.config import CollapseMonitorConfig, Objective
 from crystaloop.loop.guards import (
     DiversityGuard,
     ExploitationGuard,
@@ -68,7 +68,7 @@ from crystaloop.loop.guards import (
     screen,
 )
 from crystaloop.loop.guards.validity import smact_valid
-from crystaloop.loop.strategies import ALStrategy, Labels, Pool
+from crystaloop.loop.strategies import ALConfig, ALStrategy, Labels, Pool
 
 logger = logging.getLogger("crystaloop.benchmarks.failure_modes")
 
@@ -187,7 +187,7 @@ def surrogate_loop(
     """
     generator = DatasetReplayGenerator(crystals, name="pool")
     acquisition = "greedy" if greedy else "ucb"
-    strategy = ALStrategy((OBJECTIVE,), StrategyConfig(kind="al", acquisition=acquisition, beta=1.0, min_labels=4), seed=seed)
+    strategy = ALStrategy((OBJECTIVE,), ALConfig(acquisition=acquisition, beta=1.0, min_labels=4), seed=seed)
     record = LoopRecord()
     measured: set[int] = set()
 

@@ -22,8 +22,8 @@ import torch
 
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, Provenance
-from crystaloop.loop.config import Objective, StrategyConfig
-from crystaloop.loop.strategies import ALStrategy, BOStrategy, Labels, Pool, RandomStrategy
+from crystaloop.loop.config import Objective
+from crystaloop.loop.strategies import ALConfig, ALStrategy, BOConfig, BOStrategy, Labels, Pool, RandomStrategy
 from crystaloop.surrogates.ensemble import PropertyEnsemble
 from crystaloop.surrogates.shipped import shipped_surrogate_path
 
@@ -38,8 +38,8 @@ CHECKPOINTS = (10, 20, 30, 50, 100)
 def _strategies(seed: int, objectives: tuple[Objective, ...]) -> dict:
     return {
         "random": RandomStrategy(seed=seed),
-        "al": ALStrategy(objectives, StrategyConfig(kind="al", acquisition="ucb", beta=1.0, min_labels=4), seed=seed),
-        "bo": BOStrategy(objectives, StrategyConfig(kind="bo", mc_samples=64, min_labels=4), seed=seed),
+        "al": ALStrategy(objectives, ALConfig(acquisition="ucb", beta=1.0, min_labels=4), seed=seed),
+        "bo": BOStrategy(objectives, BOConfig(mc_samples=64, min_labels=4), seed=seed),
     }
 
 

@@ -82,7 +82,11 @@ def describe_validation_error(exc: Exception) -> str:
         return str(exc)
     lines = []
     for error in errors():
-        where = ".".join(str(part) for part in error.get("loc", ())) or "value"
+        loc = [str(part) for part in error.get("loc", ())]
+        kinds = [part.removeprefix("kind=") for part in loc if part.startswith("kind=")]  # union tags (data/kinds.py)
+        where = ".".join(part for part in loc if not part.startswith("kind=")) or "value"
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = f"unknown setting{f' for kind {kinds[-1]!r}' if kinds else ''}"
         lines.append(f"{where}: {message} (got {error.get('input')!r})")
     return "; ".join(lines)

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Discriminator, Tag
 
-__all__ = ["kind_union", "kind_of"]
+__all__ = ["kind_union", "kind_of", "tag", "TAG_PREFIX"]
+
+TAG_PREFIX = "kind="
 
 
 def kind_of(default: str):  # noqa: ANN201 - a pydantic discriminator callable
@@ -26,10 +28,16 @@ def kind_of(default: str):  # noqa: ANN201 - a pydantic discriminator callable
 
     def kind(value: Any) -> str:
         if isinstance(value, Mapping):
-            return str(value.get("kind", default))
-        return str(getattr(value, "kind", default))
+            return tag(str(value.get("kind", default)))
+        return tag(str(getattr(value, "kind", default)))
 
     return kind
+
+
+def tag(kind: str) -> str:
+    """The union tag of ``kind`` (``"kind=bo"``): it appears in validation error locations, where
+    :func:`~crystaloop.data.errors.describe_validation_error` reads it back as "kind 'bo'"."""
+    return f"{TAG_PREFIX}{kind}"
 
 
 def kind_union(choices: Mapping[str, type[BaseModel]], *, default: str) -> Any:
@@ -37,5 +45,9 @@ def kind_union(choices: Mapping[str, type[BaseModel]], *, default: str) -> Any:
     may serve several kinds). Unknown kinds fail naming ``choices``' keys."""
     if default not in choices:
         raise ValueError(f"default kind {default!r} is not among {sorted(choices)}")
-    members = tuple(Annotated[cls, Tag(kind)] for kind, cls in choices.items())
-    return Annotated[Union[members], Discriminator(kind_of(default))]  # noqa: UP007 - a runtime-built union
+    members = tuple(Annotated[cls, Tag(tag(kind))] for kind, cls in choices.items())
+    discriminator = Discriminator(
+        kind_of(default), custom_error_type="unknown_kind",
+        custom_error_message=f"unknown kind; allowed: {', '.join(choices)}",
+    )
+    return Annotated[Union[members], discriminator]  # noqa: UP007 - a runtime-built union

@@ -57,7 +57,7 @@ def resolve_config(config: CampaignConfig | dict[str, Any], overrides: dict[str,
 
     from crystaloop.data.errors import describe_validation_error
 
-    base = config.model_dump(mode="json") if isinstance(config, CampaignConfig) else dict(config)
+    base = config.explicit_settings() if isinstance(config, CampaignConfig) else dict(config)
     try:
         return CampaignConfig.model_validate(merge_overrides(base, overrides))
     except ValidationError as exc:

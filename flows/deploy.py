@@ -68,7 +68,7 @@ def build_deployment(
 
     schedules = [Cron(_check_cron(c), timezone=timezone) for c in crons] + [Interval(float(s)) for s in intervals_s]
     parameters = {
-        "config": config.model_dump(mode="json"),
+        "config": config.explicit_settings(),
         "store_url": resolve_store_url(store_url or config.store_url),
         "settings": (settings or FlowSettings()).model_dump(mode="json"),
         "iterations_per_run": iterations_per_run,

@@ -77,7 +77,6 @@ logger = logging.getLogger(__name__)
 _ALL = 100_000
 _KEPT = [CandidateStatus.SCORED, CandidateStatus.SELECTED, CandidateStatus.EVALUATED, CandidateStatus.FAILED]
 _PICKED = [CandidateStatus.SELECTED, CandidateStatus.EVALUATED, CandidateStatus.FAILED]
-_CONTEXT_FREE = ("constraints", "validity")
 
 
 def iteration_candidates(store: CandidateStore, campaign: str, iteration: int | None = None, status=None) -> list[Candidate]:  # noqa: ANN001
@@ -200,7 +199,7 @@ def score_candidates(components: Components, store: CandidateStore, config: Camp
     if not pending or components.surrogate is None:
         return Scores()
     context = GuardContext(constraints=config.constraints)
-    free = [g for g in components.guards if g.name in _CONTEXT_FREE]
+    free = [g for g in components.guards if g.context_free]
     scorable = [c for c in pending if all(g.check(c, context).ok for g in free)]
     if not scorable:
         return Scores()

@@ -28,11 +28,14 @@ the same settings.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Condition
-from crystaloop.loop.config import CollapseMonitorConfig
+
+if TYPE_CHECKING:
+    from crystaloop.loop.config import CollapseMonitorConfig
 
 __all__ = ["Adjustment", "CollapseStatus", "adjustment_for", "assess", "widen_conditions", "exploration_picks"]
 

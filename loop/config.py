@@ -2,7 +2,7 @@
 
 A campaign is: what to optimise (:class:`Objective`, one or several), what is allowed
 (:class:`Constraints`), how much to spend (:class:`Budget`), how to choose
-(:class:`StrategyConfig`), what to refuse (:class:`GuardsConfig`) and which components
+(:data:`~crystaloop.loop.strategies.StrategyChoice`), what to refuse (:class:`GuardsConfig`) and which components
 (:class:`GeneratorChoice`, :class:`SurrogateChoice`, :class:`OracleChoice`, each picked by a
 registry name). :func:`load_campaign_config` is the only place YAML is read;
 :meth:`CampaignConfig.config_hash` goes into every candidate's provenance.
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crystaloop.data.crystal import atomic_number
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
+from crystaloop.loop.strategies import RandomConfig, StrategyChoice
 from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
 from crystaloop.surrogates.oracles.registry import OracleChoice
 
@@ -35,7 +36,7 @@ __all__ = [
     "Objective",
     "Constraints",
     "Budget",
-    "StrategyConfig",
+    "StrategyChoice",
     "ValidityGuardConfig",
     "DiversityGuardConfig",
     "ExploitationGuardConfig",
@@ -176,62 +177,6 @@ class Budget(BaseModel):
     iterations: int = Field(3, ge=1)
     candidates_per_iteration: int = Field(32, ge=1)
     oracle_calls_per_iteration: int = Field(4, ge=1)
-
-
-class StrategyConfig(BaseModel):
-    """How candidates are proposed and selected; ``kind`` picks the strategy by registry name.
-
-    Attributes:
-        kind: ``random``, ``bo``, ``al`` or ``rl``.
-        min_labels: measured labels needed before bo/al fit their GP head (random picks before).
-        gp_components: PCA dimensions of the GP head's inputs.
-        mc_samples: quasi-Monte-Carlo samples of the botorch acquisition functions.
-        acquisition: al only: ``uncertainty`` (largest std), ``ucb`` (mean + beta·std) or
-            ``greedy`` (mean only).
-        beta: al only: exploration weight of ``ucb``.
-        guidance_scales: conditions proposed cycle through these classifier-free guidance weights.
-        rl_steps: rl only: PPO environment steps per iteration.
-        rl_target_offsets: rl only: target offsets the policy chooses among, as fractions of each
-            objective's span (window width for ``target``, ``|threshold|`` for maximise/minimise);
-            positive moves the target further in the goal's direction.
-        rl_policy_dir: rl only: folder of the policy checkpoint ``<campaign name>.rl.pt``
-            (relative to the working directory); ``None`` keeps the policy in memory only.
-        condition_search: how random, bo and al choose generation conditions: ``cycle``
-            (systems × guidance scales with the objectives' targets) or ``bo`` (a GP over the
-            condition's targets and guidance scale fitted to the guarded score of what each
-            earlier condition produced; :mod:`crystaloop.loop.strategies.condition_bo`).
-        condition_bounds: ``bo`` search box: objective property or ``guidance_scale`` →
-            ``[low, high]`` (property units). Unlisted: a target window is its own bounds, the
-            guidance scale spans ``guidance_scales``, anything else stays at its default.
-        condition_initial: iterations of space-filling (Sobol) conditions before the GP chooses.
-    """
-
-    model_config = _STRICT
-
-    kind: Literal["random", "bo", "al", "rl"] = "random"
-    min_labels: int = Field(4, ge=2)
-    gp_components: int = Field(8, gt=0)
-    mc_samples: int = Field(128, gt=0)
-    acquisition: Literal["uncertainty", "ucb", "greedy"] = "ucb"
-    beta: float = Field(1.0, ge=0)
-    guidance_scales: tuple[float, ...] = (1.0,)
-    rl_steps: int = Field(64, gt=0)
-    rl_target_offsets: tuple[float, ...] = Field((-0.25, 0.0, 0.25), min_length=1)
-    rl_policy_dir: str | None = "runs/rl-policies"
-    condition_search: Literal["cycle", "bo"] = "cycle"
-    condition_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    condition_initial: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _condition_search(self) -> StrategyConfig:
-        if self.condition_search == "bo" and self.kind == "rl":
-            raise ValueError("condition_search 'bo' is for random, bo and al; an rl policy chooses its own conditions")
-        for name, (low, high) in self.condition_bounds.items():
-            if not low < high:
-                raise ValueError(f"condition_bounds[{name!r}] must have low < high, got {[low, high]}")
-        if "guidance_scale" in self.condition_bounds and self.condition_bounds["guidance_scale"][0] < 0:
-            raise ValueError(f"guidance_scale bounds must be ≥ 0, got {list(self.condition_bounds['guidance_scale'])}")
-        return self
 
 
 class ValidityGuardConfig(BaseModel):
@@ -378,7 +323,8 @@ class SunConfig(BaseModel):
 
 
 class GeneratorChoice(BaseModel):
-    """Which generator, by registry name (``crystaloop.loop.registry.GENERATORS``).
+    """Which generator, by registry name (:data:`crystaloop.loop.components.GENERATORS`; an
+    unknown kind fails when the campaign file is read).
 
     Attributes:
         kind: ``diffusion`` (the trained model), ``dataset-replay`` (crystals from a dataset,
@@ -414,6 +360,15 @@ class GeneratorChoice(BaseModel):
     def _elements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for symbol in value:
             atomic_number(symbol)
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from crystaloop.loop.components import GENERATORS  # the one list of generator kinds
+
+        if value not in GENERATORS:
+            raise ValueError(f"unknown generator kind {value!r}; allowed: {', '.join(GENERATORS)}")
         return value
 
     @model_validator(mode="after")
@@ -460,7 +415,7 @@ class CampaignConfig(BaseModel):
     objectives: tuple[Objective, ...] = Field(min_length=1)
     constraints: Constraints = Constraints()
     budget: Budget = Budget()
-    strategy: StrategyConfig = StrategyConfig()
+    strategy: StrategyChoice = RandomConfig()
     guards: GuardsConfig = GuardsConfig()
     generator: GeneratorChoice = GeneratorChoice()
     surrogates: tuple[SurrogateChoice, ...] = ()
@@ -487,12 +442,20 @@ class CampaignConfig(BaseModel):
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    def explicit_settings(self) -> dict[str, Any]:
+        """The settings that differ from their defaults, as JSON values, with every ``kind`` kept:
+        what identifies the campaign, and what a per-run override merges into (so switching a
+        strategy's kind does not drag the old kind's default settings along)."""
+        full = self.model_dump(mode="json")
+        return _with_kinds(self.model_dump(mode="json", exclude_defaults=True), full)
+
     def config_hash(self) -> str:
         """16 hex digits of sha256 over the canonical JSON of everything but ``store_url``, with
         fields at their defaults left out: spelling a default out does not change a campaign's
         identity, and a setting added in a later release (with a default) leaves the hashes of
         existing campaigns, and so their resumption, alone."""
-        payload = self.model_dump(mode="json", exclude={"store_url"}, exclude_defaults=True)
+        payload = self.explicit_settings()
+        payload.pop("store_url", None)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def iteration_seed(self, iteration: int, stream: int = 0) -> int:
@@ -500,6 +463,19 @@ class CampaignConfig(BaseModel):
         import numpy as np
 
         return int(np.random.SeedSequence([self.seed, iteration, stream]).generate_state(1)[0])
+
+
+def _with_kinds(lean: Any, full: Any) -> Any:
+    """``lean`` (a dump without defaults) with every ``kind`` of ``full`` put back: a kind is a
+    config's identity even where it is its class's default (``{kind: al}`` is not ``random``)."""
+    if isinstance(lean, dict) and isinstance(full, dict):
+        out = {k: _with_kinds(v, full[k]) for k, v in lean.items()}
+        if "kind" in full:
+            out["kind"] = full["kind"]
+        return out
+    if isinstance(lean, list) and isinstance(full, list) and len(lean) == len(full):
+        return [_with_kinds(a, b) for a, b in zip(lean, full, strict=True)]
+    return lean
 
 
 def check_objectives_provided(objectives: tuple[Objective, ...], *, measured: tuple[str, ...] | list[str], predicted: tuple[str, ...] | list[str]) -> None:

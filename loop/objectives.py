@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crystaloop.loop.config import Objective
+if TYPE_CHECKING:
+    from crystaloop.loop.config import Objective
 
-__all__ = ["utilities", "utilities_torch", "utility_scales", "scalarise"]
+
+__all__ = ["utilities", "utilities_torch", "utility_scales"]
 
 
 def utilities(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
@@ -63,10 +66,3 @@ def utility_scales(values: np.ndarray, objectives: Sequence[Objective]) -> np.nd
         spread = np.nanstd(u, axis=0) if len(u) > 1 else np.ones(u.shape[1])
     return np.where(np.isfinite(spread) & (spread > 1e-12), spread, 1.0)
 
-
-def scalarise(values: np.ndarray, objectives: Sequence[Objective], scales: np.ndarray | None = None) -> np.ndarray:
-    """(n,) weighted sum of scaled utilities; NaN where any used value is NaN."""
-    u = utilities(values, objectives)
-    scales = utility_scales(values, objectives) if scales is None else np.asarray(scales, dtype=np.float64)
-    weights = np.array([o.weight for o in objectives])
-    return (u / scales[None, :]) @ weights

@@ -1,6 +1,10 @@
 """Guards: validity, diversity, surrogate exploitation, synthesizability (one port, one verdict each).
 
-``build_guards(config)`` gives the enabled guards in the order they run.
+:data:`GUARDS` is the one list of configurable guards, in the order they run after the
+constraint guard; ``build_guards(config)`` gives the enabled ones, each built from the
+:class:`~crystaloop.loop.config.GuardsConfig` field of its name. A guard with
+``context_free = True`` needs no predictions or history, so the loop also runs it before
+scoring (nothing is predicted for a candidate it refuses).
 """
 
 from __future__ import annotations
@@ -34,8 +38,17 @@ __all__ = [
     "StructureMatch",
     "Matcher",
     "neighbour_profile",
+    "GUARDS",
     "build_guards",
 ]
+
+GUARDS: dict[str, type[ValidityGuard] | type[SynthesizabilityGuard] | type[ExploitationGuard] | type[DiversityGuard]] = {
+    "validity": ValidityGuard,
+    "synthesizability": SynthesizabilityGuard,
+    "exploitation": ExploitationGuard,  # reads the predictions in the context
+    "diversity": DiversityGuard,  # last: only candidates that passed everything else are kept for comparison
+}
+"""Guard name (= its field of ``GuardsConfig``) → its class, taking that config; in run order."""
 
 
 def build_guards(config: GuardsConfig) -> list[Guard]:
@@ -43,12 +56,8 @@ def build_guards(config: GuardsConfig) -> list[Guard]:
     exploitation (reads the predictions in the context), diversity (last, so only candidates that
     passed everything else are kept for comparison)."""
     guards: list[Guard] = [ConstraintGuard()]
-    if config.validity.enabled:
-        guards.append(ValidityGuard(config.validity))
-    if config.synthesizability.enabled:
-        guards.append(SynthesizabilityGuard(config.synthesizability))
-    if config.exploitation.enabled:
-        guards.append(ExploitationGuard(config.exploitation))
-    if config.diversity.enabled:
-        guards.append(DiversityGuard(config.diversity))
+    for name, guard in GUARDS.items():
+        settings = getattr(config, name)
+        if settings.enabled:
+            guards.append(guard(settings))  # type: ignore[arg-type] - each class takes its own field's config
     return guards

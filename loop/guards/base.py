@@ -27,9 +27,12 @@ __all__ = ["Guard", "GuardContext", "ScreenResult", "screen"]
 
 @runtime_checkable
 class Guard(Protocol):
-    """Decides on one candidate; ``name`` is the key its verdict is stored under."""
+    """Decides on one candidate; ``name`` is the key its verdict is stored under.
+    ``context_free``: the verdict needs only the candidate and the constraints (no predictions,
+    no history), so the loop runs it before scoring too."""
 
     name: str
+    context_free: bool
 
     def check(self, candidate: Candidate, context: GuardContext) -> Verdict: ...
 

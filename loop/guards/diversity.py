@@ -35,6 +35,7 @@ class DiversityGuard:
     """Refuses duplicates and near-duplicates; see the module docstring."""
 
     name = "diversity"
+    context_free = False
 
     def __init__(self, config: DiversityGuardConfig | None = None) -> None:
         self.config = config or DiversityGuardConfig()

@@ -34,6 +34,7 @@ class SynthesizabilityGuard:
     """See the module docstring."""
 
     name = "synthesizability"
+    context_free = False
 
     def __init__(self, config: SynthesizabilityGuardConfig | None = None) -> None:
         self.config = config or SynthesizabilityGuardConfig()

@@ -40,6 +40,7 @@ class ConstraintGuard:
     """Rejects candidates outside the campaign's elements, chemical systems or size range."""
 
     name = "constraints"
+    context_free = True
 
     def check(self, candidate: Candidate, context: GuardContext) -> Verdict:
         c = context.constraints
@@ -62,6 +63,7 @@ class ValidityGuard:
     """Structural and compositional validity; see the module docstring."""
 
     name = "validity"
+    context_free = True
 
     def __init__(self, config: ValidityGuardConfig | None = None) -> None:
         self.config = config or ValidityGuardConfig()

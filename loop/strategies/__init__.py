@@ -1,30 +1,41 @@
 """Strategies behind one port (propose conditions, select picks): random, bo, al, rl.
 
-``make_strategy(config)`` resolves ``config.strategy.kind`` through :data:`STRATEGIES`, a plain
-name → factory table; an unknown name raises with the valid ones.
+Each strategy's config sits beside its code (:class:`RandomConfig`, :class:`BOConfig`,
+:class:`ALConfig`, :class:`~crystaloop.loop.strategies.rl_config.RLConfig`, all extending
+:class:`StrategySettings`) and builds it (``config.build(campaign)``). :data:`STRATEGY_CHOICES`
+is the one list of kinds; :data:`StrategyChoice` their discriminated union, so ``beta`` on a
+``random`` strategy or an unknown kind fails when the campaign file is read.
+
+To add a strategy: a module here with the strategy (``propose``, ``select``) and its config class
+(``kind: Literal["name"]`` and a ``build``), and one line in :data:`STRATEGY_CHOICES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from crystaloop.data.errors import UnknownComponentError
-from crystaloop.loop.config import CampaignConfig
-from crystaloop.loop.strategies.al import ALStrategy
+from crystaloop.data.kinds import kind_union
+from crystaloop.loop.strategies.al import ALConfig, ALStrategy
 from crystaloop.loop.strategies.base import (
     Labels,
     Pool,
     Strategy,
+    StrategySettings,
     StrategyState,
     default_conditions,
     propose_conditions,
 )
-from crystaloop.loop.strategies.bo import BOStrategy
-from crystaloop.loop.strategies.random import RandomStrategy
+from crystaloop.loop.strategies.bo import BOConfig, BOStrategy
+from crystaloop.loop.strategies.random import RandomConfig, RandomStrategy
+from crystaloop.loop.strategies.rl_config import RLConfig
+
+if TYPE_CHECKING:
+    from crystaloop.loop.config import CampaignConfig
 
 __all__ = [
     "Strategy",
     "StrategyState",
+    "StrategySettings",
     "Pool",
     "Labels",
     "default_conditions",
@@ -32,28 +43,26 @@ __all__ = [
     "RandomStrategy",
     "ALStrategy",
     "BOStrategy",
-    "STRATEGIES",
+    "RandomConfig",
+    "ALConfig",
+    "BOConfig",
+    "RLConfig",
+    "STRATEGY_CHOICES",
+    "StrategyChoice",
     "make_strategy",
 ]
 
-
-def _rl(config: CampaignConfig) -> Strategy:
-    from crystaloop.loop.strategies.rl import RLStrategy
-
-    return RLStrategy(config)
-
-
-STRATEGIES: dict[str, Callable[[CampaignConfig], Strategy]] = {
-    "random": lambda c: RandomStrategy(seed=c.seed),
-    "al": lambda c: ALStrategy(c.objectives, c.strategy, seed=c.seed),
-    "bo": lambda c: BOStrategy(c.objectives, c.strategy, seed=c.seed),
-    "rl": _rl,
+STRATEGY_CHOICES: dict[str, type[RandomConfig] | type[BOConfig] | type[ALConfig] | type[RLConfig]] = {
+    "random": RandomConfig,
+    "bo": BOConfig,
+    "al": ALConfig,
+    "rl": RLConfig,
 }
+"""Strategy kind → its config class (``config.build(campaign)`` makes the strategy)."""
+StrategyChoice = kind_union(STRATEGY_CHOICES, default="random")
+"""A campaign's strategy config: the class :data:`STRATEGY_CHOICES` names for its ``kind``."""
 
 
 def make_strategy(config: CampaignConfig) -> Strategy:
-    """The strategy ``config.strategy.kind`` names."""
-    kind = config.strategy.kind
-    if kind not in STRATEGIES:
-        raise UnknownComponentError("strategy", kind, STRATEGIES)
-    return STRATEGIES[kind](config)
+    """The strategy ``config.strategy`` describes."""
+    return config.strategy.build(config)

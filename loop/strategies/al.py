@@ -9,16 +9,36 @@ configured beta times the pool's ``exploration`` (the collapse monitor's factor)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field
 
 from crystaloop.data.records import Condition
-from crystaloop.loop.config import Objective, StrategyConfig
 from crystaloop.loop.objectives import utilities, utility_scales
-from crystaloop.loop.strategies.base import Pool, StrategyState, propose_conditions
+from crystaloop.loop.strategies.base import Pool, StrategySettings, StrategyState, propose_conditions
 from crystaloop.loop.strategies.posterior import ResidualGP
 
-__all__ = ["ALStrategy"]
+if TYPE_CHECKING:
+    from crystaloop.loop.config import CampaignConfig, Objective
+
+__all__ = ["ALConfig", "ALStrategy"]
+
+
+class ALConfig(StrategySettings):
+    """``strategy: {kind: al, ...}``.
+
+    Attributes:
+        acquisition: ``uncertainty`` (largest std), ``ucb`` (mean + beta·std) or ``greedy`` (mean).
+        beta: exploration weight of ``ucb`` (utility-scaled units).
+    """
+
+    kind: Literal["al"] = "al"
+    acquisition: Literal["uncertainty", "ucb", "greedy"] = "ucb"
+    beta: float = Field(1.0, ge=0)
+
+    def build(self, campaign: CampaignConfig) -> ALStrategy:
+        return ALStrategy(campaign.objectives, self, seed=campaign.seed)
 
 
 class ALStrategy:
@@ -26,9 +46,9 @@ class ALStrategy:
 
     name = "al"
 
-    def __init__(self, objectives: Sequence[Objective], config: StrategyConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, objectives: Sequence[Objective], config: ALConfig | None = None, seed: int = 0) -> None:
         self.objectives = tuple(objectives)
-        self.config = config or StrategyConfig(kind="al")
+        self.config = config or ALConfig()
         self.seed = seed
 
     def propose(self, state: StrategyState) -> list[Condition]:

@@ -12,15 +12,58 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crystaloop.data.records import Candidate, Condition
 from crystaloop.loop.collapse import Adjustment, widen_conditions
-from crystaloop.loop.config import CampaignConfig
 
-__all__ = ["Labels", "Pool", "StrategyState", "Strategy", "default_conditions", "propose_conditions", "target_defaults", "allowed_systems", "prior_from_predictions"]
+if TYPE_CHECKING:
+    from crystaloop.loop.config import CampaignConfig
+
+__all__ = ["StrategySettings", "Labels", "Pool", "StrategyState", "Strategy", "default_conditions", "propose_conditions", "target_defaults", "allowed_systems", "prior_from_predictions"]
+
+
+class StrategySettings(BaseModel):
+    """Settings every strategy has; each strategy's config (``kind`` and its own fields) extends it.
+
+    Attributes:
+        min_labels: measured labels needed before a GP is fitted (bo and al selection, and the
+            campaign's online surrogate for every kind).
+        gp_components: PCA dimensions of the GP head's inputs.
+        mc_samples: quasi-Monte-Carlo samples of the botorch acquisition functions (bo
+            selection, ``condition_search: bo``).
+        guidance_scales: conditions proposed cycle through these classifier-free guidance weights.
+        condition_search: how the conditions are chosen: ``cycle`` (systems × guidance scales with
+            the objectives' targets) or ``bo`` (a GP over the condition's targets and guidance
+            scale fitted to the guarded score of what each earlier condition produced;
+            :mod:`crystaloop.loop.strategies.condition_bo`); an rl policy chooses its own.
+        condition_bounds: ``bo`` search box: objective property or ``guidance_scale`` →
+            ``[low, high]`` (property units). Unlisted: a target window is its own bounds, the
+            guidance scale spans ``guidance_scales``, anything else stays at its default.
+        condition_initial: iterations of space-filling (Sobol) conditions before the GP chooses.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_labels: int = Field(4, ge=2)
+    gp_components: int = Field(8, gt=0)
+    mc_samples: int = Field(128, gt=0)
+    guidance_scales: tuple[float, ...] = (1.0,)
+    condition_search: Literal["cycle", "bo"] = "cycle"
+    condition_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    condition_initial: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _condition_bounds(self) -> StrategySettings:
+        for name, (low, high) in self.condition_bounds.items():
+            if not low < high:
+                raise ValueError(f"condition_bounds[{name!r}] must have low < high, got {[low, high]}")
+        if "guidance_scale" in self.condition_bounds and self.condition_bounds["guidance_scale"][0] < 0:
+            raise ValueError(f"guidance_scale bounds must be ≥ 0, got {list(self.condition_bounds['guidance_scale'])}")
+        return self
 
 
 @dataclass

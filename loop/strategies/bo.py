@@ -5,33 +5,38 @@ oracle-measured residuals over surrogate embeddings). An MC objective maps GP sa
 objective values (adding the prior mean of each row, looked up by its features) and then to
 utilities (:mod:`crystaloop.loop.objectives`):
 
-* one objective (or a weighted sum of several with ``scalarise=True``): qLogNoisyExpectedImprovement
+* one objective: qLogNoisyExpectedImprovement
   with the labelled points as the noisy baseline;
 * several objectives: qLogNoisyExpectedHypervolumeImprovement, reference point just below the
   worst labelled utilities.
 
 ``optimize_acqf_discrete`` chooses ``k`` distinct pool members greedily (each pick becomes a
 pending point for the next); picks selected earlier but not yet measured enter as ``X_pending``.
-Before enough labels exist the strategy falls back to active learning's UCB on the prior.
+Before enough labels exist (``min_labels``) the strategy falls back to active learning's UCB
+on the prior, with ``beta``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from crystaloop.data.records import Condition
 from crystaloop.data.seeding import restores_torch_rng
-from crystaloop.loop.config import Objective, StrategyConfig
 from crystaloop.loop.objectives import utilities, utilities_torch, utility_scales
-from crystaloop.loop.strategies.al import ALStrategy
-from crystaloop.loop.strategies.base import Pool, StrategyState, propose_conditions
+from crystaloop.loop.strategies.al import ALConfig, ALStrategy
+from crystaloop.loop.strategies.base import Pool, StrategySettings, StrategyState, propose_conditions
 from crystaloop.loop.strategies.posterior import ResidualGP
 
-__all__ = ["BOStrategy"]
+if TYPE_CHECKING:
+    from crystaloop.loop.config import CampaignConfig, Objective
+
+__all__ = ["BOConfig", "BOStrategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +54,29 @@ class _PriorLookup:
         return self.prior[index].reshape(*x.shape[:-1], self.prior.shape[-1])
 
 
+class BOConfig(StrategySettings):
+    """``strategy: {kind: bo, ...}``.
+
+    Attributes:
+        beta: UCB exploration weight of the fallback used while fewer than ``min_labels``
+            labels exist (see the module docstring).
+    """
+
+    kind: Literal["bo"] = "bo"
+    beta: float = Field(1.0, ge=0)
+
+    def build(self, campaign: CampaignConfig) -> BOStrategy:
+        return BOStrategy(campaign.objectives, self, seed=campaign.seed)
+
+
 class BOStrategy:
     """See the module docstring."""
 
     name = "bo"
 
-    def __init__(self, objectives: Sequence[Objective], config: StrategyConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, objectives: Sequence[Objective], config: BOConfig | None = None, seed: int = 0) -> None:
         self.objectives = tuple(objectives)
-        self.config = config or StrategyConfig(kind="bo")
+        self.config = config or BOConfig()
         self.seed = seed
 
     def propose(self, state: StrategyState) -> list[Condition]:
@@ -70,7 +90,8 @@ class BOStrategy:
         k = min(k, n)
         gp = ResidualGP(self.config.gp_components, self.config.min_labels, self.seed).fit(pool.labels)
         if not gp.fitted:
-            fallback = ALStrategy(self.objectives, self.config.model_copy(update={"acquisition": "ucb"}), self.seed)
+            settings = self.config.model_dump(exclude={"kind"})
+            fallback = ALStrategy(self.objectives, ALConfig(**settings, acquisition="ucb"), self.seed)
             return fallback.select(pool, predictions, k)
         return self._acquire(gp, pool, predictions, k)
 

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
 
 from crystaloop.data.records import Condition
-from crystaloop.loop.strategies.base import Pool, StrategyState, propose_conditions
+from crystaloop.loop.strategies.base import Pool, StrategySettings, StrategyState, propose_conditions
 
-__all__ = ["RandomStrategy"]
+if TYPE_CHECKING:
+    from crystaloop.loop.config import CampaignConfig
+
+__all__ = ["RandomConfig", "RandomStrategy"]
+
+
+class RandomConfig(StrategySettings):
+    """``strategy: {kind: random}``: the common settings only (:class:`StrategySettings`)."""
+
+    kind: Literal["random"] = "random"
+
+    def build(self, campaign: CampaignConfig) -> RandomStrategy:
+        return RandomStrategy(seed=campaign.seed)
 
 
 class RandomStrategy:

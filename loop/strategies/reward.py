@@ -7,12 +7,15 @@ what a generation condition produced with :func:`desirability`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import ndtr
 
 from crystaloop.data.errors import CrystaloopError
-from crystaloop.loop.config import Objective
+
+if TYPE_CHECKING:
+    from crystaloop.loop.config import Objective
 
 __all__ = ["desirability"]
 

@@ -43,9 +43,10 @@ from stable_baselines3 import PPO
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Condition
 from crystaloop.loop.config import CampaignConfig, Objective
-from crystaloop.loop.strategies.al import ALStrategy
+from crystaloop.loop.strategies.al import ALConfig, ALStrategy
 from crystaloop.loop.strategies.base import Pool, StrategyState
 from crystaloop.loop.strategies.reward import desirability
+from crystaloop.loop.strategies.rl_config import RLConfig
 
 __all__ = ["ConditionSpace", "ConditionEnv", "PPOSettings", "desirability", "make_ppo", "action_probabilities", "RLStrategy", "FORMAT"]
 
@@ -93,7 +94,9 @@ class ConditionSpace:
         if constraints.chemical_systems is None and constraints.elements is not None:
             systems = [constraints.elements]
         movable = any(span != 0 for _, _, span in targets)
-        offsets = tuple(dict.fromkeys(config.strategy.rl_target_offsets)) if movable else (0.0,)
+        offsets = (0.0,)
+        if movable and isinstance(config.strategy, RLConfig):
+            offsets = tuple(dict.fromkeys(config.strategy.rl_target_offsets))
         return cls(tuple(systems), tuple(dict.fromkeys(config.strategy.guidance_scales)), offsets, tuple(targets))
 
     @property
@@ -268,6 +271,8 @@ class RLStrategy:
     name = "rl"
 
     def __init__(self, config: CampaignConfig, *, policy_dir: str | Path | None = None, settings: PPOSettings | None = None) -> None:
+        if not isinstance(config.strategy, RLConfig):
+            raise CrystaloopError(f"campaign {config.name}: RLStrategy needs strategy kind 'rl', got {config.strategy.kind!r}")
         self.config = config
         self.objectives = tuple(config.objectives)
         self.space = ConditionSpace.from_config(config)
@@ -275,7 +280,9 @@ class RLStrategy:
         self.history = _History()
         directory = policy_dir if policy_dir is not None else config.strategy.rl_policy_dir
         self.path = None if directory is None else Path(directory) / f"{config.name}.rl.pt"
-        self._al = ALStrategy(config.objectives, config.strategy, seed=config.seed)
+        rl = config.strategy
+        selection = ALConfig(min_labels=rl.min_labels, gp_components=rl.gp_components, mc_samples=rl.mc_samples, acquisition=rl.acquisition, beta=rl.beta)
+        self._al = ALStrategy(config.objectives, selection, seed=config.seed)
         self.env = ConditionEnv(len(self.space), self._replay_reward, self.observation)
         self.model = make_ppo(self.env, self.settings, seed=config.seed)
         if self.path is not None and self.path.is_file():

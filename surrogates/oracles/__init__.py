@@ -15,8 +15,9 @@ Importing this package loads no model: weights load on the first calculation.
 from crystaloop.surrogates.oracles.base import ASEOracle, Oracle, Relaxation, RelaxConfig
 from crystaloop.surrogates.oracles.cache import CachedResult, OracleCache, default_cache_url
 from crystaloop.surrogates.oracles.chgnet import CHGNetOracle
-from crystaloop.surrogates.oracles.mlip import MLIP_KINDS, MLIP_PROPERTIES, MLIPOracle, MLIPOracleChoice
+from crystaloop.surrogates.oracles.mlip import MLIP_PROPERTIES, MLIPOracle, MLIPOracleChoice
 from crystaloop.surrogates.oracles.registry import (
+    MLIP_KINDS,
     ORACLE_CHOICES,
     ORACLES,
     OracleChoice,

@@ -24,19 +24,18 @@ from crystaloop.data.records import Measurement
 from crystaloop.surrogates.oracles.base import ASEOracle
 from crystaloop.surrogates.phases import PhaseConfig
 
-__all__ = ["MLIP_PROPERTIES", "MLIP_KINDS", "MLIPOracle", "MLIPOracleChoice"]
+__all__ = ["MLIP_PROPERTIES", "MLIPOracle", "MLIPOracleChoice"]
 
 MLIP_PROPERTIES = ("energy_per_atom", "e_above_hull", "bulk_modulus")
 """Properties an MLIP oracle measures (relaxed energy, hull distance, EOS bulk modulus)."""
-MLIP_KINDS = ("chgnet", "sevennet", "emt")
-"""The MLIP oracle kinds (:data:`~crystaloop.surrogates.oracles.registry.ORACLES`)."""
 
 
 class MLIPOracleChoice(BaseModel):
     """A campaign's MLIP oracle.
 
     Attributes:
-        kind: ``chgnet``, ``sevennet`` or ``emt``.
+        kind: a name in :data:`~crystaloop.surrogates.oracles.registry.ORACLES` (``chgnet``,
+            ``sevennet``, ``emt``, or one you registered).
         measure: properties to measure, from :data:`MLIP_PROPERTIES`.
         fmax, max_steps: relaxation settings (eV/Å, optimizer steps).
         cache_url: SQLAlchemy URL of the result cache (``None`` → its default file).
@@ -54,7 +53,7 @@ class MLIPOracleChoice(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal[MLIP_KINDS] = "chgnet"  # type: ignore[valid-type]
+    kind: str = "chgnet"
     measure: tuple[str, ...] = ("energy_per_atom", "e_above_hull")
     fmax: float = Field(0.1, gt=0)
     max_steps: int = Field(200, ge=0)
@@ -62,6 +61,13 @@ class MLIPOracleChoice(BaseModel):
     missing_reference: Literal["fail", "trial_lattices"] = "fail"
     competing_phases: PhaseConfig = Field(default_factory=PhaseConfig)
     require_same_structure: bool = True
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from crystaloop.surrogates.oracles.registry import registered_kind
+
+        return registered_kind(value)
 
     @field_validator("measure")
     @classmethod

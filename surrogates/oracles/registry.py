@@ -18,20 +18,20 @@ kinds: the MLIPs above (:class:`~crystaloop.surrogates.oracles.mlip.MLIPOracleCh
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crystaloop.data.errors import UnknownComponentError
 from crystaloop.data.kinds import kind_union
 from crystaloop.surrogates.oracles.base import ASEOracle, RelaxConfig, package_version
 from crystaloop.surrogates.oracles.cache import OracleCache
 from crystaloop.surrogates.oracles.chgnet import CHGNetOracle
-from crystaloop.surrogates.oracles.mlip import MLIP_KINDS, MLIPOracleChoice
+from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
 from crystaloop.surrogates.oracles.replay import ReplayOracleChoice
 from crystaloop.surrogates.oracles.sevennet import SevenNetOracle
 
-__all__ = ["ORACLES", "ORACLE_CHOICES", "OracleChoice", "OracleConfig", "make_oracle", "oracle_from_config", "emt_oracle"]
+__all__ = ["MLIP_KINDS", "ORACLES", "ORACLE_CHOICES", "OracleChoice", "OracleConfig", "make_oracle", "oracle_from_config", "emt_oracle"]
 
 
 def emt_oracle(*, relax: RelaxConfig | None = None, cache: OracleCache | None = None) -> ASEOracle:
@@ -53,7 +53,10 @@ ORACLES: dict[str, Callable[..., ASEOracle]] = {
     "emt": emt_oracle,
 }
 """Oracle name → factory taking keyword arguments (``relax``, ``cache``; the MLIPs also ``model``,
-``device``, ``threads``)."""
+``device``, ``threads``). The one list of ASE oracle kinds: a line here makes a kind usable by
+``make_oracle``, ``oracle relax``, ``hull`` and campaigns (``oracle: {kind: <name>}``)."""
+MLIP_KINDS = tuple(ORACLES)
+"""The ASE oracle kinds a campaign can name (:class:`~crystaloop.surrogates.oracles.mlip.MLIPOracleChoice`)."""
 
 ORACLE_CHOICES: dict[str, type[MLIPOracleChoice] | type[ReplayOracleChoice]] = {
     **{kind: MLIPOracleChoice for kind in MLIP_KINDS},
@@ -62,6 +65,13 @@ ORACLE_CHOICES: dict[str, type[MLIPOracleChoice] | type[ReplayOracleChoice]] = {
 """Campaign oracle kind → its config class (``choice.build()`` makes the oracle)."""
 OracleChoice = kind_union(ORACLE_CHOICES, default="chgnet")
 """A campaign's oracle config: the class :data:`ORACLE_CHOICES` names for its ``kind``."""
+
+
+def registered_kind(kind: str) -> str:
+    """``kind`` if :data:`ORACLES` has it, else ``ValueError`` naming the registered kinds."""
+    if kind not in ORACLES:
+        raise ValueError(f"unknown oracle kind {kind!r}; allowed: {', '.join(ORACLES)}")
+    return kind
 
 
 def make_oracle(name: str, **kwargs: Any) -> ASEOracle:
@@ -94,7 +104,7 @@ class OracleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal[MLIP_KINDS] = "chgnet"  # type: ignore[valid-type]
+    kind: str = "chgnet"
     model: str | None = None
     device: str = "cpu"
     threads: int | None = Field(1, gt=0)
@@ -102,6 +112,11 @@ class OracleConfig(BaseModel):
     cache_url: str | None = None
     use_cache: bool = True
     serve_failed: bool = False
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return registered_kind(value)
 
 
 def oracle_from_config(config: OracleConfig) -> ASEOracle:

@@ -80,9 +80,9 @@ class SevenNetOracle(TorchOracle):
         cache: where results persist (nothing cached when ``None``).
         device: torch device, ``"cpu"`` unless a GPU is meant.
         threads: torch intra-op threads while this oracle computes (restored after each
-            batch); ``None`` leaves torch's setting. The default 1 suits cells of up to a few
-            tens of atoms on CPU: on the 2-core development machine, with other work running,
-            CHGNet single points ran 3–9× faster on 1 thread than on torch's default 2.
+            batch); ``None`` leaves torch's setting. The default 1 follows the CHGNet oracle's
+            measurement on the 2-core development machine (single points 3–9× faster on 1
+            thread than on 2 with other work running); it was not re-measured for SevenNet.
 
     The name is ``"sevennet-<model>"``; the cache key also covers the sevenn package version.
     The checkpoint is loaded once (:attr:`shared_model`, a first calculator) and its model

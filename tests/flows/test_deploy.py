@@ -17,6 +17,7 @@ from crystaloop.data.store import CandidateFilter, CandidateStore
 from crystaloop.flows.campaign import resolve_config
 from crystaloop.flows.config import artifact_key, merge_overrides
 from crystaloop.flows.deploy import build_deployment
+from crystaloop.loop.config import CampaignConfig
 
 
 def test_build_deployment_has_every_schedule_and_the_config_as_parameters(replay_campaign, store_url):
@@ -25,7 +26,9 @@ def test_build_deployment_has_every_schedule_and_the_config_as_parameters(replay
     assert deployment.name == "nightly"
     assert [s.schedule.cron for s in deployment.schedules[:2]] == ["0 2 * * *", "30 14 * * 1"]
     assert deployment.schedules[2].schedule.interval.total_seconds() == 3600
-    assert deployment.parameters["config"] == config.model_dump(mode="json")
+    # the settings a user set (kinds kept), which validate back to the same campaign
+    assert deployment.parameters["config"] == config.explicit_settings()
+    assert CampaignConfig.model_validate(deployment.parameters["config"]) == config
     assert deployment.parameters["store_url"] == store_url and deployment.parameters["iterations_per_run"] == 1
     assert deployment.entrypoint == "crystaloop.flows.campaign.campaign_flow"
     with pytest.raises(CrystaloopError, match=r"not a cron expression: '0 2 \* \*'"):

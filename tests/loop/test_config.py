@@ -66,6 +66,8 @@ def test_hash_ignores_store_url_but_not_settings():
     # a default spelt out is the same campaign (so settings added later with defaults keep hashes)
     assert a.config_hash() == minimal(seed=0, oracle={"kind": "chgnet", "fmax": 0.1}).config_hash()
     assert a.config_hash() != minimal(oracle={"kind": "emt"}).config_hash()
+    kinds = {minimal(strategy={"kind": k}).config_hash() for k in ("random", "bo", "al", "rl")}
+    assert len(kinds) == 4 and a.config_hash() in kinds  # a kind is identity even at its defaults
     assert a.iteration_seed(0) != a.iteration_seed(1)
     assert a.iteration_seed(2) == minimal().iteration_seed(2)
 
@@ -138,3 +140,46 @@ def test_a_dumped_config_validates_again(path):
     for each in (config, replay):
         again = CampaignConfig.model_validate(each.model_dump(mode="json"))
         assert again == each and again.config_hash() == each.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("strategy: {kind: bo, acquisition: ucb}", "strategy.acquisition: unknown setting for kind 'bo'"),
+        ("strategy: {kind: random, beta: 2}", "strategy.beta: unknown setting for kind 'random'"),
+        ("strategy: {kind: annealing}", "strategy: unknown kind; allowed: random, bo, al, rl"),
+        ("strategy: {kind: rl, condition_search: bo}", "an rl policy chooses its own conditions"),
+        ("generator: {kind: difusion}", "unknown generator kind 'difusion'; allowed: diffusion, dataset-replay"),
+        ("oracle: {kind: chgnett}", "oracle: unknown kind; allowed: chgnet, sevennet, emt, replay"),
+        ("oracle: {kind: replay, dataset: perov_5/val, measure: [heat_ref], fmax: 0.1}", "oracle.fmax: unknown setting for kind 'replay'"),
+    ],
+)
+def test_a_kind_owns_its_settings_and_a_wrong_one_fails_at_load(tmp_path, section, expected):
+    """Issue 20: `beta` on a bo strategy validated and did nothing; an oracle typo failed only at build."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: t\nobjectives: [{{property: dir_gap, goal: maximise}}]\n{section}\n")
+    with pytest.raises(CrystaloopError) as caught:
+        load_campaign_config(bad)
+    assert expected in str(caught.value) and str(bad) in str(caught.value)
+
+
+def test_each_strategy_kind_builds_its_own_strategy():
+    from crystaloop.loop.strategies import STRATEGY_CHOICES, make_strategy
+
+    for kind, settings in STRATEGY_CHOICES.items():
+        extra = {"rl_policy_dir": None} if kind == "rl" else {}
+        config = minimal(strategy={"kind": kind, **extra})
+        assert isinstance(config.strategy, settings) and make_strategy(config).name == kind
+
+
+def test_every_guard_config_has_one_registered_guard_in_run_order():
+    from crystaloop.loop.config import GuardsConfig
+    from crystaloop.loop.guards import GUARDS, build_guards
+
+    fields = [name for name, f in GuardsConfig.model_fields.items() if name != "collapse"]
+    assert sorted(GUARDS) == sorted(fields)
+    names = [g.name for g in build_guards(GuardsConfig())]
+    assert names == ["constraints", *GUARDS]
+    off = GuardsConfig.model_validate({"exploitation": {"enabled": False}})
+    assert [g.name for g in build_guards(off)] == ["constraints", "validity", "synthesizability", "diversity"]
+    assert [g.name for g in build_guards(GuardsConfig()) if g.context_free] == ["constraints", "validity"]

@@ -8,9 +8,11 @@ import torch
 
 from crystaloop.data.records import Candidate, Provenance
 from crystaloop.data.store.testing import base_cells
-from crystaloop.loop.config import CampaignConfig, Objective, StrategyConfig
+from crystaloop.loop.config import CampaignConfig, Objective
 from crystaloop.loop.strategies import (
+    ALConfig,
     ALStrategy,
+    BOConfig,
     BOStrategy,
     Labels,
     Pool,
@@ -37,7 +39,7 @@ def synthetic(n: int = 120, n_labels: int = 8, seed: int = 0, m: int = 1):
     return pool, predictions, truth[:n]
 
 
-@pytest.mark.parametrize("strategy", [RandomStrategy(seed=1), ALStrategy(MAX), BOStrategy(MAX, StrategyConfig(kind="bo", mc_samples=32))], ids=lambda s: s.name)
+@pytest.mark.parametrize("strategy", [RandomStrategy(seed=1), ALStrategy(MAX), BOStrategy(MAX, BOConfig(mc_samples=32))], ids=lambda s: s.name)
 def test_select_distinct_and_deterministic(strategy):
     pool, predictions, _ = synthetic()
     first = strategy.select(pool, predictions, 5)
@@ -50,7 +52,7 @@ def test_informed_strategies_beat_random_on_average():
     gains = {"random": [], "al": [], "bo": []}
     for seed in range(4):
         pool, predictions, truth = synthetic(seed=seed)
-        for strategy in (RandomStrategy(seed=seed), ALStrategy(MAX, StrategyConfig(kind="al", acquisition="greedy")), BOStrategy(MAX, StrategyConfig(kind="bo", mc_samples=32))):
+        for strategy in (RandomStrategy(seed=seed), ALStrategy(MAX, ALConfig(acquisition="greedy")), BOStrategy(MAX, BOConfig(mc_samples=32))):
             picks = strategy.select(pool, predictions, 5)
             gains[strategy.name].append(truth[picks, 0].mean())
     assert np.mean(gains["al"]) > np.mean(gains["random"]) + 0.3
@@ -60,13 +62,13 @@ def test_informed_strategies_beat_random_on_average():
 def test_al_uncertainty_picks_largest_std():
     pool, predictions, _ = synthetic(n_labels=0)
     predictions[:, 0, 1] = np.linspace(0.1, 1.0, len(pool))
-    picks = ALStrategy(MAX, StrategyConfig(kind="al", acquisition="uncertainty")).select(pool, predictions, 3)
+    picks = ALStrategy(MAX, ALConfig(acquisition="uncertainty")).select(pool, predictions, 3)
     assert picks.tolist() == [len(pool) - 3, len(pool) - 2, len(pool) - 1]
 
 
 def test_bo_pending_points_change_the_batch():
     pool, predictions, _ = synthetic()
-    bo = BOStrategy(MAX, StrategyConfig(kind="bo", mc_samples=32))
+    bo = BOStrategy(MAX, BOConfig(mc_samples=32))
     alone = bo.select(pool, predictions, 1)
     pool.pending = pool.embeddings[alone]
     pool.pending_prior = predictions[alone, :, 0]
@@ -77,7 +79,7 @@ def test_bo_pending_points_change_the_batch():
 def test_bo_multi_objective_hypervolume():
     objectives = (Objective(property="a", goal="maximise"), Objective(property="b", goal="target", window=(-0.5, 0.0)))
     pool, predictions, truth = synthetic(m=2, n_labels=10)
-    picks = BOStrategy(objectives, StrategyConfig(kind="bo", mc_samples=16)).select(pool, predictions, 4)
+    picks = BOStrategy(objectives, BOConfig(mc_samples=16)).select(pool, predictions, 4)
     assert len(set(picks.tolist())) == 4
 
 
@@ -105,5 +107,5 @@ def test_bo_selection_leaves_torchs_global_random_stream_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    BOStrategy(MAX, StrategyConfig(kind="bo", mc_samples=16)).select(pool, predictions, 2)
+    BOStrategy(MAX, BOConfig(mc_samples=16)).select(pool, predictions, 2)
     assert torch.equal(torch.rand(3), expected)
