@@ -59,5 +59,5 @@ def build_guards(config: GuardsConfig) -> list[Guard]:
     for name, guard in GUARDS.items():
         settings = getattr(config, name)
         if settings.enabled:
-            guards.append(guard(settings))  # type: ignore[arg-type] - each class takes its own field's config
+            guards.append(guard(settings))  # type: ignore[arg-type]  # each class takes its own field's config
     return guards

@@ -12,7 +12,7 @@ To add a strategy: a module here with the strategy (``propose``, ``select``) and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from crystaloop.data.kinds import kind_union
 from crystaloop.loop.strategies.al import ALConfig, ALStrategy
@@ -59,7 +59,10 @@ STRATEGY_CHOICES: dict[str, type[RandomConfig] | type[BOConfig] | type[ALConfig]
     "rl": RLConfig,
 }
 """Strategy kind → its config class (``config.build(campaign)`` makes the strategy)."""
-StrategyChoice = kind_union(STRATEGY_CHOICES, default="random")
+if TYPE_CHECKING:  # what the type checker sees of the union built below
+    StrategyChoice: TypeAlias = RandomConfig | BOConfig | ALConfig | RLConfig
+else:
+    StrategyChoice = kind_union(STRATEGY_CHOICES, default="random")
 """A campaign's strategy config: the class :data:`STRATEGY_CHOICES` names for its ``kind``."""
 
 

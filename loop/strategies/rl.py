@@ -274,13 +274,14 @@ class RLStrategy:
         if not isinstance(config.strategy, RLConfig):
             raise CrystaloopError(f"campaign {config.name}: RLStrategy needs strategy kind 'rl', got {config.strategy.kind!r}")
         self.config = config
+        self.rl: RLConfig = config.strategy
         self.objectives = tuple(config.objectives)
         self.space = ConditionSpace.from_config(config)
         self.settings = settings or PPOSettings()
         self.history = _History()
-        directory = policy_dir if policy_dir is not None else config.strategy.rl_policy_dir
+        directory = policy_dir if policy_dir is not None else self.rl.rl_policy_dir
         self.path = None if directory is None else Path(directory) / f"{config.name}.rl.pt"
-        rl = config.strategy
+        rl = self.rl
         selection = ALConfig(min_labels=rl.min_labels, gp_components=rl.gp_components, mc_samples=rl.mc_samples, acquisition=rl.acquisition, beta=rl.beta)
         self._al = ALStrategy(config.objectives, selection, seed=config.seed)
         self.env = ConditionEnv(len(self.space), self._replay_reward, self.observation)
@@ -312,7 +313,7 @@ class RLStrategy:
             return [self.space.condition(a) for a, _ in self.history.proposals[index]]
         self._settle(before=index)
         if self.history.rewards and self.history.trained_through < index:
-            self.train(self.config.strategy.rl_steps, seed=_derive(state.seed, 0))
+            self.train(self.rl.rl_steps, seed=_derive(state.seed, 0))
             self.history.trained_through = index
         actions = self.choose(state.n_conditions, seed=_derive(state.seed, 1))
         sizes = _split(self.config.budget.candidates_per_iteration, len(actions))

@@ -103,7 +103,7 @@ class MLIPOracle:
     """
 
     def __init__(
-        self, oracle: ASEOracle, properties: Sequence[str], missing_reference: str = "fail",
+        self, oracle: ASEOracle, properties: Sequence[str], missing_reference: Literal["fail", "trial_lattices"] = "fail",
         phases: PhaseConfig | None = None, require_same_structure: bool = True,
     ) -> None:
         unknown = [p for p in properties if p not in MLIP_PROPERTIES]

@@ -18,7 +18,7 @@ kinds: the MLIPs above (:class:`~crystaloop.surrogates.oracles.mlip.MLIPOracleCh
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -63,7 +63,10 @@ ORACLE_CHOICES: dict[str, type[MLIPOracleChoice] | type[ReplayOracleChoice]] = {
     "replay": ReplayOracleChoice,
 }
 """Campaign oracle kind → its config class (``choice.build()`` makes the oracle)."""
-OracleChoice = kind_union(ORACLE_CHOICES, default="chgnet")
+if TYPE_CHECKING:  # what the type checker sees of the union built below
+    OracleChoice: TypeAlias = MLIPOracleChoice | ReplayOracleChoice
+else:
+    OracleChoice = kind_union(ORACLE_CHOICES, default="chgnet")
 """A campaign's oracle config: the class :data:`ORACLE_CHOICES` names for its ``kind``."""
 
 
