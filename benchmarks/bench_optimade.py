@@ -1,7 +1,7 @@
 """OPTIMADE API benchmark: filter latency at 10⁵ (SQLite) and 10⁶ (PostgreSQL) candidates, and a load test.
 
 For each backend a fresh store is bulk-loaded with seeded synthetic candidates
-(:func:`crystaloop.data.optimade.bulk.bulk_load`), ``crystaloop serve`` is started on a free
+(:func:`crystaloop.benchmarks.optimade_rows.bulk_load`), ``crystaloop serve`` is started on a free
 loopback port in a subprocess, and this process times HTTP requests against it:
 
 * ``filter:<name>`` — p50/p95 latency of ``GET /v1/structures?filter=…&page_limit=20`` (full
@@ -293,13 +293,13 @@ def _load_test(port: int, seed: int, ids: list[str], rate: float, duration: floa
 
 
 def _sample_ids(k: int = 200) -> list[str]:
-    from crystaloop.data.optimade.bulk import synthetic_id
+    from crystaloop.benchmarks.optimade_rows import synthetic_id
 
     return [synthetic_id(SEED, i) for i in range(k)]
 
 
 def _bench_backend(url: str, backend: str, n: int, repeats: int, rates: tuple[float, ...], duration: float) -> list[dict[str, Any]]:
-    from crystaloop.data.optimade.bulk import bulk_load
+    from crystaloop.benchmarks.optimade_rows import bulk_load
 
     report = bulk_load(url, n, seed=SEED)
     rows: list[dict[str, Any]] = [

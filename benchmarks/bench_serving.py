@@ -197,7 +197,7 @@ def _pool_probe(port: int, backend: str, n: int, in_flight: int = 18) -> dict[st
 
 
 def _backend(url: str, backend: str, n: int, rates: tuple[float, ...], duration: float, grace: float, workers: int) -> list[dict[str, Any]]:
-    from crystaloop.data.optimade.bulk import bulk_load
+    from crystaloop.benchmarks.optimade_rows import bulk_load
 
     report = bulk_load(url, n, seed=SEED)
     logger.info("%s: bulk-loaded %d candidates in %.1f s", backend, n, report.seconds)

@@ -1,4 +1,4 @@
-"""OPTIMADE v1.2 over the candidate store: filter translation, read-only search, the API, bulk loading.
+"""OPTIMADE v1.2 over the candidate store: filter translation, read-only search, the API.
 
 * :mod:`~crystaloop.data.optimade.parsing` — filter text → parse tree with the ``optimade``
   package's grammar (its ``LarkParser`` has the last word);
@@ -8,7 +8,6 @@
 * :mod:`~crystaloop.data.optimade.fields` — the structures fields served, ``_crystaloop_`` ones included;
 * :mod:`~crystaloop.data.optimade.search` — read-only engine and paged searches (``StructureSearch``);
 * :mod:`~crystaloop.data.optimade.app` — the FastAPI app (``create_app``), run by ``crystaloop serve``;
-* :mod:`~crystaloop.data.optimade.bulk` — seeded synthetic candidates loaded fast, for benchmarks.
 
 Importing this package loads no FastAPI and builds no parser; nothing is opened until asked.
 """

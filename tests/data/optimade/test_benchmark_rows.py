@@ -8,8 +8,8 @@ import pytest
 from optimade.models import StructureResource
 from sqlalchemy import select
 
+from crystaloop.benchmarks.optimade_rows import STATUS_MIX, bulk_load, synthetic_id
 from crystaloop.data.errors import StoreError
-from crystaloop.data.optimade.bulk import STATUS_MIX, bulk_load, synthetic_id
 from crystaloop.data.optimade.search import StructureSearch, open_readonly_engine
 from crystaloop.data.store import CandidateStore
 from crystaloop.data.store.rows import candidate_row

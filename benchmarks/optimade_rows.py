@@ -1,4 +1,4 @@
-"""Bulk loading of seeded synthetic candidates, for benchmarks of the OPTIMADE API at 10⁵–10⁶ rows.
+"""Seeded synthetic candidate rows loaded in bulk, for benchmarks of the OPTIMADE API at 10⁵–10⁶ rows.
 
 Every candidate is a valid crystal (a small perovskite, rock-salt, zinc-blende or fluorite cell
 with random species, a random strain of ±3 % and site displacements of 0.02 in fractional units)
