@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import CrystalDataset, load_dataset
 from crystaloop.data.progress import progress_bar
+from crystaloop.data.seeding import restores_torch_rng, restores_torch_threads
 from crystaloop.multimodal.features import DatasetViews, prepare_views
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, clip_loss, save_checkpoint
 from crystaloop.multimodal.retrieval import composition_baseline_recall, random_recall, recall_at_k
@@ -146,6 +147,8 @@ def _step(
     return clip_loss(embeddings, model.temperature_scale())
 
 
+@restores_torch_rng
+@restores_torch_threads
 def train(
     config: TrainConfig,
     out: str | Path,

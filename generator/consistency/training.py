@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.seeding import restores_torch_rng, restores_torch_threads
 from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.consistency.checkpoint import (
     consistency_from_payload,
@@ -184,6 +185,8 @@ def evaluation_loss(student: ConsistencyModel, teacher: CrystalDiffusion, clean:
     return float(consistency_loss(student, student, teacher, clean, config, torch.Generator().manual_seed(seed))["loss"])
 
 
+@restores_torch_rng
+@restores_torch_threads
 def distill_model(
     teacher: CrystalDiffusion,
     crystals: Sequence[Crystal],

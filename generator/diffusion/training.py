@@ -24,6 +24,7 @@ import torch
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.seeding import restores_torch_rng, restores_torch_threads
 from crystaloop.generator.config import GeneratorConfig
 from crystaloop.generator.diffusion.checkpoint import load_checkpoint, model_from_payload, save_checkpoint
 from crystaloop.generator.diffusion.denoiser import NoisyBatch
@@ -100,6 +101,8 @@ def _property_matrix(config: GeneratorConfig, properties: Mapping[str, np.ndarra
     return np.stack([np.asarray(properties[name], dtype=np.float64) for name in names], axis=1).reshape(n, len(names))
 
 
+@restores_torch_rng
+@restores_torch_threads
 def train_generator(
     config: GeneratorConfig,
     crystals: Sequence[Crystal],

@@ -40,7 +40,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
@@ -51,6 +51,7 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError, OracleError
 from crystaloop.data.progress import progress_bar
 from crystaloop.data.records import Measurement
+from crystaloop.data.seeding import torch_threads
 from crystaloop.surrogates.oracles.cache import CachedResult, OracleCache
 from crystaloop.surrogates.oracles.relax import Outcome, relax_atoms, single_point_atoms
 
@@ -456,24 +457,6 @@ def _blas_limit(threads: int | None) -> AbstractContextManager[object]:
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=threads, user_api="blas")
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for the duration and restore them after (``None``: leave
-    them). One thread is often several times faster for cells of a few tens of atoms, and far
-    faster on a machine whose cores are busy with other work."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class SharedModel(Generic[ModelT]):
