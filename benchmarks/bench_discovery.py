@@ -72,6 +72,7 @@ from crystaloop.loop.strategies import (
     Pool,
     RandomStrategy,
     RLConfig,
+    StrategySettings,
     StrategyState,
 )
 from crystaloop.loop.strategies.posterior import ResidualGP
@@ -293,11 +294,10 @@ def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any obje
         return RandomStrategy(seed=config.seed)
     if name in RULES:
         return CompositionRule(name, RULES[name])
-    shared = config.strategy.model_dump(include={"min_labels", "gp_components", "mc_samples"})
     if name == "al":
-        return ALStrategy(config.objectives, ALConfig(**shared, acquisition="ucb", beta=1.0), seed=config.seed)
+        return ALStrategy(config.objectives, ALConfig.ranking(config.strategy, acquisition="ucb", beta=1.0), seed=config.seed)
     if name == "bo":
-        return BOStrategy(config.objectives, BOConfig(**shared), seed=config.seed)
+        return BOStrategy(config.objectives, BOConfig(**config.strategy.model_dump(include=set(StrategySettings.model_fields))), seed=config.seed)
     if name == "rl":
         from crystaloop.loop.strategies.rl import RLStrategy
 

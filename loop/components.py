@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from crystaloop.data.errors import CrystaloopError, UnknownComponentError
 from crystaloop.generator.base import Generator
 from crystaloop.generator.replay import DatasetReplayGenerator
-from crystaloop.loop.config import CampaignConfig, GeneratorChoice, OracleChoice, check_objectives_provided
+from crystaloop.loop.config import CampaignConfig, GeneratorChoice, check_objectives_provided
 from crystaloop.loop.guards import Guard, StructureIndex, build_guards
 from crystaloop.loop.strategies import Strategy, make_strategy
 from crystaloop.surrogates.base import EmbeddingSurrogate, SurrogateSet
@@ -32,7 +32,6 @@ __all__ = [
     "Components",
     "GENERATORS",
     "make_generator",
-    "build_oracle",
     "training_split",
     "reference_structures",
     "build_components",
@@ -99,11 +98,6 @@ def make_generator(choice: GeneratorChoice) -> Generator:
     if choice.kind not in GENERATORS:
         raise UnknownComponentError("generator", choice.kind, GENERATORS)
     return GENERATORS[choice.kind](choice)
-
-
-def build_oracle(choice: OracleChoice) -> Oracle:
-    """The oracle a campaign's choice describes (weights load on the first calculation)."""
-    return choice.build()
 
 
 def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:
@@ -181,7 +175,7 @@ def build_components(config: CampaignConfig) -> Components:
     """Resolve every component the config names (weights and reference structures load here);
     the objectives are checked against what the oracle and surrogates provide before anything
     else loads."""
-    oracle = build_oracle(config.oracle)
+    oracle = config.oracle.build()  # weights load on the first calculation
     surrogate = load_surrogates(config)
     check_objectives(config, oracle, surrogate)
     generator = make_generator(config.generator)

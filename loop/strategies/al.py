@@ -40,6 +40,11 @@ class ALConfig(StrategySettings):
     def build(self, campaign: CampaignConfig) -> ALStrategy:
         return ALStrategy(campaign.objectives, self, seed=campaign.seed)
 
+    @classmethod
+    def ranking(cls, settings: StrategySettings, *, acquisition: Literal["uncertainty", "ucb", "greedy"], beta: float) -> ALConfig:
+        """AL's pick rule with another strategy's common settings (bo's fallback, rl's picks)."""
+        return cls(**settings.model_dump(include=set(StrategySettings.model_fields)), acquisition=acquisition, beta=beta)
+
 
 class ALStrategy:
     """See the module docstring."""

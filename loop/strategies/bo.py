@@ -90,8 +90,7 @@ class BOStrategy:
         k = min(k, n)
         gp = ResidualGP(self.config.gp_components, self.config.min_labels, self.seed).fit(pool.labels)
         if not gp.fitted:
-            settings = self.config.model_dump(exclude={"kind"})
-            fallback = ALStrategy(self.objectives, ALConfig(**settings, acquisition="ucb"), self.seed)
+            fallback = ALStrategy(self.objectives, ALConfig.ranking(self.config, acquisition="ucb", beta=self.config.beta), self.seed)
             return fallback.select(pool, predictions, k)
         return self._acquire(gp, pool, predictions, k)
 

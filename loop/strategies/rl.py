@@ -281,8 +281,7 @@ class RLStrategy:
         self.history = _History()
         directory = policy_dir if policy_dir is not None else self.rl.rl_policy_dir
         self.path = None if directory is None else Path(directory) / f"{config.name}.rl.pt"
-        rl = self.rl
-        selection = ALConfig(min_labels=rl.min_labels, gp_components=rl.gp_components, mc_samples=rl.mc_samples, acquisition=rl.acquisition, beta=rl.beta)
+        selection = ALConfig.ranking(self.rl, acquisition=self.rl.acquisition, beta=self.rl.beta)
         self._al = ALStrategy(config.objectives, selection, seed=config.seed)
         self.env = ConditionEnv(len(self.space), self._replay_reward, self.observation)
         self.model = make_ppo(self.env, self.settings, seed=config.seed)

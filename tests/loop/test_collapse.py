@@ -14,7 +14,7 @@ from crystaloop.data.store.testing import base_cells, perturbed_crystals
 from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.campaign import adjustment_for_iteration, iteration_candidates, run_campaign
 from crystaloop.loop.collapse import Adjustment, adjustment_for, assess, exploration_picks, widen_conditions
-from crystaloop.loop.components import Components, build_oracle
+from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig, CollapseMonitorConfig
 from crystaloop.loop.guards import DiversityGuard, GuardContext, build_guards, collapse_report, screen
 from crystaloop.loop.strategies import Labels, Pool, make_strategy
@@ -80,7 +80,7 @@ def _config(name: str, **monitor: float) -> CampaignConfig:
 
 
 def _components(config: CampaignConfig, generator) -> Components:  # noqa: ANN001
-    return Components(generator=generator, oracle=build_oracle(config.oracle), strategy=make_strategy(config), guards=build_guards(config.guards))
+    return Components(generator=generator, oracle=config.oracle.build(), strategy=make_strategy(config), guards=build_guards(config.guards))
 
 
 def test_campaign_reacts_to_a_collapsing_generator_and_records_it(tmp_path):

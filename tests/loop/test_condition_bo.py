@@ -12,7 +12,7 @@ from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, CandidateStatus, Condition, Provenance
 from crystaloop.data.store import CandidateStore
 from crystaloop.loop.campaign import run_campaign
-from crystaloop.loop.components import Components, build_oracle
+from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig, load_campaign_config
 from crystaloop.loop.guards import build_guards
 from crystaloop.loop.strategies import make_strategy
@@ -100,7 +100,7 @@ def test_outcome_is_fraction_passing_times_desirability():
 
 def test_gp_over_conditions_finds_where_the_generator_works(tmp_path):
     config = campaign()
-    components = Components(generator=QualityGenerator(), oracle=build_oracle(config.oracle), strategy=make_strategy(config), guards=build_guards(config.guards))
+    components = Components(generator=QualityGenerator(), oracle=config.oracle.build(), strategy=make_strategy(config), guards=build_guards(config.guards))
     with CandidateStore(f"sqlite:///{tmp_path / 's.db'}") as store:
         reports = run_campaign(components, store, config)
     per_iteration = [[quality(o.condition) for o in r.conditions] for r in reports]

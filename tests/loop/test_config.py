@@ -90,11 +90,10 @@ def test_load_errors_name_the_problem(tmp_path):
 
 
 def test_missing_hull_references_are_a_choice_passed_to_the_hull() -> None:
-    from crystaloop.loop.components import build_oracle
     from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
 
-    assert build_oracle(MLIPOracleChoice(kind="emt")).hull.missing_reference == "fail"
-    chosen = build_oracle(MLIPOracleChoice(kind="emt", missing_reference="trial_lattices"))
+    assert MLIPOracleChoice(kind="emt").build().hull.missing_reference == "fail"
+    chosen = MLIPOracleChoice(kind="emt", missing_reference="trial_lattices").build()
     assert chosen.hull.missing_reference == "trial_lattices"
     with pytest.raises(ValueError, match="trial_lattices"):
         MLIPOracleChoice(kind="emt", missing_reference="guess")
