@@ -54,6 +54,7 @@ import torch
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.records import Candidate, Condition, Measurement, Provenance
+from crystaloop.data.validity import smact_default_validity
 from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.collapse import Adjustment, assess, widen_conditions
 from crystaloop.loop.config import CollapseMonitorConfig, Objective
@@ -67,7 +68,6 @@ from crystaloop.loop.guards import (
     fingerprints,
     screen,
 )
-from crystaloop.loop.guards.validity import smact_valid
 from crystaloop.loop.strategies import ALConfig, ALStrategy, Labels, Pool
 
 logger = logging.getLogger("crystaloop.benchmarks.failure_modes")
@@ -388,9 +388,9 @@ def planted_candidates(crystals: Sequence[Crystal], heat: np.ndarray, per_parent
                 continue
             numbers = np.where(crystal.numbers == atomic_numbers[b], atomic_numbers[element], crystal.numbers)
             planted = Crystal(crystal.lattice, crystal.frac_coords, numbers)
-            if smact_valid(planted.reduced_formula):
+            if smact_default_validity(planted.reduced_formula):
                 continue
-            kind = "electronegativity" if smact_valid(planted.reduced_formula, use_pauling_test=False) else "charge-imbalanced"
+            kind = "electronegativity" if smact_default_validity(planted.reduced_formula, use_pauling_test=False) else "charge-imbalanced"
             out.append((planted, float(value), kind))
             kept += 1
     return out
@@ -406,7 +406,7 @@ def synthesizability_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Size
     guard = SynthesizabilityGuard()
     refuse = lambda c, ctx: not guard.check(c, ctx).ok  # noqa: E731
     is_planted = lambda c: id(c.crystal) in kinds  # noqa: E731
-    reference = lambda c: smact_valid(c.crystal.reduced_formula)  # noqa: E731
+    reference = lambda c: smact_default_validity(c.crystal.reduced_formula)  # noqa: E731
     rows = []
     for name, check in (("guard off", None), ("guard on", refuse)):
         rates, naive, planted_calls, caught, seen, alarms, valid_stable = [], [], [], 0, 0, 0, 0

@@ -190,14 +190,15 @@ def compositional_validity(crystal: Crystal) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def smact_default_validity(reduced_formula: str) -> bool:
+def smact_default_validity(reduced_formula: str, use_pauling_test: bool = True) -> bool:
     """SMACT 4's own ``smact_validity`` of a reduced formula with its defaults (ICSD-24
-    oxidation states, Pauling test, alloys valid); cached, SMACT's warnings silenced."""
+    oxidation states, alloys valid), with the Pauling electronegativity test unless
+    ``use_pauling_test`` is off (charge neutrality only); cached, SMACT's warnings silenced."""
     from smact.screening import smact_validity
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bool(smact_validity(reduced_formula, use_pauling_test=True))
+        return bool(smact_validity(reduced_formula, use_pauling_test=use_pauling_test))
 
 
 # --------------------------------------------------------------------------- guard validity

@@ -28,16 +28,42 @@ the same settings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Condition
 
-if TYPE_CHECKING:
-    from crystaloop.loop.config import CollapseMonitorConfig
+__all__ = ["CollapseMonitorConfig", "Adjustment", "CollapseStatus", "adjustment_for", "assess", "widen_conditions", "exploration_picks"]
 
-__all__ = ["Adjustment", "CollapseStatus", "adjustment_for", "assess", "widen_conditions", "exploration_picks"]
+
+class CollapseMonitorConfig(BaseModel):
+    """The collapse monitor (:mod:`crystaloop.loop.collapse`): when to call a batch collapsed and
+    how far each collapsed iteration widens the next one's search (level L = consecutive
+    collapses, one step back down per diverse iteration, at most ``max_level``).
+
+    Attributes:
+        min_distinct_fraction: collapsed below this fraction of sampled crystals that were
+            neither duplicates nor near-duplicates of the campaign's structures.
+        min_vendi_fraction: collapsed below this Vendi score (fingerprints) over batch size.
+        beta_growth: UCB exploration weight multiplied by ``beta_growth ** L``.
+        random_fraction_step: fraction of the oracle picks chosen uniformly at random per level.
+        max_random_fraction: cap of that fraction.
+        guidance_decay: classifier-free guidance scales multiplied by ``guidance_decay ** L``.
+        drop_target_step: fraction of the generation conditions, per level, that drop their
+            property targets (sample unconditionally); capped at one half.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    min_distinct_fraction: float = Field(0.5, ge=0, le=1)
+    min_vendi_fraction: float = Field(0.25, ge=0, le=1)
+    max_level: int = Field(3, ge=1)
+    beta_growth: float = Field(2.0, ge=1)
+    random_fraction_step: float = Field(0.25, ge=0, le=1)
+    max_random_fraction: float = Field(0.5, ge=0, le=1)
+    guidance_decay: float = Field(0.5, gt=0, le=1)
+    drop_target_step: float = Field(0.25, ge=0, le=0.5)
 
 
 class Adjustment(BaseModel):

@@ -28,6 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crystaloop.data.crystal import atomic_number
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
+from crystaloop.loop.collapse import CollapseMonitorConfig
+from crystaloop.loop.constraints import Constraints
+from crystaloop.loop.guards import (
+    DiversityGuardConfig,
+    ExploitationGuardConfig,
+    GuardsConfig,
+    SynthesizabilityGuardConfig,
+    ValidityGuardConfig,
+)
 from crystaloop.loop.strategies import RandomConfig, StrategyChoice
 from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
 from crystaloop.surrogates.oracles.registry import OracleChoice
@@ -60,14 +69,6 @@ novel evaluated candidate, else 0; ``{property: sun, goal: maximise}`` counts S.
 the hits."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-def _split_system(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    parts = value.replace(",", "-").split("-") if isinstance(value, str) else list(value)
-    symbols = tuple(sorted({p.strip() for p in parts if p.strip()}, key=atomic_number))
-    if not symbols:
-        raise ValueError(f"a chemical system needs at least one element, got {value!r}")
-    return symbols
 
 
 class Objective(BaseModel):
@@ -122,53 +123,6 @@ class Objective(BaseModel):
         return value >= self.threshold if self.goal == "maximise" else value <= self.threshold
 
 
-class Constraints(BaseModel):
-    """What generated candidates may contain.
-
-    Attributes:
-        elements: allowed elements; a candidate with any other element is rejected.
-        chemical_systems: allowed chemical systems (``"Sr-Ti-O"`` or lists); a candidate's
-            elements must lie inside one of them. Generation conditions cycle through them.
-        max_atoms, min_atoms: sites per cell.
-    """
-
-    model_config = _STRICT
-
-    elements: tuple[str, ...] | None = None
-    chemical_systems: tuple[tuple[str, ...], ...] | None = None
-    max_atoms: int = Field(20, gt=0)
-    min_atoms: int = Field(1, gt=0)
-
-    @field_validator("elements", mode="before")
-    @classmethod
-    def _elements(cls, value: Any) -> Any:
-        return None if value is None else _split_system(value)
-
-    @field_validator("chemical_systems", mode="before")
-    @classmethod
-    def _systems(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = [value]
-        return tuple(_split_system(v) for v in value)
-
-    @model_validator(mode="after")
-    def _sizes(self) -> Constraints:
-        if self.min_atoms > self.max_atoms:
-            raise ValueError(f"min_atoms {self.min_atoms} exceeds max_atoms {self.max_atoms}")
-        return self
-
-    def allows(self, elements: list[str] | tuple[str, ...]) -> bool:
-        """Whether a candidate with these elements is inside the constraints."""
-        present = set(elements)
-        if self.elements is not None and not present <= set(self.elements):
-            return False
-        if self.chemical_systems is not None and not any(present <= set(s) for s in self.chemical_systems):
-            return False
-        return True
-
-
 class Budget(BaseModel):
     """How much a campaign spends: iterations, generated candidates and oracle calls per iteration."""
 
@@ -177,113 +131,6 @@ class Budget(BaseModel):
     iterations: int = Field(3, ge=1)
     candidates_per_iteration: int = Field(32, ge=1)
     oracle_calls_per_iteration: int = Field(4, ge=1)
-
-
-class ValidityGuardConfig(BaseModel):
-    """Structural and compositional validity (distances in Å, densities in g/cm³)."""
-
-    model_config = _STRICT
-
-    enabled: bool = True
-    min_distance: float = Field(0.5, gt=0)
-    min_density: float = Field(0.5, gt=0)
-    max_density: float = Field(25.0, gt=0)
-    smact: bool = Field(True, description="require SMACT charge neutrality + electronegativity order")
-
-
-class DiversityGuardConfig(BaseModel):
-    """Duplicates and novelty (canonical hash, then StructureMatcher) against the campaign's kept
-    candidates and the reference structures, and near-duplicates (fingerprint distance) in the batch.
-
-    Attributes:
-        min_distance: smallest fingerprint distance to anything kept.
-        novelty: compare with StructureMatcher (``False``: canonical hashes only).
-        reference: datasets whose structures count as known (a match is "not novel");
-            ``None`` → the generator's training split where its checkpoint records one
-            (``perov_5/train`` for the shipped perov_5 generators), ``[]`` → none.
-        stol, ltol, angle_tol: StructureMatcher tolerances, default the CSP protocol's.
-        max_comparisons: StructureMatcher calls per candidate and index at most (the nearest
-            known crystals of the same formula by radial profile).
-        against_history: compare with the campaign's earlier iterations too (``False``: this
-            iteration's batch and the reference only).
-    """
-
-    model_config = _STRICT
-
-    enabled: bool = True
-    min_distance: float = Field(0.02, ge=0, description="smallest fingerprint distance to anything kept")
-    against_history: bool = True
-    novelty: bool = True
-    reference: tuple[str, ...] | None = None
-    stol: float = Field(0.5, gt=0)
-    ltol: float = Field(0.3, gt=0)
-    angle_tol: float = Field(10.0, gt=0, description="degrees")
-    max_comparisons: int = Field(24, ge=1)
-
-
-class ExploitationGuardConfig(BaseModel):
-    """Refuse candidates the surrogate cannot judge (relative std and OOD score thresholds); after
-    evaluation, shrink trust in a surrogate whose picks were over-predicted (:mod:`crystaloop.loop.online`)."""
-
-    model_config = _STRICT
-
-    enabled: bool = True
-    max_relative_std: float = Field(3.0, gt=0, description="std over the pool's median std, per property")
-    max_ood: float = Field(3.0, gt=0, description="OOD score (≈ 1 in distribution) above which to refuse")
-    trust_decay: float = Field(0.5, gt=0, le=1, description="trust factor per consecutive over-predicted iteration (stds divided by trust)")
-    min_trust: float = Field(0.125, gt=0, le=1, description="floor of the trust factor")
-
-
-class SynthesizabilityGuardConfig(BaseModel):
-    """Stability window (eV/atom) when measured, an oxidation-state heuristic before that."""
-
-    model_config = _STRICT
-
-    enabled: bool = True
-    max_e_above_hull: float = Field(0.1, ge=0, description="eV/atom")
-    max_elements: int = Field(5, ge=1, description="heuristic: more distinct elements than this is refused")
-
-
-class CollapseMonitorConfig(BaseModel):
-    """The collapse monitor (:mod:`crystaloop.loop.collapse`): when to call a batch collapsed and
-    how far each collapsed iteration widens the next one's search (level L = consecutive
-    collapses, one step back down per diverse iteration, at most ``max_level``).
-
-    Attributes:
-        min_distinct_fraction: collapsed below this fraction of sampled crystals that were
-            neither duplicates nor near-duplicates of the campaign's structures.
-        min_vendi_fraction: collapsed below this Vendi score (fingerprints) over batch size.
-        beta_growth: UCB exploration weight multiplied by ``beta_growth ** L``.
-        random_fraction_step: fraction of the oracle picks chosen uniformly at random per level.
-        max_random_fraction: cap of that fraction.
-        guidance_decay: classifier-free guidance scales multiplied by ``guidance_decay ** L``.
-        drop_target_step: fraction of the generation conditions, per level, that drop their
-            property targets (sample unconditionally); capped at one half.
-    """
-
-    model_config = _STRICT
-
-    enabled: bool = True
-    min_distinct_fraction: float = Field(0.5, ge=0, le=1)
-    min_vendi_fraction: float = Field(0.25, ge=0, le=1)
-    max_level: int = Field(3, ge=1)
-    beta_growth: float = Field(2.0, ge=1)
-    random_fraction_step: float = Field(0.25, ge=0, le=1)
-    max_random_fraction: float = Field(0.5, ge=0, le=1)
-    guidance_decay: float = Field(0.5, gt=0, le=1)
-    drop_target_step: float = Field(0.25, ge=0, le=0.5)
-
-
-class GuardsConfig(BaseModel):
-    """The four guards and their thresholds, and the collapse monitor."""
-
-    model_config = _STRICT
-
-    validity: ValidityGuardConfig = ValidityGuardConfig()
-    diversity: DiversityGuardConfig = DiversityGuardConfig()
-    exploitation: ExploitationGuardConfig = ExploitationGuardConfig()
-    synthesizability: SynthesizabilityGuardConfig = SynthesizabilityGuardConfig()
-    collapse: CollapseMonitorConfig = CollapseMonitorConfig()
 
 
 class SunConfig(BaseModel):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from crystaloop.data.records import Candidate, Verdict
-from crystaloop.loop.config import Constraints
+from crystaloop.loop.constraints import Constraints
 from crystaloop.loop.guards.fingerprints import FINGERPRINT_DIM, fingerprint
 from crystaloop.loop.guards.novelty import StructureIndex
 

@@ -21,14 +21,44 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Candidate, Verdict
-from crystaloop.loop.config import DiversityGuardConfig
 from crystaloop.loop.guards.base import GuardContext
 from crystaloop.loop.guards.fingerprints import fingerprints, nearest_distance, vendi_score
 from crystaloop.loop.guards.novelty import Matcher
 
-__all__ = ["DiversityGuard", "collapse_report"]
+__all__ = ["DiversityGuardConfig", "DiversityGuard", "collapse_report"]
+
+
+class DiversityGuardConfig(BaseModel):
+    """Duplicates and novelty (canonical hash, then StructureMatcher) against the campaign's kept
+    candidates and the reference structures, and near-duplicates (fingerprint distance) in the batch.
+
+    Attributes:
+        min_distance: smallest fingerprint distance to anything kept.
+        novelty: compare with StructureMatcher (``False``: canonical hashes only).
+        reference: datasets whose structures count as known (a match is "not novel");
+            ``None`` → the generator's training split where its checkpoint records one
+            (``perov_5/train`` for the shipped perov_5 generators), ``[]`` → none.
+        stol, ltol, angle_tol: StructureMatcher tolerances, default the CSP protocol's.
+        max_comparisons: StructureMatcher calls per candidate and index at most (the nearest
+            known crystals of the same formula by radial profile).
+        against_history: compare with the campaign's earlier iterations too (``False``: this
+            iteration's batch and the reference only).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    min_distance: float = Field(0.02, ge=0, description="smallest fingerprint distance to anything kept")
+    against_history: bool = True
+    novelty: bool = True
+    reference: tuple[str, ...] | None = None
+    stol: float = Field(0.5, gt=0)
+    ltol: float = Field(0.3, gt=0)
+    angle_tol: float = Field(10.0, gt=0, description="degrees")
+    max_comparisons: int = Field(24, ge=1)
 
 
 class DiversityGuard:

@@ -19,15 +19,26 @@
 
 from __future__ import annotations
 
-from crystaloop.data.records import Candidate, Verdict
-from crystaloop.loop.config import SynthesizabilityGuardConfig
-from crystaloop.loop.guards.base import GuardContext
-from crystaloop.loop.guards.validity import smact_valid
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SynthesizabilityGuard", "FAR_FROM_KNOWN_OOD"]
+from crystaloop.data.records import Candidate, Verdict
+from crystaloop.data.validity import smact_default_validity
+from crystaloop.loop.guards.base import GuardContext
+
+__all__ = ["SynthesizabilityGuardConfig", "SynthesizabilityGuard", "FAR_FROM_KNOWN_OOD"]
 
 FAR_FROM_KNOWN_OOD = 3.0
 """OOD score above which a heuristic pass is annotated as far from known chemistry."""
+
+
+class SynthesizabilityGuardConfig(BaseModel):
+    """Stability window (eV/atom) when measured, an oxidation-state heuristic before that."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    max_e_above_hull: float = Field(0.1, ge=0, description="eV/atom")
+    max_elements: int = Field(5, ge=1, description="heuristic: more distinct elements than this is refused")
 
 
 class SynthesizabilityGuard:
@@ -46,7 +57,7 @@ class SynthesizabilityGuard:
         n_elements = len(crystal.elements)
         if n_elements > self.config.max_elements:
             return f"{n_elements} elements > {self.config.max_elements}"
-        if n_elements > 1 and not smact_valid(crystal.reduced_formula, use_pauling_test=False):
+        if n_elements > 1 and not smact_default_validity(crystal.reduced_formula, use_pauling_test=False):
             return f"no charge-neutral oxidation states for {crystal.reduced_formula}"
         return None
 

@@ -12,28 +12,29 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import warnings
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.crystal import PlausibilityLimits
 from crystaloop.data.records import Candidate, Verdict
-from crystaloop.loop.config import ValidityGuardConfig
 from crystaloop.loop.guards.base import GuardContext
 
-__all__ = ["ConstraintGuard", "ValidityGuard", "smact_valid"]
+__all__ = ["ValidityGuardConfig", "ConstraintGuard", "ValidityGuard"]
 
 logger = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=4096)
-def smact_valid(reduced_formula: str, use_pauling_test: bool = True) -> bool:
-    """SMACT validity of a reduced formula (cached; SMACT's warnings silenced)."""
-    from smact.screening import smact_validity
+class ValidityGuardConfig(BaseModel):
+    """Structural and compositional validity (distances in Å, densities in g/cm³)."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bool(smact_validity(reduced_formula, use_pauling_test=use_pauling_test))
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    min_distance: float = Field(0.5, gt=0)
+    min_density: float = Field(0.5, gt=0)
+    max_density: float = Field(25.0, gt=0)
+    smact: bool = Field(True, description="require SMACT charge neutrality + electronegativity order")
 
 
 class ConstraintGuard:

@@ -177,6 +177,10 @@ def test_every_guard_config_has_one_registered_guard_in_run_order():
 
     fields = [name for name, f in GuardsConfig.model_fields.items() if name != "collapse"]
     assert sorted(GUARDS) == sorted(fields)
+    for name, guard in GUARDS.items():  # each field is typed by the config its guard takes
+        config_type = GuardsConfig.model_fields[name].annotation
+        assert config_type is not None and config_type.__module__ == guard.__module__
+        assert guard(config_type()).config == config_type()
     names = [g.name for g in build_guards(GuardsConfig())]
     assert names == ["constraints", *GUARDS]
     off = GuardsConfig.model_validate({"exploitation": {"enabled": False}})
