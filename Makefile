@@ -1,7 +1,7 @@
 # crystaloop: two commands set everything up on a fresh machine.
 #   make demo   create .venv, install, run the demo on the shipped data
 #   make test   create .venv, install, lint (ruff + mypy baseline), run the test suite
-#   make bench  create .venv, install, run the benchmarks (figures go to benchmarks/RESULTS.md)
+#   make bench  create .venv, install, run the benchmarks (current tables: benchmarks/RESULTS.md; dated log: RESULTS_LOG.md)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python

@@ -1,8 +1,16 @@
-"""`make bench`: run every benchmark in one process and append the figures to RESULTS.md.
+"""`make bench`: run every benchmark in one process, log the figures and refresh the current tables.
 
-Each benchmark module exposes ``run(quick: bool = False) -> list[dict]``; rows are written as one
-markdown table per benchmark under a heading with the date and the machine, so every figure in
-RESULTS.md says where and when it was measured, with its baseline measured in the same run.
+Each benchmark module exposes ``run(quick: bool = False) -> list[dict]``; its rows become one
+markdown table. Two files receive them:
+
+* ``RESULTS_LOG.md``, the append-only dated log: one section per run (heading = UTC date and
+  time, then the machine), one sub-section per benchmark, newest last;
+* ``RESULTS.md``, the current figures: one section per benchmark whose table sits between
+  ``<!-- bench:<name> size=<full|partial|quick|none> -->`` and ``<!-- /bench -->``. A run replaces
+  only that block (date, machine, log pointer, table) and leaves every other byte of the file
+  as it was, so the hand-written reading kept *after* a block survives. A benchmark with no block
+  gets a new section at the end. A ``--quick`` run is logged but replaces only blocks of size
+  ``quick`` or ``none``, so small smoke sizes never overwrite full-size figures.
 
     python -m benchmarks.run_all            # full sizes
     python -m benchmarks.run_all --quick    # small sizes, for a smoke run
@@ -16,7 +24,9 @@ import importlib
 import logging
 import os
 import platform
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +34,21 @@ logger = logging.getLogger("crystaloop.benchmarks")
 
 BENCHMARKS = ("bench_featurize", "bench_store", "bench_oracle", "bench_surrogate", "bench_optimade", "bench_loop_pool", "bench_generator", "bench_multimodal", "bench_consistency", "bench_loop_generative", "bench_flow_overhead", "bench_posterior_toy", "bench_xrd_forward", "bench_xrd_conditioned", "bench_surrogate_ablation", "bench_surrogate_scaling", "bench_hull_references", "bench_hull_dft", "bench_serving", "bench_discovery", "bench_generators_cheap", "bench_failure_modes", "bench_xrd_inverse")
 RESULTS = Path(__file__).with_name("RESULTS.md")
+RESULTS_LOG = Path(__file__).with_name("RESULTS_LOG.md")
+
+BLOCK_END = "<!-- /bench -->"
+BLOCK_START = re.compile(r"^<!-- bench:(?P<name>[A-Za-z0-9_]+) size=(?P<size>full|partial|quick|none) -->$", re.MULTILINE)
+QUICK_REPLACES = ("quick", "none")  # block sizes a --quick run may overwrite
+RESULTS_HEADER = (
+    "# Benchmark results: current figures\n\n"
+    "One section per benchmark, its latest table. `make bench` replaces the block between "
+    "`<!-- bench:NAME size=... -->` and `<!-- /bench -->`; the dated log of every run is `RESULTS_LOG.md`.\n"
+)
+LOG_HEADER = (
+    "# Benchmark results: the dated log\n\n"
+    "Appended by `make bench`; newest last. Every table was measured in one run, baseline beside it. "
+    "`RESULTS.md` holds the current figures.\n"
+)
 
 
 def machine_description() -> str:
@@ -64,6 +89,96 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class BenchRun:
+    """One benchmark's figures from one ``make bench`` run.
+
+    Attributes:
+        name: module name under ``benchmarks/`` (``bench_store``).
+        summary: first line of the module's docstring (what is measured, against which baseline).
+        rows: the rows ``run`` returned (one dict per table row).
+    """
+
+    name: str
+    summary: str
+    rows: list[dict]
+
+
+def log_heading(stamp: str, quick: bool) -> str:
+    """The ``## ...`` heading text of one run's section in RESULTS_LOG.md."""
+    return f"{stamp}{' (quick)' if quick else ''}"
+
+
+def log_section(stamp: str, machine: str, quick: bool, runs: Sequence[BenchRun]) -> str:
+    """The markdown appended to RESULTS_LOG.md for one run: dated heading, machine, a table per benchmark."""
+    parts = [f"\n## {log_heading(stamp, quick)}\n\nMachine: {machine}\n"]
+    parts += [f"\n### {run.name}\n\n{run.summary}\n\n{to_markdown(run.rows)}" for run in runs]
+    return "".join(parts)
+
+
+def current_block(run: BenchRun, stamp: str, machine: str, quick: bool) -> str:
+    """The marked block RESULTS.md keeps for ``run``: markers included, no trailing newline."""
+    size = "quick" if quick else "full"
+    return (
+        f"<!-- bench:{run.name} size={size} -->\n"
+        f"Measured {stamp} by `make bench`{' (quick run: small sizes, not the full benchmark)' if quick else ''}, "
+        f"on: {machine}.\n"
+        f"Baseline: in the table, measured in the same run ({run.summary}).\n"
+        f'Log: `RESULTS_LOG.md`, "## {log_heading(stamp, quick)}" → "### {run.name}". Any reading after '
+        f"this block was written by hand for the run it names; check it against this table.\n\n"
+        f"{to_markdown(run.rows)}{BLOCK_END}"
+    )
+
+
+def find_block(text: str, name: str) -> tuple[int, int, str] | None:
+    """``(start, end, size)`` of ``name``'s block in ``text`` (end just past ``<!-- /bench -->``), or ``None``.
+
+    Raises:
+        ValueError: ``name`` has two blocks, or its block has no closing marker before the next block.
+    """
+    starts = [m for m in BLOCK_START.finditer(text) if m.group("name") == name]
+    if not starts:
+        return None
+    if len(starts) > 1:
+        raise ValueError(f"RESULTS.md has {len(starts)} blocks for {name!r}; keep one")
+    match = starts[0]
+    end = text.find(BLOCK_END, match.end())
+    following = BLOCK_START.search(text, match.end())
+    if end < 0 or (following is not None and following.start() < end):
+        raise ValueError(f"RESULTS.md: the block for {name!r} has no {BLOCK_END!r} before the next block")
+    return match.start(), end + len(BLOCK_END), match.group("size")
+
+
+def replace_block(text: str, run: BenchRun, stamp: str, machine: str, quick: bool) -> str:
+    """``text`` with ``run``'s block replaced (or a new section appended); every other byte unchanged.
+
+    A quick run leaves a block of size ``full`` or ``partial`` as it is.
+    """
+    block = current_block(run, stamp, machine, quick)
+    found = find_block(text, run.name)
+    if found is None:
+        separator = "" if text.endswith("\n\n") or not text else ("\n" if text.endswith("\n") else "\n\n")
+        return f"{text}{separator}## {run.name}: {run.summary}\n\n{block}\n"
+    start, end, size = found
+    if quick and size not in QUICK_REPLACES:
+        logger.info("%s: quick run logged only; RESULTS.md keeps its %s-size table", run.name, size)
+        return text
+    return text[:start] + block + text[end:]
+
+
+def record_run(runs: Sequence[BenchRun], stamp: str, machine: str, quick: bool,
+               results: Path = RESULTS, log: Path = RESULTS_LOG) -> None:
+    """Append one run to ``log`` and replace each benchmark's block of ``results`` (both created if missing)."""
+    if not log.exists():
+        log.write_text(LOG_HEADER)
+    with log.open("a") as handle:
+        handle.write(log_section(stamp, machine, quick, runs))
+    text = results.read_text() if results.exists() else RESULTS_HEADER
+    for run in runs:
+        text = replace_block(text, run, stamp, machine, quick)
+    results.write_text(text)
+
+
 def run_standalone(run: Callable[..., list[dict]], doc: str | None, options: dict[str, dict[str, Any]] | None = None) -> None:
     """``python -m benchmarks.<name> [--quick] [options]``: run one benchmark and print its rows as a table.
 
@@ -87,17 +202,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    sections = [f"\n## {stamp}{' (quick)' if args.quick else ''}\n\nMachine: {machine_description()}\n"]
+    runs = []
     for name in args.only or BENCHMARKS:
         module = importlib.import_module(f"benchmarks.{name}")
         logger.info("running %s", name)
         rows = module.run(quick=args.quick)
-        sections.append(f"\n### {name}\n\n{(module.__doc__ or '').strip().splitlines()[0]}\n\n{to_markdown(rows)}")
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench`; newest last. Every table was measured in one run, baseline beside it.\n")
-    with RESULTS.open("a") as handle:
-        handle.write("".join(sections))
-    logger.info("appended results to %s", RESULTS)
+        runs.append(BenchRun(name, (module.__doc__ or "").strip().splitlines()[0], rows))
+    record_run(runs, stamp, machine_description(), args.quick)
+    logger.info("appended the run to %s and refreshed %s", RESULTS_LOG, RESULTS)
 
 
 if __name__ == "__main__":
