@@ -1,12 +1,14 @@
 """``crystaloop generate --generator substitution|random_search``: the generators that need no
-training, built through the loop's registry (:func:`crystaloop.loop.components.make_generator`)
-so the CLI and campaigns validate the same fields."""
+training, built from the same config classes campaigns use
+(:data:`crystaloop.generator.registry.GENERATOR_CHOICES`), so the CLI and campaigns validate the
+same fields."""
 
 from __future__ import annotations
 
-__all__ = ["GENERATOR_KINDS", "untrained_generator"]
+__all__ = ["UNTRAINED_KINDS", "untrained_generator"]
 
-GENERATOR_KINDS = ("diffusion", "substitution", "random_search")
+UNTRAINED_KINDS = ("substitution", "random_search")
+"""The generator kinds ``generate --generator`` builds without a trained model."""
 
 
 def untrained_generator(kind: str, *, library: list[str] | None, exclude: str | None, max_atoms: int | None):  # noqa: ANN201 - a Generator
@@ -18,15 +20,19 @@ def untrained_generator(kind: str, *, library: list[str] | None, exclude: str | 
             prototype library alone).
         exclude: elements never used, dash- or comma-separated (``Pb-Cd``).
         max_atoms: most sites per cell.
+
+    Raises:
+        UnknownComponentError: ``kind`` is neither; CrystaloopError: a bad option value (named).
     """
     import re
 
-    from crystaloop.data.errors import UnknownComponentError
-    from crystaloop.loop.components import make_generator
-    from crystaloop.loop.config import GeneratorChoice
+    from pydantic import ValidationError
 
-    if kind not in GENERATOR_KINDS[1:]:
-        raise UnknownComponentError("generator", kind, GENERATOR_KINDS)
+    from crystaloop.data.errors import CrystaloopError, UnknownComponentError, describe_validation_error
+    from crystaloop.generator.registry import GENERATOR_CHOICES
+
+    if kind not in UNTRAINED_KINDS:
+        raise UnknownComponentError("generator", kind, ("diffusion", *UNTRAINED_KINDS))
     fields: dict = {"kind": kind}
     if exclude:
         fields["exclude"] = tuple(s for s in re.split(r"[-,\s]+", exclude) if s)
@@ -35,7 +41,9 @@ def untrained_generator(kind: str, *, library: list[str] | None, exclude: str | 
     if kind == "substitution" and library:
         fields["library"] = tuple(library)
     elif library:
-        from crystaloop.data.errors import CrystaloopError
-
         raise CrystaloopError(f"--library feeds the substitution generator; --generator {kind} takes none")
-    return make_generator(GeneratorChoice(**fields))
+    try:
+        choice = GENERATOR_CHOICES[kind].model_validate(fields)
+    except ValidationError as exc:
+        raise CrystaloopError(f"--generator {kind}: {describe_validation_error(exc)}") from None
+    return choice.build()

@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["NetworkConfig", "DiffusionConfig", "TrainConfig", "SamplerConfig", "GeneratorConfig"]
+from crystaloop.generator.base import Generator, GeneratorSettings
+
+__all__ = ["NetworkConfig", "DiffusionConfig", "TrainConfig", "SamplerConfig", "GeneratorConfig", "DiffusionChoice"]
 
 
 class _Strict(BaseModel):
@@ -125,3 +127,38 @@ class GeneratorConfig(_Strict):
         """Stable short hash of the configuration (goes into provenance)."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class DiffusionChoice(GeneratorSettings):
+    """A campaign's trained ``diffusion`` generator (``generator: {kind: diffusion, checkpoint: perov_5}``).
+
+    Attributes:
+        checkpoint: a shipped generator name (``perov_5``, ``carbon_24``) or a checkpoint path;
+            required to build (a campaign without a generator section fails there, naming it).
+        steps, method: sampler settings (e.g. 100 ``ddim`` steps, or 2 ``consistency`` steps with
+            a distilled checkpoint); ``None`` → the checkpoint's sampler default.
+    """
+
+    kind: Literal["diffusion"] = "diffusion"
+    checkpoint: str | None = None
+    steps: int | None = Field(None, gt=0, description="reverse steps; default: the checkpoint's sampler default")
+    method: Literal["pc", "ddim", "consistency"] | None = None
+
+    def build(self) -> Generator:
+        import importlib
+
+        from crystaloop.data.errors import CrystaloopError
+
+        try:
+            module = importlib.import_module("crystaloop.generator.diffusion.generator")
+        except ImportError as exc:
+            raise CrystaloopError(f"the diffusion generator is not available in this build ({exc})") from None
+        if not self.checkpoint:
+            raise CrystaloopError("generator kind 'diffusion' needs checkpoint: <shipped name or path to a trained model>")
+        from crystaloop.generator.shipped import resolve_generator_checkpoint
+
+        path = resolve_generator_checkpoint(self.checkpoint)
+        settings = {k: v for k, v in {"steps": self.steps, "method": self.method}.items() if v is not None}
+        sampler = SamplerConfig(**settings) if settings else None  # type: ignore[arg-type]
+        generator: Generator = module.DiffusionGenerator.from_checkpoint(path, sampler)
+        return generator

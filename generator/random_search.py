@@ -16,16 +16,19 @@ import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from crystaloop import __version__
 from crystaloop.data.crystal import Crystal, atomic_number, check_plausible
 from crystaloop.data.errors import CrystaloopError, InvalidStructureError
 from crystaloop.data.records import Candidate, Condition, Provenance
+from crystaloop.generator.base import ElementSymbols, GeneratorSettings
 from crystaloop.generator.chemistry import balanced_compositions
 
-__all__ = ["RandomSearchGenerator", "compatible_space_groups"]
+__all__ = ["RandomSearchGenerator", "RandomSearchChoice", "compatible_space_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,3 +197,32 @@ class RandomSearchGenerator:
                                   f"{n * self.max_attempts} tries (space groups {self.space_groups[0]}..{self.space_groups[-1]})")
         self.last_shortfall = n - len(out)
         return out
+
+
+class RandomSearchChoice(GeneratorSettings):
+    """A campaign's ``random_search`` generator (``generator: {kind: random_search, max_atoms: 12}``).
+
+    Attributes:
+        exclude: elements never used.
+        max_atoms: most sites per cell (``None``: the generator's default, 20).
+        space_groups: space-group numbers (1..230) to draw from (``None``: all).
+        volume_factor: cell volume over the sum of atomic volumes (``None``: 1.0).
+    """
+
+    kind: Literal["random_search"] = "random_search"
+    exclude: ElementSymbols = Field((), description="elements never used")
+    max_atoms: int | None = Field(None, gt=0, description="most sites per cell")
+    space_groups: tuple[int, ...] | None = Field(None, description="space-group numbers to draw from")
+    volume_factor: float | None = Field(None, gt=0, description="volume over the sum of atomic volumes")
+
+    @field_validator("space_groups")
+    @classmethod
+    def _space_groups(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or not all(1 <= g <= 230 for g in value)):
+            raise ValueError(f"space_groups must be numbers 1..230, got {list(value)}")
+        return value
+
+    def build(self) -> RandomSearchGenerator:
+        settings = {k: v for k, v in {"max_atoms": self.max_atoms, "space_groups": self.space_groups,
+                                      "volume_factor": self.volume_factor}.items() if v is not None}
+        return RandomSearchGenerator(exclude=self.exclude, **settings)  # type: ignore[arg-type]

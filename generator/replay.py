@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from crystaloop import __version__
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import CrystalDataset
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Candidate, Condition, Provenance
+from crystaloop.generator.base import GeneratorSettings
 
-__all__ = ["DatasetReplayGenerator"]
+__all__ = ["DatasetReplayGenerator", "DatasetReplayChoice"]
 
 
 class DatasetReplayGenerator:
@@ -79,3 +82,23 @@ class DatasetReplayGenerator:
 def _reduced(composition: dict[str, int]) -> dict[str, float]:
     g = math.gcd(*composition.values())
     return {k: v / g for k, v in composition.items()}
+
+
+class DatasetReplayChoice(GeneratorSettings):
+    """A campaign's ``dataset-replay`` generator (``generator: {kind: dataset-replay, dataset: perov_5/val}``).
+
+    Attributes:
+        dataset: dataset spec (``perov_5/val``, a CSV or CIF folder path) whose crystals are handed out.
+        perturb: std of the fractional displacement added to every site (0: the crystals as they are).
+    """
+
+    kind: Literal["dataset-replay"] = "dataset-replay"
+    dataset: str | None = None
+    perturb: float = Field(0.0, ge=0)
+
+    def build(self) -> DatasetReplayGenerator:
+        from crystaloop.data.datasets import load_dataset
+
+        if not self.dataset:
+            raise CrystaloopError("generator kind 'dataset-replay' needs dataset: <spec such as perov_5/val>")
+        return DatasetReplayGenerator.from_dataset(load_dataset(self.dataset), perturb=self.perturb)

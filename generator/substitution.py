@@ -34,14 +34,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from crystaloop import __version__
 from crystaloop.data.crystal import Crystal, atomic_number, check_plausible
 from crystaloop.data.errors import CrystaloopError, InvalidStructureError
 from crystaloop.data.records import Candidate, Condition, Provenance
+from crystaloop.generator.base import ElementSymbols, GeneratorSettings
 from crystaloop.generator.chemistry import oxidation_guess, reduced, scorer
 
-__all__ = ["SubstitutionGenerator", "Substitution", "load_library"]
+__all__ = ["SubstitutionGenerator", "SubstitutionChoice", "Substitution", "load_library"]
 
 logger = logging.getLogger(__name__)
 
@@ -580,3 +582,38 @@ def _to_requested_cell(crystal: Crystal, condition: Condition | None) -> Crystal
     frac = (crystal.frac_coords[None, :, :] + shifts[:, None, :]).reshape(-1, 3) / scale
     return Crystal(lattice, frac, np.tile(crystal.numbers, m))
 
+
+
+class SubstitutionChoice(GeneratorSettings):
+    """A campaign's ``substitution`` generator (``generator: {kind: substitution, library: [perov_5/train]}``).
+
+    Attributes:
+        library: dataset specs and ``store:<URL>`` (the store's imported structures) to substitute into.
+        prototypes: also fill the prototype library.
+        partial: also partial substitutions (a symmetry-distinct subset of sites).
+        temperature: 0 → most probable substitutions first; > 0 → sampled.
+        exclude: elements never used.
+        max_atoms: most sites per cell (``None``: the generator's default, 40).
+    """
+
+    kind: Literal["substitution"] = "substitution"
+    library: tuple[str, ...] = Field((), description="dataset specs and store:<URL> to substitute into")
+    prototypes: bool = Field(True, description="also fill the prototype library")
+    partial: bool = Field(True, description="also partial substitutions")
+    temperature: float = Field(0.0, ge=0, description="0 = most probable first; > 0 = sampled")
+    exclude: ElementSymbols = Field((), description="elements never used")
+    max_atoms: int | None = Field(None, gt=0, description="most sites per cell")
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> SubstitutionChoice:
+        if not self.library and not self.prototypes:
+            raise ValueError("generator kind 'substitution' needs library: [dataset specs or store:<URL>] or prototypes: true")
+        return self
+
+    def build(self) -> SubstitutionGenerator:
+        crystals, labels = load_library(self.library)
+        datasets = [spec for spec in self.library if not spec.startswith("store:")]
+        limit = {"max_atoms": self.max_atoms} if self.max_atoms is not None else {}
+        return SubstitutionGenerator(crystals, labels=labels, prototypes=self.prototypes, partial=self.partial,
+                                     exclude=self.exclude, temperature=self.temperature,
+                                     training_dataset=datasets[0] if len(datasets) == 1 else None, **limit)

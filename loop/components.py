@@ -1,8 +1,8 @@
 """What a campaign runs on, built by name from plain registries.
 
-* :data:`GENERATORS` — ``diffusion`` (the trained model, imported lazily), ``dataset-replay``,
-  ``substitution`` and ``random_search`` (no training; :mod:`crystaloop.generator.substitution`,
-  :mod:`crystaloop.generator.random_search`).
+* the generator — built from the campaign's choice
+  (:data:`~crystaloop.generator.registry.GENERATOR_CHOICES`: ``diffusion``, the trained model,
+  imported lazily; ``dataset-replay``; ``substitution`` and ``random_search``, which need no training).
 * surrogates — shipped ensembles by name or checkpoints by path, combined by
   :class:`~crystaloop.surrogates.base.SurrogateSet` (the Surrogate port).
 * the oracle — built from the campaign's choice (:data:`~crystaloop.surrogates.oracles.registry.ORACLE_CHOICES`:
@@ -16,13 +16,12 @@ An unknown name raises :class:`~crystaloop.data.errors.UnknownComponentError` li
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crystaloop.data.errors import CrystaloopError, UnknownComponentError
+from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.base import Generator
-from crystaloop.generator.replay import DatasetReplayGenerator
-from crystaloop.loop.config import CampaignConfig, GeneratorChoice, check_objectives_provided
+from crystaloop.generator.registry import GENERATOR_CHOICES, make_generator
+from crystaloop.loop.config import CampaignConfig, check_objectives_provided
 from crystaloop.loop.guards import Guard, StructureIndex, build_guards
 from crystaloop.loop.strategies import Strategy, make_strategy
 from crystaloop.surrogates.base import EmbeddingSurrogate, SurrogateSet
@@ -30,7 +29,7 @@ from crystaloop.surrogates.oracles.base import Oracle
 
 __all__ = [
     "Components",
-    "GENERATORS",
+    "GENERATOR_CHOICES",
     "make_generator",
     "training_split",
     "reference_structures",
@@ -39,65 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _diffusion(choice: GeneratorChoice) -> Generator:
-    import importlib
-
-    try:
-        module = importlib.import_module("crystaloop.generator.diffusion.generator")
-    except ImportError as exc:
-        raise CrystaloopError(f"the diffusion generator is not available in this build ({exc})") from None
-    if not choice.checkpoint:
-        raise CrystaloopError("generator kind 'diffusion' needs checkpoint: <shipped name or path to a trained model>")
-    from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.shipped import resolve_generator_checkpoint
-
-    path = resolve_generator_checkpoint(choice.checkpoint)
-    settings = {k: v for k, v in {"steps": choice.steps, "method": choice.method}.items() if v is not None}
-    sampler = SamplerConfig(**settings) if settings else None
-    return module.DiffusionGenerator.from_checkpoint(path, sampler)
-
-
-def _dataset_replay(choice: GeneratorChoice) -> Generator:
-    from crystaloop.data.datasets import load_dataset
-
-    if not choice.dataset:
-        raise CrystaloopError("generator kind 'dataset-replay' needs dataset: <spec such as perov_5/val>")
-    return DatasetReplayGenerator.from_dataset(load_dataset(choice.dataset), perturb=choice.perturb)
-
-
-def _substitution(choice: GeneratorChoice) -> Generator:
-    from crystaloop.generator.substitution import SubstitutionGenerator, load_library
-
-    crystals, labels = load_library(choice.library)
-    datasets = [spec for spec in choice.library if not spec.startswith("store:")]
-    limit = {"max_atoms": choice.max_atoms} if choice.max_atoms is not None else {}
-    return SubstitutionGenerator(crystals, labels=labels, prototypes=choice.prototypes, partial=choice.partial,
-                                 exclude=choice.exclude, temperature=choice.temperature,
-                                 training_dataset=datasets[0] if len(datasets) == 1 else None, **limit)
-
-
-def _random_search(choice: GeneratorChoice) -> Generator:
-    from crystaloop.generator.random_search import RandomSearchGenerator
-
-    settings = {k: v for k, v in {"max_atoms": choice.max_atoms, "space_groups": choice.space_groups,
-                                  "volume_factor": choice.volume_factor}.items() if v is not None}
-    return RandomSearchGenerator(exclude=choice.exclude, **settings)
-
-
-GENERATORS: dict[str, Callable[[GeneratorChoice], Generator]] = {
-    "diffusion": _diffusion,
-    "dataset-replay": _dataset_replay,
-    "substitution": _substitution,
-    "random_search": _random_search,
-}
-
-
-def make_generator(choice: GeneratorChoice) -> Generator:
-    if choice.kind not in GENERATORS:
-        raise UnknownComponentError("generator", choice.kind, GENERATORS)
-    return GENERATORS[choice.kind](choice)
 
 
 def load_surrogates(config: CampaignConfig) -> SurrogateSet | None:

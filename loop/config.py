@@ -24,10 +24,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from crystaloop.data.crystal import atomic_number
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
+from crystaloop.generator.config import DiffusionChoice
+from crystaloop.generator.registry import GeneratorChoice
 from crystaloop.loop.collapse import CollapseMonitorConfig
 from crystaloop.loop.constraints import Constraints
 from crystaloop.loop.guards import (
@@ -169,72 +170,6 @@ class SunConfig(BaseModel):
         return self
 
 
-class GeneratorChoice(BaseModel):
-    """Which generator, by registry name (:data:`crystaloop.loop.components.GENERATORS`; an
-    unknown kind fails when the campaign file is read).
-
-    Attributes:
-        kind: ``diffusion`` (the trained model), ``dataset-replay`` (crystals from a dataset,
-            optionally perturbed; for tests and pool benchmarks), ``substitution`` (ion exchange
-            and partial substitution into ``library`` and the prototypes) or ``random_search``
-            (random symmetric crystals); fields of another kind are refused.
-        checkpoint: a shipped generator name (``perov_5``, ``carbon_24``) or a checkpoint path.
-        steps, method: sampler settings for ``diffusion`` (e.g. 100 ``ddim`` steps, or 2
-            ``consistency`` steps with a distilled checkpoint).
-        dataset: dataset spec (``perov_5/val``) for ``dataset-replay``.
-        perturb: std of fractional displacements added by ``dataset-replay``.
-    """
-
-    model_config = _STRICT
-
-    kind: str = "diffusion"
-    checkpoint: str | None = None
-    dataset: str | None = None
-    perturb: float = Field(0.0, ge=0)
-    steps: int | None = Field(None, gt=0, description="reverse steps (diffusion); default: the checkpoint's sampler default")
-    method: Literal["pc", "ddim", "consistency"] | None = None
-    library: tuple[str, ...] = Field((), description="substitution: dataset specs and store:<URL> to substitute into")
-    prototypes: bool = Field(True, description="substitution: also fill the prototype library")
-    partial: bool = Field(True, description="substitution: also partial substitutions")
-    temperature: float = Field(0.0, ge=0, description="substitution: 0 = most probable first; > 0 = sampled")
-    exclude: tuple[str, ...] = Field((), description="substitution, random_search: elements never used")
-    max_atoms: int | None = Field(None, gt=0, description="substitution, random_search: most sites per cell")
-    space_groups: tuple[int, ...] | None = Field(None, description="random_search: space-group numbers to draw from")
-    volume_factor: float | None = Field(None, gt=0, description="random_search: volume over the sum of atomic volumes")
-
-    @field_validator("exclude")
-    @classmethod
-    def _elements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for symbol in value:
-            atomic_number(symbol)
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        from crystaloop.loop.components import GENERATORS  # the one list of generator kinds
-
-        if value not in GENERATORS:
-            raise ValueError(f"unknown generator kind {value!r}; allowed: {', '.join(GENERATORS)}")
-        return value
-
-    @model_validator(mode="after")
-    def _fields_of_kind(self) -> GeneratorChoice:
-        own = {"substitution": {"library", "prototypes", "partial", "temperature", "exclude", "max_atoms"},
-               "random_search": {"exclude", "max_atoms", "space_groups", "volume_factor"}}
-        # a field of another kind counts when it differs from its default (not when it is merely set:
-        # a dumped and re-validated config, as the flows and deployments pass it, sets every field)
-        fields = type(self).model_fields
-        foreign = sorted(n for n in set().union(*own.values()) - own.get(self.kind, set()) if getattr(self, n) != fields[n].default)
-        if foreign:
-            raise ValueError(f"generator kind {self.kind!r} takes no {', '.join(foreign)}")
-        if self.kind == "substitution" and not self.library and not self.prototypes:
-            raise ValueError("generator kind 'substitution' needs library: [dataset specs or store:<URL>] or prototypes: true")
-        if self.space_groups is not None and (not self.space_groups or not all(1 <= g <= 230 for g in self.space_groups)):
-            raise ValueError(f"space_groups must be numbers 1..230, got {list(self.space_groups)}")
-        return self
-
-
 class SurrogateChoice(BaseModel):
     """One property surrogate: a shipped one by name, or a checkpoint path."""
 
@@ -264,7 +199,7 @@ class CampaignConfig(BaseModel):
     budget: Budget = Budget()
     strategy: StrategyChoice = RandomConfig()
     guards: GuardsConfig = GuardsConfig()
-    generator: GeneratorChoice = GeneratorChoice()
+    generator: GeneratorChoice = DiffusionChoice()
     surrogates: tuple[SurrogateChoice, ...] = ()
     oracle: OracleChoice = MLIPOracleChoice()
     sun: SunConfig = SunConfig()

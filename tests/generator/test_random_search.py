@@ -55,8 +55,8 @@ def test_compatible_space_groups() -> None:
 
 
 def test_registered_in_the_loop() -> None:
-    from crystaloop.loop.components import make_generator
-    from crystaloop.loop.config import GeneratorChoice
+    from crystaloop.generator.random_search import RandomSearchChoice
+    from crystaloop.generator.registry import make_generator
 
-    gen = make_generator(GeneratorChoice(kind="random_search", max_atoms=10, space_groups=(1, 2, 221)))
+    gen = make_generator(RandomSearchChoice(max_atoms=10, space_groups=(1, 2, 221)))
     assert isinstance(gen, RandomSearchGenerator) and gen.space_groups == (1, 2, 221)

@@ -123,10 +123,14 @@ def test_prototypes_alone_cover_a_composition() -> None:
 
 
 def test_registered_in_the_loop() -> None:
-    from crystaloop.loop.components import make_generator
-    from crystaloop.loop.config import GeneratorChoice
+    from pydantic import TypeAdapter
 
-    gen = make_generator(GeneratorChoice(kind="substitution", exclude=("Pb",), max_atoms=12))
+    from crystaloop.generator.registry import GeneratorChoice, make_generator
+
+    choice = TypeAdapter(GeneratorChoice).validate_python({"kind": "substitution", "exclude": ["Pb"], "max_atoms": 12})
+    gen = make_generator(choice)
     assert isinstance(gen, SubstitutionGenerator) and gen.exclude == {"Pb"} and gen.max_atoms == 12
-    with pytest.raises(ValueError, match="takes no"):
-        GeneratorChoice(kind="diffusion", library=("perov_5/train",))
+    with pytest.raises(ValueError, match="library"):  # a substitution setting on the diffusion kind
+        TypeAdapter(GeneratorChoice).validate_python({"kind": "diffusion", "library": ["perov_5/train"]})
+    with pytest.raises(ValueError, match="needs library"):
+        TypeAdapter(GeneratorChoice).validate_python({"kind": "substitution", "prototypes": False})

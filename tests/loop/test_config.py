@@ -135,7 +135,9 @@ def test_a_dumped_config_validates_again(path):
     """The flows and deployments pass configs as JSON dumps (every field set); they must validate
     to the same config (a per-kind field check once refused every dumped dataset-replay config)."""
     config = load_campaign_config(path)
-    replay = config.model_copy(update={"generator": config.generator.model_validate({"kind": "dataset-replay", "dataset": "perov_5/val"})})
+    from crystaloop.generator.replay import DatasetReplayChoice
+
+    replay = config.model_copy(update={"generator": DatasetReplayChoice(dataset="perov_5/val")})
     for each in (config, replay):
         again = CampaignConfig.model_validate(each.model_dump(mode="json"))
         assert again == each and again.config_hash() == each.config_hash()
@@ -148,7 +150,10 @@ def test_a_dumped_config_validates_again(path):
         ("strategy: {kind: random, beta: 2}", "strategy.beta: unknown setting for kind 'random'"),
         ("strategy: {kind: annealing}", "strategy: unknown kind; allowed: random, bo, al, rl"),
         ("strategy: {kind: rl, condition_search: bo}", "an rl policy chooses its own conditions"),
-        ("generator: {kind: difusion}", "unknown generator kind 'difusion'; allowed: diffusion, dataset-replay"),
+        ("generator: {kind: difusion}", "generator: unknown kind; allowed: diffusion, dataset-replay, substitution, random_search"),
+        ("generator: {kind: diffusion, library: [perov_5/train]}", "generator.library: unknown setting for kind 'diffusion'"),
+        ("generator: {kind: random_search, exclude: [Xx]}", "Xx"),
+        ("generator: {kind: random_search, space_groups: [0, 231]}", "space_groups must be numbers 1..230"),
         ("oracle: {kind: chgnett}", "oracle: unknown kind; allowed: chgnet, sevennet, emt, replay"),
         ("oracle: {kind: replay, dataset: perov_5/val, measure: [heat_ref], fmax: 0.1}", "oracle.fmax: unknown setting for kind 'replay'"),
     ],

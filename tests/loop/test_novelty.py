@@ -118,10 +118,10 @@ def test_components_use_the_generators_training_split():
     diffusion_like = SimpleNamespace(name="fake", model=SimpleNamespace(config=SimpleNamespace(dataset=TRAIN)))
     assert training_split(diffusion_like) == TRAIN
     assert training_split(SimpleNamespace(name="replay")) is None
+    from crystaloop.generator.config import DiffusionChoice
     from crystaloop.loop.components import make_generator
-    from crystaloop.loop.config import GeneratorChoice
 
-    shipped = make_generator(GeneratorChoice(kind="diffusion", checkpoint="perov_5", steps=2, method="ddim"))
+    shipped = make_generator(DiffusionChoice(checkpoint="perov_5", steps=2, method="ddim"))
     assert training_split(shipped) == "perov_5/train"  # what a perov_5 campaign's novelty is checked against
     config = CampaignConfig.model_validate({"name": "n", "objectives": [{"property": "heat_ref", "goal": "minimise"}]})
     index = reference_structures(config, diffusion_like)
