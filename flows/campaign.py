@@ -1,6 +1,10 @@
 """The campaign as Prefect flows: :func:`campaign_flow` runs one :func:`iteration_flow` subflow per
-remaining iteration; each subflow calls the tasks of :mod:`crystaloop.flows.tasks` in the
-engine's order (generate → score → guard → select → oracle × k → update × k → report).
+remaining iteration; each subflow runs the engine's step table
+(:data:`crystaloop.loop.campaign.ITERATION_STEPS`: generate → score → guard → select → evaluate →
+report), each step as a task of its own name (:func:`crystaloop.flows.tasks.step`). Two steps get
+more from Prefect, listed in :data:`FLOW_STEPS`: ``score`` is cached on the pending candidates,
+and ``evaluate`` fans out one ``oracle`` task per selected candidate, each recorded by an
+``update`` task as it finishes. A step added to the engine's table runs in the flow unchanged.
 
 The store is the state: a flow run that failed or was killed is simply run again and continues
 where the store says (finished iterations are read back, an unfinished one resumes step by step),
@@ -12,7 +16,7 @@ everything else runs in order in the flow's own thread, and every store write ha
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +30,11 @@ from crystaloop.data.store import resolve_store_url
 from crystaloop.flows import artifacts, tasks
 from crystaloop.flows.config import FlowSettings, RetrySettings, RunnerSettings, merge_overrides
 from crystaloop.flows.runtime import store_for
-from crystaloop.loop.campaign import iteration_candidates
+from crystaloop.loop.campaign import ITERATION_STEPS, IterationRun, Step, iteration_candidates
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.report import IterationReport
 
-__all__ = ["campaign_flow", "iteration_flow", "make_task_runner", "resolve_config", "finished_reports", "ensure_oracle_limit"]
+__all__ = ["campaign_flow", "iteration_flow", "make_task_runner", "resolve_config", "finished_reports", "ensure_oracle_limit", "FLOW_STEPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,38 +95,32 @@ def ensure_oracle_limit(tag: str, limit: int) -> None:
         client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
 
 
-@flow(name="campaign-iteration", flow_run_name="iteration-{index}", log_prints=False)
-def iteration_flow(config: CampaignConfig, store_url: str | None, index: int, settings: FlowSettings) -> IterationReport:
-    """One iteration of ``config`` (resumed from the store when it was started before)."""
-    from crystaloop.loop import campaign as engine
+def _as_task(step: Step, config: CampaignConfig, store_url: str | None, run: IterationRun, settings: FlowSettings) -> IterationRun:
+    """An engine step as one task named after it (``guard-0``), with the I/O retries: every step
+    is idempotent over the store, so a retry continues where the failed attempt stopped."""
+    task = _retrying(tasks.step, settings.io_retries, name=step.name, task_run_name=f"{step.name}-{run.index}")
+    result: IterationRun = task(step.name, config, store_url, run)
+    return result
 
-    log = get_run_logger()
-    started = time.perf_counter()
-    index, resumed = engine.begin_iteration(store_for(store_url), config, index)
-    io = settings.io_retries
-    duplicates = _retrying(tasks.generate, io)(config, store_url, index)
-    store = store_for(store_url)
-    pending = [c.id for c in iteration_candidates(store, config.name, index, ["generated"])]
+
+def _cached_score(step: Step, config: CampaignConfig, store_url: str | None, run: IterationRun, settings: FlowSettings) -> IterationRun:
+    """The score step, cached on the pending candidates' hashes when ``settings.cache_scores``."""
+    pending = [c.id for c in iteration_candidates(store_for(store_url), config.name, run.index, ["generated"])]
     score = tasks.score
     if settings.cache_scores:
         from datetime import timedelta
 
         score = score.with_options(cache_key_fn=tasks.score_cache_key, cache_expiration=timedelta(days=settings.cache_days), persist_result=True)
-    scores = score(config, store_url, index, pending)
-    counts = tasks.guard(config, store_url, index, scores)
-    log.info("iteration %d: %s", index, counts)
-    selected = tasks.select(config, store_url, index)
-    _evaluate(config, store_url, selected, settings)
-    report = _retrying(tasks.report, io)(config, store_url, index, duplicates, resumed or duplicates is None, started)
-    if settings.artifacts:
-        _publish(config, store_url, report, settings)
-    return report
+    run.scores = score(config, store_url, run.index, pending)
+    return run
 
 
-def _evaluate(config: CampaignConfig, store_url: str | None, selected: list, settings: FlowSettings) -> None:
-    """Oracle calls in parallel on the task runner; each result is recorded as it arrives."""
+def _parallel_evaluate(step: Step, config: CampaignConfig, store_url: str | None, run: IterationRun, settings: FlowSettings) -> IterationRun:
+    """The evaluate step as oracle calls in parallel on the task runner (tagged, retried,
+    concurrency-limited by tag), each result recorded by an ``update`` task as it arrives."""
+    selected = iteration_candidates(store_for(store_url), config.name, run.index, ["selected"])
     if not selected:
-        return
+        return run
     oracle = _retrying(tasks.measure, settings.oracle_retries, tags=[settings.oracle_tag, f"{settings.oracle_tag}:{config.oracle.kind}"])
     update = _retrying(tasks.update, settings.io_retries)
     progress = artifacts.Progress(len(selected), f"{config.name}: oracle calls") if settings.artifacts else None
@@ -140,6 +138,29 @@ def _evaluate(config: CampaignConfig, store_url: str | None, selected: list, set
             progress.advance()
     if failures:
         raise OracleError(f"{len(failures)} of {len(selected)} oracle calls failed after retries; rerun the flow to resume: " + "; ".join(failures))
+    return run
+
+
+FlowStep = Callable[[Step, CampaignConfig, str | None, IterationRun, FlowSettings], IterationRun]
+FLOW_STEPS: dict[str, FlowStep] = {"score": _cached_score, "evaluate": _parallel_evaluate}
+"""Engine steps the flow runs its own way (by step name); every other step runs as :func:`_as_task`."""
+
+
+@flow(name="campaign-iteration", flow_run_name="iteration-{index}", log_prints=False)
+def iteration_flow(config: CampaignConfig, store_url: str | None, index: int, settings: FlowSettings) -> IterationReport:
+    """One iteration of ``config`` (resumed from the store when it was started before): the
+    engine's :data:`~crystaloop.loop.campaign.ITERATION_STEPS` in order, as tasks."""
+    from crystaloop.loop import campaign as engine
+
+    run = engine.begin_iteration(store_for(store_url), config, index)
+    for step in ITERATION_STEPS:
+        run = FLOW_STEPS.get(step.name, _as_task)(step, config, store_url, run, settings)
+    if run.report is None:
+        raise RuntimeError(f"iteration {run.index} of {config.name}: no step saved a report")
+    get_run_logger().info("iteration %d: %d generated, %d evaluated", run.index, run.report.generated, run.report.evaluated)
+    if settings.artifacts:
+        _publish(config, store_url, run.report, settings)
+    return run.report
 
 
 def _publish(config: CampaignConfig, store_url: str | None, report: IterationReport, settings: FlowSettings) -> None:

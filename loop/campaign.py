@@ -1,8 +1,11 @@
 """The campaign engine: ``run_iteration`` and ``run_campaign``, plain functions over a store.
 
-One iteration: generate → score → guard → select → evaluate → update → report. Every step's
-outcome is in the store before the next step reads it, and each step starts from what the store
-says, so a process killed at any point resumes from the last completed write:
+One iteration: generate → score → guard → select → evaluate → update → report.
+:data:`ITERATION_STEPS` is the one table of those steps, in order: :func:`run_iteration` runs it
+in process and the Prefect flow (:mod:`crystaloop.flows.campaign`) runs each entry as a task, so a
+new step is written once. Every step's outcome is in the store before the next step reads it, and
+each step starts from what the store says, so a process killed at any point resumes from the last
+completed write:
 
 * **generate** — skipped when the iteration already has candidates; otherwise all sampled
   candidates are added in one transaction (all or none), with seeds derived from the config,
@@ -16,8 +19,10 @@ says, so a process killed at any point resumes from the last completed write:
   of the picks is drawn at random (notes ``exploration pick``).
 * **evaluate** — measures each ``selected`` candidate, records the measurements, then marks it
   ``evaluated`` (or ``failed``); a candidate measured but not yet marked is measured again
-  (oracle caches make that cheap; results overwrite by key, never duplicate).
-* **update** — labels feed the online surrogate that scores the next iteration (the ensemble
+  (oracle caches make that cheap; results overwrite by key, never duplicate). Its unit of work is
+  one candidate (:func:`measure_candidate` then :func:`record_measurements`), which the flow runs
+  in parallel.
+* **update** (no step of its own: it happens as the store grows) — labels feed the online surrogate that scores the next iteration (the ensemble
   plus a residual GP refitted on all labels, trust shrunk after over-prediction;
   :mod:`crystaloop.loop.online`) and the strategy's GP head at the next selection (the same
   construction); the hull grows through the oracle's cache.
@@ -33,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -55,6 +60,10 @@ from crystaloop.loop.sun import iteration_sun, with_sun_labels
 __all__ = [
     "run_iteration",
     "run_campaign",
+    "IterationRun",
+    "Step",
+    "ITERATION_STEPS",
+    "step_named",
     "next_iteration",
     "iteration_candidates",
     "adjustment_for_iteration",
@@ -235,7 +244,8 @@ def guard_candidates(components: Components, store: CandidateStore, config: Camp
     measured = iteration_candidates(store, config.name, None, [CandidateStatus.EVALUATED])
     if measured:  # where the surrogate was measured to flatter (exploitation guard)
         context.residuals = ResidualHistory.from_candidates(measured, config.objectives)
-    for result in screen(pending, components.guards, context):
+    results = screen(pending, components.guards, context)
+    for result in results:
         cid = result.candidate.id
         ood_verdict = [Verdict(guard="ood", ok=True, score=context.ood[cid])] if cid in context.ood else []
         store.record(cid, predictions=scores.predictions.get(cid), model=scores.model, verdicts=list(result.verdicts) + ood_verdict)
@@ -244,6 +254,8 @@ def guard_candidates(components: Components, store: CandidateStore, config: Camp
             store.update_status(cid, CandidateStatus.SCORED)
         else:
             store.update_status(cid, CandidateStatus.REJECTED, note=f"{failure.guard}: {failure.reason}")
+    kept_now = sum(r.ok for r in results)
+    logger.info("iteration %d: guards kept %d of %d, rejected %d", index, kept_now, len(results), len(results) - kept_now)
 
 
 def _score_and_guard(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
@@ -359,11 +371,6 @@ def record_measurements(store: CandidateStore, config: CampaignConfig, candidate
     return status
 
 
-def _evaluate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> None:
-    for candidate in iteration_candidates(store, config.name, index, [CandidateStatus.SELECTED]):
-        record_measurements(store, config, candidate, measure_candidate(components, candidate))
-
-
 def build_report(components: Components, store: CandidateStore, config: CampaignConfig, index: int, duplicates: int | None, resumed: bool, started: float) -> IterationReport:
     """The iteration's report from the store's contents (``started``: a ``perf_counter`` time)."""
     candidates = iteration_candidates(store, config.name, index)
@@ -428,9 +435,90 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
 _generate = generate_candidates  # the step names the engine's tests use
 
 
+# ---------------------------------------------------------------------------- the step table
+@dataclass
+class IterationRun:
+    """What one iteration's steps hand each other; everything else they read from the store.
+
+    Attributes:
+        index: the iteration.
+        resumed: the iteration had been started before.
+        started: ``time.perf_counter()`` when this run of it began (the report's ``seconds``).
+        duplicates: crystals already stored when generating; ``None`` when generation was
+            skipped because the iteration had candidates (a resumed run).
+        scores: the surrogate's scores of the pending candidates, for the guard step.
+        report: the iteration's report, once the report step has saved it.
+    """
+
+    index: int
+    resumed: bool
+    started: float = field(default_factory=time.perf_counter)
+    duplicates: int | None = None
+    scores: Scores = field(default_factory=Scores)
+    report: IterationReport | None = None
+
+
+StepFunction = Callable[[Components, CandidateStore, CampaignConfig, IterationRun], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One entry of :data:`ITERATION_STEPS`: a name (the flow's task name) and what it does to
+    the store and the :class:`IterationRun`."""
+
+    name: str
+    run: StepFunction
+
+
+def _generate_step(components: Components, store: CandidateStore, config: CampaignConfig, run: IterationRun) -> None:
+    run.duplicates = generate_candidates(components, store, config, run.index)
+
+
+def _score_step(components: Components, store: CandidateStore, config: CampaignConfig, run: IterationRun) -> None:
+    run.scores = score_candidates(components, store, config, run.index)
+
+
+def _guard_step(components: Components, store: CandidateStore, config: CampaignConfig, run: IterationRun) -> None:
+    guard_candidates(components, store, config, run.index, run.scores)
+
+
+def _select_step(components: Components, store: CandidateStore, config: CampaignConfig, run: IterationRun) -> None:
+    select_candidates(components, store, config, run.index)
+
+
+def _evaluate_step(components: Components, store: CandidateStore, config: CampaignConfig, run: IterationRun) -> None:
+    for candidate in iteration_candidates(store, config.name, run.index, [CandidateStatus.SELECTED]):
+        record_measurements(store, config, candidate, measure_candidate(components, candidate))
+
+
+def _report_step(components: Components, store: CandidateStore, config: CampaignConfig, run: IterationRun) -> None:
+    run.report = build_report(components, store, config, run.index, run.duplicates, run.resumed or run.duplicates is None, run.started)
+    end_iteration(store, config, run.report)
+
+
+ITERATION_STEPS: tuple[Step, ...] = (
+    Step("generate", _generate_step),
+    Step("score", _score_step),
+    Step("guard", _guard_step),
+    Step("select", _select_step),
+    Step("evaluate", _evaluate_step),
+    Step("report", _report_step),
+)
+"""The iteration's steps in order (see the module docstring); the engine and the flow both run this table."""
+
+
+def step_named(name: str) -> Step:
+    """The entry of :data:`ITERATION_STEPS` called ``name``; ``KeyError`` naming the known ones."""
+    for step in ITERATION_STEPS:
+        if step.name == name:
+            return step
+    raise KeyError(f"no iteration step {name!r}; steps: {', '.join(s.name for s in ITERATION_STEPS)}")
+
+
 # ---------------------------------------------------------------------------- public API
 def run_iteration(components: Components, store: CandidateStore, config: CampaignConfig, index: int | None = None) -> IterationReport:
-    """Run (or resume) one iteration and return its report; see the module docstring.
+    """Run (or resume) one iteration and return its report: every entry of
+    :data:`ITERATION_STEPS` in order; see the module docstring.
 
     Args:
         components: generator, oracle, strategy, guards and surrogate.
@@ -438,25 +526,23 @@ def run_iteration(components: Components, store: CandidateStore, config: Campaig
         config: the campaign; its ``name`` is the campaign id.
         index: iteration to run; ``None`` → the first unfinished one.
     """
+    run = begin_iteration(store, config, index)
+    for step in ITERATION_STEPS:
+        step.run(components, store, config, run)
+    if run.report is None:  # the table ends with the report step
+        raise RuntimeError(f"iteration {run.index} of {config.name}: no step saved a report")
+    return run.report
+
+
+def begin_iteration(store: CandidateStore, config: CampaignConfig, index: int | None = None) -> IterationRun:
+    """Register the campaign and mark the iteration started; returns its :class:`IterationRun`
+    (``index=None`` → the first unfinished iteration; ``resumed``: it had been started before)."""
     started = time.perf_counter()
-    index, resumed = begin_iteration(store, config, index)
-    duplicates = generate_candidates(components, store, config, index)
-    _score_and_guard(components, store, config, index)
-    select_candidates(components, store, config, index)
-    _evaluate(components, store, config, index)
-    report = build_report(components, store, config, index, duplicates, resumed or duplicates is None, started)
-    end_iteration(store, config, report)
-    return report
-
-
-def begin_iteration(store: CandidateStore, config: CampaignConfig, index: int | None = None) -> tuple[int, bool]:
-    """Register the campaign and mark the iteration started; returns ``(index, resumed)``
-    (``index=None`` → the first unfinished iteration; resumed: it had been started before)."""
     store.ensure_campaign(config.name, name=config.name, config_json=config.model_dump_json(exclude={"store_url"}), config_hash=config.config_hash())
     index = next_iteration(store, config.name) if index is None else index
     resumed = any(r.index == index for r in store.iterations(config.name))
     store.start_iteration(config.name, index)
-    return index, resumed
+    return IterationRun(index=index, resumed=resumed, started=started)
 
 
 def end_iteration(store: CandidateStore, config: CampaignConfig, report: IterationReport) -> None:

@@ -158,8 +158,8 @@ def test_score_is_cached_on_structure_hashes(prefect_server, replay_campaign, st
     @flow
     def score_twice():  # noqa: ANN202
         store = store_for(store_url)
-        engine.begin_iteration(store, config, 0)
-        tasks.generate(config, store_url, 0)
+        run = engine.begin_iteration(store, config, 0)
+        tasks.step("generate", config, store_url, run)
         pending = [c.id for c in iteration_candidates(store, config.name, 0, [CandidateStatus.GENERATED])]
         cached = tasks.score.with_options(cache_key_fn=tasks.score_cache_key, persist_result=True)
         return cached(config, store_url, 0, pending, return_state=True), cached(config, store_url, 0, pending, return_state=True)
@@ -188,4 +188,33 @@ def test_dask_task_runner_runs_oracle_calls_on_a_local_cluster(prefect_server, r
     with CandidateStore(direct_url) as store:
         run_campaign(build_components(config), store, config)
     assert _snapshot(url, config.name) == _snapshot(direct_url, config.name)
+    close_stores()
+
+
+def test_a_step_added_to_the_engine_table_runs_in_the_flow_too(prefect_server, replay_campaign, tmp_path, monkeypatch):
+    """Issue 20: the flow re-sequenced the engine by hand, so every new step was written twice.
+    Both now run ITERATION_STEPS; a step inserted there runs in `run_iteration` and, as a task of
+    its own name, in the flow, between the same neighbours."""
+    from crystaloop.loop import campaign as engine
+
+    seen: list[tuple[str, int, str]] = []
+
+    def audit(components, store, config, run):  # noqa: ANN001, ANN202 - a step's signature
+        statuses = sorted({c.status.value for c in iteration_candidates(store, config.name, run.index)})
+        seen.append((config.name, run.index, ",".join(statuses)))
+
+    table = list(engine.ITERATION_STEPS)
+    table.insert([s.name for s in table].index("select"), engine.Step("audit", audit))
+    monkeypatch.setattr(engine, "ITERATION_STEPS", tuple(table))
+    monkeypatch.setattr("crystaloop.flows.campaign.ITERATION_STEPS", tuple(table))
+    config = replay_campaign("step-table", budget={"iterations": 1, "candidates_per_iteration": 8, "oracle_calls_per_iteration": 2})
+    with CandidateStore(f"sqlite:///{tmp_path / 'direct.db'}") as store:
+        run_campaign(build_components(config), store, config)
+    state = campaign_flow(config, store_url=f"sqlite:///{tmp_path / 'flow.db'}", settings=FlowSettings(**FAST), return_state=True)
+    assert state.is_completed(), state.message
+    # after guard, before select: candidates are scored or rejected, none selected yet
+    assert len(seen) == 2 and seen[0] == seen[1] and "selected" not in seen[0][2] and "generated" not in seen[0][2]
+    _, children, task_runs, _, _ = asyncio.run(_runs_and_artifacts(state.state_details.flow_run_id))
+    assert "audit-0" in [t.name for t in task_runs]
+    assert _snapshot(f"sqlite:///{tmp_path / 'flow.db'}", config.name) == _snapshot(f"sqlite:///{tmp_path / 'direct.db'}", config.name)
     close_stores()
