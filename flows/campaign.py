@@ -146,7 +146,30 @@ FLOW_STEPS: dict[str, FlowStep] = {"score": _cached_score, "evaluate": _parallel
 """Engine steps the flow runs its own way (by step name); every other step runs as :func:`_as_task`."""
 
 
-@flow(name="campaign-iteration", flow_run_name="iteration-{index}", log_prints=False)
+def _campaign_name(config: Any) -> str:
+    """The campaign's name from a ``config`` parameter: a CampaignConfig, or its JSON mapping as a
+    deployment passes it ("campaign" when it has none, so naming never fails a run)."""
+    name = config.get("name") if isinstance(config, dict) else getattr(config, "name", None)
+    return str(name) if name else "campaign"
+
+
+def campaign_run_name() -> str:
+    """Flow-run name of :func:`campaign_flow`: the campaign's name (``perovskite-water-splitting``),
+    so the Prefect UI lists runs by campaign, not by Prefect's random adjective–animal names."""
+    from prefect.runtime import flow_run
+
+    return _campaign_name(flow_run.parameters.get("config"))
+
+
+def iteration_run_name() -> str:
+    """Flow-run name of :func:`iteration_flow`: ``<campaign>-iteration-<index>``."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    return f"{_campaign_name(parameters.get('config'))}-iteration-{parameters.get('index')}"
+
+
+@flow(name="campaign-iteration", flow_run_name=iteration_run_name, log_prints=False)
 def iteration_flow(config: CampaignConfig, store_url: str | None, index: int, settings: FlowSettings) -> IterationReport:
     """One iteration of ``config`` (resumed from the store when it was started before): the
     engine's :data:`~crystaloop.loop.campaign.ITERATION_STEPS` in order, as tasks."""
@@ -174,7 +197,7 @@ def _publish(config: CampaignConfig, store_url: str | None, report: IterationRep
         logger.info("figure: %s", path)
 
 
-@flow(name="crystaloop-campaign", log_prints=False)
+@flow(name="crystaloop-campaign", flow_run_name=campaign_run_name, log_prints=False)
 def campaign_flow(
     config: CampaignConfig,
     store_url: str | None = None,

@@ -72,7 +72,8 @@ def test_flow_matches_engine_and_is_visible_in_prefect(prefect_server, replay_ca
 
     parent, children, task_runs, artifacts, progress = asyncio.run(_runs_and_artifacts(state.state_details.flow_run_id))
     assert parent.state.is_completed()
-    assert sorted(c.name for c in children) == ["iteration-0", "iteration-1"] and all(c.state.is_completed() for c in children)
+    assert parent.name == "flow-test"  # runs are named after their campaign and iteration (issue 21)
+    assert sorted(c.name for c in children) == ["flow-test-iteration-0", "flow-test-iteration-1"] and all(c.state.is_completed() for c in children)
     names = [t.name for t in task_runs]
     for step in ("generate", "score", "guard", "select", "report"):
         assert sorted(n for n in names if n.startswith(step + "-")) == [f"{step}-0", f"{step}-1"]
