@@ -87,3 +87,13 @@ def test_cli_overrides_parse_yaml_scalars_and_refuse_bad_pairs():
     }
     with pytest.raises(typer.Exit):
         parse_overrides(["budget.iterations"])
+
+
+def test_flow_run_names_come_from_the_campaign_as_object_or_deployment_json():
+    from crystaloop.flows.campaign import _campaign_name
+    from crystaloop.loop.config import CampaignConfig
+
+    config = CampaignConfig.model_validate({"name": "lmo-search", "objectives": [{"property": "e_above_hull", "goal": "minimise"}]})
+    assert _campaign_name(config) == "lmo-search"
+    assert _campaign_name(config.model_dump(mode="json")) == "lmo-search"  # as a deployment passes it
+    assert _campaign_name(None) == "campaign" and _campaign_name({}) == "campaign"  # naming never fails a run
