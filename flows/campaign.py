@@ -74,17 +74,10 @@ def _retrying(task_fn, retry: RetrySettings, **options: Any):  # noqa: ANN001, A
 
 
 def finished_reports(store_url: str | None, config: CampaignConfig) -> dict[int, IterationReport]:
-    """Reports of the campaign's finished iterations, by index."""
-    import json
+    """Reports of the campaign's finished iterations, by index (the engine's reading of the store)."""
+    from crystaloop.loop.campaign import finished_reports as engine_reports
 
-    store = store_for(store_url)
-    if config.name not in store.campaigns():
-        return {}
-    return {
-        r.index: IterationReport.model_validate(json.loads(r.report_json))
-        for r in store.iterations(config.name)
-        if r.finished_at is not None and r.report_json
-    }
+    return engine_reports(store_for(store_url), config)
 
 
 def ensure_oracle_limit(tag: str, limit: int) -> None:
