@@ -27,27 +27,17 @@ logger = logging.getLogger(__name__)
 
 
 def plot_solutions(path: Path, two_theta: np.ndarray, measured: np.ndarray, solutions: list, top: int = 3) -> Path:
-    """PNG: the measured pattern with the ``top`` solutions' simulated patterns stacked below it."""
-    import matplotlib
+    """PNG: the best solution against the measured pattern as a Rietveld plot (calculated,
+    difference, reflection ticks; see data.xrd_plot), the ``top`` solutions' patterns stacked below."""
+    from crystaloop.data.xrd_plot import powder_fit_figure, reflection_positions
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = solutions[:top]
-    fig, ax = plt.subplots(figsize=(9, 2.2 + 1.4 * len(shown)))
-    ax.plot(two_theta, measured, color="black", lw=1.0, label="measured")
-    for rank, solution in enumerate(shown, start=1):
-        offset = -1.15 * rank
-        ax.plot(two_theta, solution.simulated + offset, lw=0.9,
-                label=f"#{rank} {solution.crystal.reduced_formula}: Rwp {solution.rwp:.3f}, KL {solution.kl:.1f}")
-    ax.set_xlabel("2θ (degrees, Cu Kα)")
-    ax.set_ylabel("intensity (max 1, offset)")
-    ax.set_yticks([])
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
-    fig.tight_layout()
+    best = solutions[0]
+    names = [f"#{rank} {s.crystal.reduced_formula}: Rwp {s.rwp:.3f}, KL {s.kl:.1f}" for rank, s in enumerate(solutions[:top], start=1)]
+    figure = powder_fit_figure(two_theta, measured, best.simulated, reflection_positions(best.crystal), label=f"calculated, {names[0]}",
+                               compared=list(zip(names, [s.simulated for s in solutions[:top]], strict=True)) if len(solutions) > 1 else (),
+                               title="measured pattern and the best solution (Cu Kα)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figure.savefig(path, dpi=110)
     return path
 
 

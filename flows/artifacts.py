@@ -1,5 +1,6 @@
 """Per-iteration Prefect artifacts: markdown summary, top-candidates table, discovery-curve and
-Pareto PNGs, and a progress artifact for long steps.
+Pareto PNGs, the unit-cell pictures of the best evaluated candidates, and a progress artifact for
+long steps.
 
 Keys are ``<campaign>-<what>`` (lowercased, dashes), so each run of the same campaign adds a new
 version of the same artifact and the UI shows their history. The text and rows are built by plain
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +23,9 @@ from prefect.artifacts import (
 
 from crystaloop.data.records import Candidate, CandidateStatus
 from crystaloop.flows.config import artifact_key
-from crystaloop.loop.config import CampaignConfig, Objective
-from crystaloop.loop.plots import campaign_figures
-from crystaloop.loop.report import IterationReport, stability_basis
+from crystaloop.loop.config import CampaignConfig
+from crystaloop.loop.plots import campaign_figures, top_structures, top_structures_markdown
+from crystaloop.loop.report import IterationReport, measured_values, objective_rank_key, stability_basis
 
 __all__ = [
     "summary_markdown",
@@ -70,29 +70,6 @@ def summary_markdown(report: IterationReport, config: CampaignConfig) -> str:
     return "\n".join(lines)
 
 
-def _measured(candidate: Candidate) -> dict[str, float]:
-    return {m.property: m.value for m in candidate.measurements if m.status == "ok" and m.value is not None}
-
-
-def _cost(objective: Objective, value: float) -> float:
-    if objective.goal == "maximise":
-        return -value
-    if objective.goal == "minimise":
-        return value
-    low, high = objective.window or (0.0, 0.0)
-    return abs(value - 0.5 * (low + high))
-
-
-def _rank_key(candidate: Candidate, objective: Objective) -> tuple[int, float]:
-    measured = _measured(candidate).get(objective.property)
-    if measured is not None:
-        return (0, _cost(objective, measured))
-    predicted = candidate.predictions.get(objective.property)
-    if predicted is not None and math.isfinite(predicted[0]):
-        return (1, _cost(objective, float(predicted[0])))
-    return (2, 0.0)
-
-
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}g}"
 
@@ -103,10 +80,10 @@ def top_candidate_rows(candidates: Sequence[Candidate], config: CampaignConfig, 
     objective, e_above_hull and guard verdicts."""
     objective = config.objectives[0]
     pool = [c for c in candidates if c.status in _RANKED]
-    pool.sort(key=lambda c: (*_rank_key(c, objective), c.id))
+    pool.sort(key=lambda c: (*objective_rank_key(c, objective), c.id))
     rows = []
     for c in pool[:k]:
-        measured = _measured(c)
+        measured = measured_values(c)
         row = {"id": c.id[:12], "formula": c.crystal.reduced_formula, "status": c.status.value}
         for o in config.objectives:
             mean_std = c.predictions.get(o.property)
@@ -134,14 +111,19 @@ def publish_iteration(report: IterationReport, config: CampaignConfig, candidate
     )
 
 
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
 def _image_markdown(png: bytes, path: Path, caption: str) -> str:
-    encoded = base64.b64encode(png).decode()
-    return f"![{caption}](data:image/png;base64,{encoded})\n\n{caption} (file: `{path}`)"
+    return f"![{caption}]({_data_uri(png)})\n\n{caption} (file: `{path}`)"
 
 
 def publish_figures(reports: Sequence[IterationReport], config: CampaignConfig, candidates: Sequence[Candidate], folder: Path) -> list[Path]:
     """Write the discovery curve (and the Pareto plot of multi-objective campaigns) as PNGs in
-    ``folder`` and publish each as a markdown artifact embedding the image; returns the files."""
+    ``folder`` and publish each as a markdown artifact embedding the image; then the same for
+    the unit cells of the best evaluated ``candidates`` (one ``top-structures`` artifact with a
+    table and the pictures, files ``top-structure-<rank>-iter<i>.png``); returns the files."""
     folder.mkdir(parents=True, exist_ok=True)
     last = reports[-1].iteration
     written = []
@@ -153,6 +135,19 @@ def publish_figures(reports: Sequence[IterationReport], config: CampaignConfig, 
             markdown=_image_markdown(png, path, f"{config.name} {name} after iteration {last}"),
             key=artifact_key(config.name, name),
             description=f"{config.name} {name} after iteration {last}",
+        )
+    entries = top_structures(candidates, config)
+    if entries:
+        paths = [folder / f"top-structure-{entry.rank}-iter{last}.png" for entry in entries]
+        for entry, path in zip(entries, paths, strict=True):
+            path.write_bytes(entry.picture.png)
+        written += paths
+        title = f"{config.name}: best evaluated structures after iteration {last}"
+        create_markdown_artifact(
+            markdown=top_structures_markdown(entries, [_data_uri(e.picture.png) for e in entries], title)
+            + "\n\nfiles: " + ", ".join(f"`{p}`" for p in paths),
+            key=artifact_key(config.name, "top-structures"),
+            description=title,
         )
     return written
 

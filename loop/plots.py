@@ -7,22 +7,42 @@ and, for multi-objective campaigns, the Pareto plot of the first two objectives.
 * :func:`pareto_png` — the evaluated candidates' values of the first two objectives with their
   non-dominated front; a value is the oracle's where it measured one, else the surrogate's
   prediction, and an axis says "predicted" when any of its values is one.
-* :func:`write_figures` — both as files in a folder (what ``crystaloop campaign run`` writes).
+* :func:`top_structures` — pictures of the best evaluated candidates' unit cells
+  (:mod:`crystaloop.data.pictures`), ranked by the first objective as the top-candidates table is,
+  each captioned with its rank and measured values; :func:`top_structures_markdown` lists them
+  with their images (files beside the markdown, or data URIs in a Prefect artifact).
+* :func:`write_figures` — all of them as files in a folder (what ``crystaloop campaign run`` writes).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from crystaloop.data.records import Candidate
+from crystaloop.data.pictures import StructurePicture, render_structure
+from crystaloop.data.records import Candidate, CandidateStatus
 from crystaloop.loop.config import CampaignConfig, Objective
-from crystaloop.loop.report import IterationReport
+from crystaloop.loop.report import IterationReport, measured_values, objective_rank_key
 
-__all__ = ["discovery_curve_png", "pareto_mask", "pareto_png", "objective_values", "campaign_figures", "write_figures"]
+__all__ = [
+    "discovery_curve_png",
+    "pareto_mask",
+    "pareto_png",
+    "objective_values",
+    "campaign_figures",
+    "TopStructure",
+    "top_structures",
+    "top_structures_markdown",
+    "write_figures",
+    "TOP_STRUCTURES",
+]
+
+TOP_STRUCTURES = 3
+"""Unit-cell pictures of the best evaluated candidates in a campaign's report and artifacts."""
 
 
 def _figure():  # noqa: ANN202 - a matplotlib Figure
@@ -145,12 +165,79 @@ def campaign_figures(reports: Sequence[IterationReport], config: CampaignConfig,
     return figures
 
 
-def write_figures(reports: Sequence[IterationReport], config: CampaignConfig, evaluated: Sequence[Candidate], folder: Path) -> list[Path]:
-    """Write :func:`campaign_figures` as ``<name>.png`` into ``folder``; returns the files."""
+@dataclass(frozen=True)
+class TopStructure:
+    """One of the best evaluated candidates with the picture of its unit cell."""
+
+    rank: int
+    candidate: Candidate
+    picture: StructurePicture
+    caption: str
+
+
+def _caption(rank: int, candidate: Candidate, objective: Objective) -> str:
+    """``#1 · heat_ref = -0.52 eV · e_above_hull 0.031 eV/atom`` (measured values; a
+    prediction only when the oracle did not measure the objective)."""
+    measured = measured_values(candidate)
+    parts = [f"#{rank}"]
+    units = f" {objective.units}" if objective.units else ""
+    value = measured.get(objective.property)
+    predicted = candidate.predictions.get(objective.property)
+    if value is not None:
+        parts.append(f"{objective.property} = {value:.3g}{units}")
+    elif predicted is not None:
+        parts.append(f"{objective.property} ≈ {predicted[0]:.3g} ± {predicted[1]:.2g}{units} (predicted)")
+    hull = measured.get("e_above_hull")
+    if hull is not None and objective.property != "e_above_hull":
+        parts.append(f"e_above_hull {hull:.3f} eV/atom")
+    return " · ".join(parts)
+
+
+def top_structures(evaluated: Sequence[Candidate], config: CampaignConfig, k: int = TOP_STRUCTURES,
+                   *, size: tuple[int, int] = (420, 380)) -> list[TopStructure]:
+    """Pictures (``size`` pixels) of the ``k`` best evaluated candidates, best first: measured
+    on the first objective before predicted-only, then by its value (as the top-candidates table)."""
+    objective = config.objectives[0]
+    pool = sorted((c for c in evaluated if c.status == CandidateStatus.EVALUATED),
+                  key=lambda c: (*objective_rank_key(c, objective), c.id))
+    entries = []
+    for rank, candidate in enumerate(pool[:k], start=1):
+        caption = _caption(rank, candidate, objective)
+        entries.append(TopStructure(rank, candidate, render_structure(candidate.crystal, caption=caption, size=size), caption))
+    return entries
+
+
+def top_structures_markdown(entries: Sequence[TopStructure], sources: Sequence[str], title: str) -> str:
+    """Markdown: a table of ``entries`` (rank, formula, space group, values, id) and their
+    pictures side by side, the image of entry ``i`` at ``sources[i]`` (a file name or data URI)."""
+    if len(sources) != len(entries):
+        raise ValueError(f"{len(entries)} structures but {len(sources)} image sources")
+    lines = [f"# {title}", "", "| rank | formula | space group | values | id |", "|---|---|---|---|---|"]
+    for entry in entries:
+        values = entry.caption.partition(" · ")[2] or "—"
+        lines.append(f"| {entry.rank} | {entry.picture.formula} | {entry.picture.space_group} | {values} | `{entry.candidate.id[:12]}` |")
+    lines += ["", " ".join(f"![#{e.rank} {e.picture.formula} {e.picture.space_group}]({src})" for e, src in zip(entries, sources, strict=True))]
+    return "\n".join(lines)
+
+
+def write_figures(reports: Sequence[IterationReport], config: CampaignConfig, evaluated: Sequence[Candidate], folder: Path,
+                  pictures: int = TOP_STRUCTURES) -> list[Path]:
+    """Write :func:`campaign_figures` as ``<name>.png`` into ``folder``, and the unit cells of the
+    ``pictures`` best evaluated candidates as ``top-structure-<rank>.png`` listed in
+    ``top-structures.md`` (none when nothing was evaluated); returns the files."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, png in campaign_figures(reports, config, evaluated).items():
         path = folder / f"{name}.png"
         path.write_bytes(png)
         written.append(path)
+    entries = top_structures(evaluated, config, pictures)
+    if entries:
+        names = [f"top-structure-{entry.rank}.png" for entry in entries]
+        for entry, name in zip(entries, names, strict=True):
+            (folder / name).write_bytes(entry.picture.png)
+            written.append(folder / name)
+        summary = folder / "top-structures.md"
+        summary.write_text(top_structures_markdown(entries, names, f"{config.name}: best evaluated structures") + "\n")
+        written.append(summary)
     return written

@@ -13,6 +13,7 @@ objective (:data:`~crystaloop.loop.config.SUN_PROPERTY`), only S.U.N. candidates
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Sequence
 
@@ -20,10 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Candidate, CandidateStatus, Condition
 from crystaloop.loop.collapse import Adjustment, CollapseStatus
-from crystaloop.loop.config import SUN_PROPERTY, CampaignConfig
+from crystaloop.loop.config import SUN_PROPERTY, CampaignConfig, Objective
 from crystaloop.loop.sun import SunSummary
 
-__all__ = ["IterationReport", "PredictedHit", "SurrogateUpdate", "ConditionOutcome", "classify_hit", "stability_basis"]
+__all__ = [
+    "IterationReport",
+    "PredictedHit",
+    "SurrogateUpdate",
+    "ConditionOutcome",
+    "classify_hit",
+    "stability_basis",
+    "measured_values",
+    "objective_rank_key",
+]
 
 
 class PredictedHit(BaseModel):
@@ -177,3 +187,31 @@ def stability_basis(candidate: Candidate) -> dict[str, str] | None:
             value = f"{m.value:.3f}" if m.value is not None else m.status
             return {"property": m.property, "value": value, "coverage": str(m.details.get("coverage", "unknown")), "decomposition": products}
     return None
+
+
+def measured_values(candidate: Candidate) -> dict[str, float]:
+    """Property → the oracle's value, over the candidate's ``ok`` measurements."""
+    return {m.property: m.value for m in candidate.measurements if m.status == "ok" and m.value is not None}
+
+
+def _objective_cost(objective: Objective, value: float) -> float:
+    if objective.goal == "maximise":
+        return -value
+    if objective.goal == "minimise":
+        return value
+    low, high = objective.window or (0.0, 0.0)
+    return abs(value - 0.5 * (low + high))
+
+
+def objective_rank_key(candidate: Candidate, objective: Objective) -> tuple[int, float]:
+    """Sort key of "best first" tables and pictures: ``(0, cost)`` when the oracle measured the
+    objective, ``(1, cost)`` on the surrogate's prediction alone, ``(2, 0)`` with neither; the
+    cost is the value (minimise), its negative (maximise) or its distance from the target
+    window's centre."""
+    measured = measured_values(candidate).get(objective.property)
+    if measured is not None:
+        return (0, _objective_cost(objective, measured))
+    predicted = candidate.predictions.get(objective.property)
+    if predicted is not None and math.isfinite(predicted[0]):
+        return (1, _objective_cost(objective, float(predicted[0])))
+    return (2, 0.0)

@@ -83,15 +83,18 @@ def test_flow_matches_engine_and_is_visible_in_prefect(prefect_server, replay_ca
     assert all(t.state.is_completed() for t in task_runs)
 
     latest = {a.key: a for a in sorted(artifacts, key=lambda a: a.created)}
-    assert set(latest) == {"flow-test-summary", "flow-test-top-candidates", "flow-test-discovery-curve"}
+    assert set(latest) == {"flow-test-summary", "flow-test-top-candidates", "flow-test-discovery-curve", "flow-test-top-structures"}
     assert len([a for a in artifacts if a.key == "flow-test-summary"]) == 2  # one version per iteration
     assert "# flow-test: iteration 1" in latest["flow-test-summary"].data
     rows = json.loads(latest["flow-test-top-candidates"].data) if isinstance(latest["flow-test-top-candidates"].data, str) else latest["flow-test-top-candidates"].data
     assert 1 <= len(rows) <= settings.top_k and rows[0]["status"] == "evaluated" and "heat_ref oracle" in rows[0]
     assert "data:image/png;base64," in latest["flow-test-discovery-curve"].data
+    structures = latest["flow-test-top-structures"].data  # unit-cell pictures of the best evaluated candidates
+    assert structures.count("](data:image/png;base64,") == 3 and "best evaluated structures after iteration 1" in structures
     assert any(a.data == 100.0 for a in progress)
     pngs = sorted((tmp_path / "figures").glob("*.png"))
-    assert [p.name for p in pngs] == ["discovery-curve-iter0.png", "discovery-curve-iter1.png"]
+    assert [p.name for p in pngs] == ["discovery-curve-iter0.png", "discovery-curve-iter1.png",
+                                      *(f"top-structure-{rank}-iter{i}.png" for rank in (1, 2, 3) for i in (0, 1))]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     close_stores()
 
