@@ -337,6 +337,7 @@ def generate(
     library: Annotated[Optional[list[str]], typer.Option("--library", help="substitution: dataset spec or store:<URL> to substitute into (repeatable; default: the prototypes alone).")] = None,  # noqa: UP045
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="substitution, random_search: elements never used, e.g. Pb-Cd.")] = None,  # noqa: UP045
     max_atoms: Annotated[Optional[int], typer.Option("--max-atoms", min=1, help="substitution, random_search: most sites per cell.")] = None,  # noqa: UP045
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Folder for a picture of each written structure's unit cell (PNG, one per structure).")] = None,  # noqa: UP045
 ) -> None:
     """Generate crystals: structure prediction (--composition) or de novo (--chemsys), optionally guided or
     conditioned on a measured pattern (--xrd) or a description (--text); --generator substitution|random_search
@@ -386,6 +387,10 @@ def generate(
     formulas = ", ".join(sorted({c.crystal.reduced_formula for c in written}))
     console.print(f"wrote {len(written)} structures ({formulas}) to [bold]{out}[/]"
                   + (f"; {generator.last_dropped} collapsed samples dropped" if generator.last_dropped else ""))
+    if plot is not None:
+        with exit_on_error():
+            pictures = write_pictures(plot, written)
+        console.print(f"pictures: {len(pictures)} unit cells in [bold]{plot}[/]")
     if store and plausible:
         from crystaloop.data.store import CandidateStore
 
@@ -393,6 +398,24 @@ def generate(
             report = candidate_store.add_many(plausible)
         skipped = f"; {len(implausible)} implausible not stored" if implausible else ""
         console.print(f"store: added {report.added}, already stored {report.existing}{skipped}")
+
+
+def write_pictures(folder: Path, candidates: list) -> list[Path]:
+    """One unit-cell PNG per candidate in ``folder``, ``<index>-<formula>.png`` in file order
+    (see data.pictures), captioned with the candidate's id and, when rejected, that it is."""
+    from crystaloop.data.errors import CrystaloopError
+    from crystaloop.data.pictures import write_structure_png
+
+    paths = []
+    for index, candidate in enumerate(candidates):
+        path = folder / f"{index:03d}-{candidate.crystal.reduced_formula}.png"
+        caption = f"structure {index} · id {candidate.id[:12]}" + (" · implausible (kept)" if candidate.status.value == "rejected" else "")
+        try:
+            write_structure_png(candidate.crystal, path, caption=caption)
+        except OSError as exc:
+            raise CrystaloopError(f"--plot {folder}: cannot write {path.name}: {exc}") from None
+        paths.append(path)
+    return paths
 
 
 def screen_generated(candidates: list) -> tuple[list, list]:

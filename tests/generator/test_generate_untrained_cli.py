@@ -40,3 +40,18 @@ def test_clear_errors(tmp_path) -> None:
     result = runner.invoke(app, ["generate", "--generator", "random_search", "--library", "perov_5/train",
                                  "--composition", "NaCl", "--out", str(out)])
     assert result.exit_code != 0 and "--library" in result.output
+
+
+def test_plot_writes_one_picture_per_written_structure(tmp_path) -> None:
+    out, folder = tmp_path / "caf2.cif", tmp_path / "pictures"
+    result = runner.invoke(app, ["generate", "--generator", "substitution", "--composition", "CaF2", "-n", "3",
+                                 "--out", str(out), "--plot", str(folder)])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+    from pymatgen.io.cif import CifParser
+
+    written = CifParser(str(out)).parse_structures(primitive=False)
+    pictures = sorted(folder.glob("*.png"))
+    assert [p.name for p in pictures] == [f"{i:03d}-CaF2.png" for i in range(len(written))] and len(written) == 3
+    assert all(Image.open(p).text["Title"] == "CaF2" for p in pictures)
+    assert f"pictures: 3 unit cells in {folder}" in result.output.replace("\n", "")
