@@ -32,6 +32,9 @@ def test_campaign_run_and_resume(tmp_path):
     assert curve.read_bytes().startswith(b"\x89PNG") and str(curve) in first.output.replace("\n", "")
     assert not (folder / "pareto.png").exists()  # one objective: no Pareto plot
     assert '"iteration":0' in (folder / "reports.json").read_text()
+    pictures = sorted(folder.glob("top-structure-*.png"))  # unit cells of the best evaluated candidates
+    assert pictures and all(p.read_bytes().startswith(b"\x89PNG") for p in pictures)
+    assert all(f"]({p.name})" in (folder / "top-structures.md").read_text() for p in pictures)
     again = runner.invoke(app, ["campaign", "run", str(path), "--store", url])
     assert again.exit_code == 2 and "--resume" in again.output
     resumed = runner.invoke(app, ["campaign", "run", str(path), "--store", url, "--resume"])
