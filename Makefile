@@ -2,6 +2,7 @@
 #   make demo   create .venv, install, run the demo on the shipped data
 #   make test   create .venv, install, lint (ruff + mypy baseline), run the test suite
 #   make bench  create .venv, install, run the benchmarks (current tables: benchmarks/RESULTS.md; dated log: RESULTS_LOG.md)
+#   make bench-smoke  every benchmark's quick run once, nothing recorded; fails when one fails (CI runs it after make test)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test bench lint clean-venv browser
+.PHONY: demo test bench bench-smoke lint clean-venv browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ browser:
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+bench-smoke: $(STAMP)
+	$(PY) -m benchmarks.run_all --smoke
 
 # ruff, then mypy: fails only when the mypy error count exceeds .ci/mypy_baseline.txt
 lint: $(STAMP)

@@ -58,6 +58,7 @@ from crystaloop.loop.campaign import iteration_candidates, run_campaign
 from crystaloop.loop.components import build_components
 from crystaloop.loop.config import CampaignConfig, load_campaign_config
 from crystaloop.loop.report import IterationReport
+from crystaloop.loop.strategies import STRATEGY_CHOICES
 
 logger = logging.getLogger("crystaloop.benchmarks.loop_generative")
 
@@ -153,12 +154,21 @@ def _config(base: CampaignConfig, name: str, strategy: str, seed: int, off: str 
     payload = base.model_dump(mode="json")
     payload.update(name=name, seed=seed, store_url=f"sqlite:///{folder / 'store.db'}")
     payload["budget"] = {"iterations": sizes.iterations, "candidates_per_iteration": sizes.candidates, "oracle_calls_per_iteration": sizes.calls}
-    payload["strategy"] = {**payload["strategy"], "kind": strategy, "rl_policy_dir": str(folder / "rl")}
+    payload["strategy"] = _strategy_payload(payload["strategy"], strategy, folder)
     payload["generator"] = {**payload["generator"], **SAMPLER}
     payload["oracle"] = {**payload["oracle"], "cache_url": f"sqlite:///{folder / 'oracle.db'}"}
     if off is not None:
         payload["guards"][off] = {**payload["guards"][off], "enabled": False}
     return CampaignConfig.model_validate(payload)
+
+
+def _strategy_payload(base: dict, kind: str, folder: Path) -> dict:
+    """``base``'s strategy settings that ``kind`` accepts, as ``kind`` (a setting of another kind is refused at load)."""
+    fields = STRATEGY_CHOICES[kind].model_fields
+    settings = {key: value for key, value in base.items() if key in fields and key != "kind"}
+    if "rl_policy_dir" in fields:
+        settings["rl_policy_dir"] = str(folder / "rl")
+    return {"kind": kind, **settings}
 
 
 def _reference_cache(base: CampaignConfig, folder: Path) -> Path:

@@ -13,7 +13,13 @@ markdown table. Two files receive them:
   ``quick`` or ``none``, so small smoke sizes never overwrite full-size figures.
 
     python -m benchmarks.run_all            # full sizes
-    python -m benchmarks.run_all --quick    # small sizes, for a smoke run
+    python -m benchmarks.run_all --quick    # small sizes, logged; fills only quick-size blocks
+    python -m benchmarks.run_all --smoke    # `make bench-smoke`: every quick run, nothing recorded
+
+``--smoke`` is the CI check that every benchmark still runs: each ``run(quick=True)`` in a fresh
+temporary working directory (no resumed ``runs/bench`` state), one after the other; a benchmark
+that raises or returns no rows is reported and the run goes on; the exit status is 1 when any
+did. It prints a table of seconds per benchmark and writes neither results file.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ import logging
 import os
 import platform
 import re
+import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,16 +205,91 @@ def run_standalone(run: Callable[..., list[dict]], doc: str | None, options: dic
     logger.info("machine: %s\n\n%s", machine_description(), to_markdown(rows))
 
 
+@dataclass(frozen=True)
+class SmokeResult:
+    """One benchmark's quick run in ``--smoke`` mode: its name, wall seconds, rows returned and error."""
+
+    name: str
+    seconds: float
+    rows: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.rows > 0
+
+
+def load_benchmark(name: str) -> Any:
+    """The module ``benchmarks.<name>`` (imported as ``make bench`` runs it, from the repository root)."""
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def smoke_run(name: str, load: Callable[[str], Any] = load_benchmark) -> SmokeResult:
+    """Run benchmark ``name``'s ``run(quick=True)`` once; never raises (the error is in the result).
+
+    The torch thread count is restored afterwards, so one benchmark's setting does not leak into the next.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    try:
+        rows = load(name).run(quick=True)
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise TypeError(f"run(quick=True) must return a list of dicts, got {type(rows).__name__}")
+        return SmokeResult(name, time.perf_counter() - start, len(rows), None if rows else "returned no rows")
+    except Exception as error:  # noqa: BLE001 - a smoke run reports every failure and goes on
+        logger.error("%s failed:\n%s", name, traceback.format_exc())
+        return SmokeResult(name, time.perf_counter() - start, 0, f"{type(error).__name__}: {error}")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def smoke(names: Sequence[str]) -> list[SmokeResult]:
+    """Every benchmark's quick run, each in a fresh temporary working directory; nothing is recorded."""
+    results = []
+    home = Path.cwd()
+    for index, name in enumerate(names, start=1):
+        logger.info("[%d/%d] %s (quick)", index, len(names), name)
+        with tempfile.TemporaryDirectory(prefix=f"smoke-{name}-") as scratch:
+            os.chdir(scratch)
+            try:
+                results.append(smoke_run(name))
+            finally:
+                os.chdir(home)
+        last = results[-1]
+        logger.info("[%d/%d] %s: %s in %.1f s", index, len(names), name, "ok" if last.ok else f"FAILED ({last.error})", last.seconds)
+    return results
+
+
+def smoke_table(results: Sequence[SmokeResult]) -> str:
+    """Markdown table of a smoke run: benchmark, seconds, rows, status; total seconds last."""
+    rows: list[dict] = [{"benchmark": r.name, "seconds": round(r.seconds, 1), "rows": r.rows, "status": "ok" if r.ok else r.error}
+                        for r in results]
+    rows.append({"benchmark": "total", "seconds": round(sum(r.seconds for r in results), 1), "rows": sum(r.rows for r in results),
+                 "status": f"{sum(not r.ok for r in results)} failed"})
+    return to_markdown(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--smoke", action="store_true", help="every quick run in a scratch directory, nothing recorded; exit 1 on any failure")
     parser.add_argument("--only", nargs="*", default=None, help=f"subset of {', '.join(BENCHMARKS)}")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    unknown = sorted(set(args.only or ()) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; allowed: {', '.join(BENCHMARKS)}")
+    names = args.only or BENCHMARKS
+    if args.smoke:
+        results = smoke(names)
+        logger.info("smoke run on %s\n\n%s", machine_description(), smoke_table(results))
+        sys.exit(0 if all(result.ok for result in results) else 1)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = []
-    for name in args.only or BENCHMARKS:
-        module = importlib.import_module(f"benchmarks.{name}")
+    for name in names:
+        module = load_benchmark(name)
         logger.info("running %s", name)
         rows = module.run(quick=args.quick)
         runs.append(BenchRun(name, (module.__doc__ or "").strip().splitlines()[0], rows))

@@ -1,8 +1,8 @@
 """Benchmarks smoke test: every ``benchmarks/bench_*.py`` is run by ``make bench`` and exposes its entry point.
 
 ``benchmarks.run_all`` calls ``module.run(quick=...)`` for each name in ``BENCHMARKS``; a module left out of
-that tuple is never measured. The cheap quick runs (seconds each on 2 cores) are executed here too; the
-others (oracles, diffusion sampling, servers, full loops) take minutes even when quick and are only imported.
+that tuple is never measured. The cheap quick runs (seconds each on 2 cores) are executed here too; every
+quick run is executed by ``make bench-smoke`` (``run_all --smoke``), which CI runs after ``make test``.
 """
 
 from __future__ import annotations
@@ -65,3 +65,53 @@ def test_quick_benchmark_runs(bench_import, name: str) -> None:
         torch.set_num_threads(threads)
     assert isinstance(rows, list) and rows, f"benchmarks/{name}.py run(quick=True) returned no rows: {rows!r}"
     assert all(isinstance(row, dict) for row in rows), f"benchmarks/{name}.py rows must be dicts, got {rows[:3]!r}"
+
+
+class _Bench:
+    """A stand-in benchmark module for ``run_all.smoke_run``: ``run`` returns ``rows`` or raises ``error``."""
+
+    def __init__(self, rows: object = None, error: Exception | None = None) -> None:
+        self.rows, self.error, self.calls = rows, error, []
+
+    def run(self, quick: bool = False) -> object:
+        self.calls.append(quick)
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+
+def test_smoke_run_reports_failures_instead_of_raising(bench_import) -> None:
+    import torch
+
+    run_all = bench_import("run_all")
+    good, empty = _Bench(rows=[{"a": 1}, {"a": 2}]), _Bench(rows=[])
+    broken, wrong = _Bench(error=RuntimeError("no oracle")), _Bench(rows="not a list")
+    modules = {"good": good, "empty": empty, "broken": broken, "wrong": wrong}
+    threads = torch.get_num_threads()
+    results = {name: run_all.smoke_run(name, load=modules.__getitem__) for name in modules}
+    assert torch.get_num_threads() == threads
+    assert all(module.calls == [True] for module in modules.values())  # every one ran once, quick
+    assert results["good"].ok and results["good"].rows == 2 and results["good"].error is None
+    assert not results["empty"].ok and results["empty"].error == "returned no rows"
+    assert not results["broken"].ok and results["broken"].error == "RuntimeError: no oracle"
+    assert not results["wrong"].ok and "list of dicts" in results["wrong"].error
+    table = run_all.smoke_table(list(results.values()))
+    assert "| good |" in table and "| broken |" in table and "RuntimeError: no oracle" in table
+    assert table.strip().splitlines()[-1].startswith("| total |") and "3 failed" in table
+
+
+def test_smoke_runs_each_benchmark_in_a_scratch_directory(bench_import, monkeypatch, tmp_path: Path) -> None:
+    run_all = bench_import("run_all")
+    seen: list[Path] = []
+
+    def writes_files(name: str) -> object:
+        seen.append(Path.cwd())
+        Path("runs").mkdir()  # raises if two benchmarks shared one directory
+        return run_all.SmokeResult(name, 0.0, 1)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_all, "smoke_run", writes_files)
+    results = run_all.smoke(["a", "b"])
+    assert [result.ok for result in results] == [True, True] and Path.cwd() == tmp_path
+    assert len(set(seen)) == 2 and tmp_path not in seen and not any(path.exists() for path in seen)
+    assert not (tmp_path / "runs").exists()
