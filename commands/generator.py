@@ -330,7 +330,8 @@ def generate(
     store: Annotated[Optional[str], typer.Option("--store", help="Also add the candidates to this store URL (plausible ones only).")] = None,  # noqa: UP045
     keep_invalid: Annotated[bool, typer.Option("--keep-invalid", help="Write implausible samples too (status rejected, the reason in the file); they are never stored.")] = False,
     xrd: Annotated[Optional[Path], typer.Option("--xrd", help="Condition on a measured powder pattern: two-column .xy/.csv, 2θ (degrees) and intensity.")] = None,  # noqa: UP045
-    text: Annotated[Optional[str], typer.Option("--text", help="Condition on a description in words.")] = None,  # noqa: UP045
+    text: Annotated[Optional[str], typer.Option("--text", help="Condition on a description in words; elements, formulas, oxidation states, crystal systems and space groups it names are enforced (see --no-prompt-constraints).")] = None,  # noqa: UP045
+    prompt_constraints: Annotated[bool, typer.Option("--prompt-constraints/--no-prompt-constraints", help="Keep only samples that satisfy what --text names explicitly (drawing more when needed).")] = True,
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα).")] = None,  # noqa: UP045
     fusion: Annotated[Optional[Path], typer.Option("--fusion", help="Multimodal fusion checkpoint embedding --xrd/--text (default: the shipped one).")] = None,  # noqa: UP045
     kind: Annotated[str, typer.Option("--generator", help="diffusion (a trained model), substitution (ion exchange into --library and the prototypes) or random_search (random symmetric crystals).")] = "diffusion",
@@ -353,6 +354,10 @@ def generate(
     with exit_on_error(invalid=""):
         comp = parse_composition(composition) if composition is not None else None
         system = parse_chemical_system(chemsys, option="--chemsys") if chemsys is not None else None
+        constraints = _read_prompt(text, comp, system) if text is not None and prompt_constraints else None
+        if constraints is not None and constraints.formula is not None and comp is None and system is None:
+            comp = dict(constraints.formula)  # a formula the prompt names is the structure-prediction target
+            console.print(f"structure prediction for the prompt's formula {constraints.formula_text} (give --composition or --chemsys to choose otherwise)")
         conditioned = xrd is not None or text is not None
         name = model or _default_model(comp, system, embedding=conditioned, steps=steps, method=method)
         embedding = _embed_query(name, xrd, text, wavelength, fusion) if conditioned else None
@@ -360,23 +365,29 @@ def generate(
                               guidance_scale=guidance, num_atoms=num_atoms, embedding=embedding)
         if kind == "diffusion":
             generator = _load_generator(name, steps, method)
-            batches = -(-n // generator.sampler.batch_size)
-            with progress_bar(remaining=False) as bar:
-                task = bar.add_task(f"sampling {n} ({Path(name).stem}, {generator.sampler.steps} {generator.sampler.method} steps)",
-                                    total=batches * generator.sampler.steps)
-                done = [0]
 
-                def on_step(step: int, total: int) -> None:  # once per sampler step of each batch
-                    done[0] += 1
-                    bar.update(task, completed=done[0], total=max(batches * total, done[0]))
+            def draw(count: int, draw_seed: int) -> list:
+                batches = -(-count // generator.sampler.batch_size)
+                with progress_bar(remaining=False) as bar:
+                    task = bar.add_task(f"sampling {count} ({Path(name).stem}, {generator.sampler.steps} {generator.sampler.method} steps)",
+                                        total=batches * generator.sampler.steps)
+                    done = [0]
 
-                candidates = generator.sample(n, condition, seed=seed, on_step=on_step)
-                bar.update(task, completed=done[0], total=done[0])
+                    def on_step(step: int, total: int) -> None:  # once per sampler step of each batch
+                        done[0] += 1
+                        bar.update(task, completed=done[0], total=max(batches * total, done[0]))
+
+                    drawn = generator.sample(count, condition, seed=draw_seed, on_step=on_step)
+                    bar.update(task, completed=done[0], total=done[0])
+                return drawn
         else:
             from crystaloop.commands.untrained import untrained_generator
 
             generator = untrained_generator(kind, library=library, exclude=exclude, max_atoms=max_atoms)
-            candidates = generator.sample(n, condition, seed=seed)
+
+            def draw(count: int, draw_seed: int) -> list:
+                return generator.sample(count, condition, seed=draw_seed)
+        candidates = draw(n, seed) if constraints is None else _sample_satisfying(draw, n, constraints, seed)
     plausible, implausible = screen_generated(candidates)
     _report_screen(len(candidates), implausible, keep_invalid)
     written = plausible + implausible if keep_invalid else plausible
@@ -416,6 +427,32 @@ def write_pictures(folder: Path, candidates: list) -> list[Path]:
             raise CrystaloopError(f"--plot {folder}: cannot write {path.name}: {exc}") from None
         paths.append(path)
     return paths
+
+
+def _read_prompt(text: str, composition: dict[str, int] | None, system: tuple[str, ...] | None):  # noqa: ANN202
+    """The prompt's explicit constraints (shown to the user), or ``None`` when it names none."""
+    from crystaloop.multimodal.prompt import parse_prompt
+
+    constraints = parse_prompt(text)
+    constraints.check_system(system, composition)
+    console.print(f"prompt read as: {constraints.describe()}" + ("" if constraints.empty else " (enforced; --no-prompt-constraints turns this off)"))
+    return None if constraints.empty else constraints
+
+
+def _sample_satisfying(draw, n: int, constraints, seed: int) -> list:  # noqa: ANN001
+    """``n`` samples that satisfy ``constraints`` (more drawn while too few do); fails when none does."""
+    from crystaloop.multimodal.prompt import sample_satisfying
+
+    kept, reasons = sample_satisfying(draw, n, constraints, seed=seed)
+    rejected = sum(reasons.values())
+    common = ", ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
+    if not kept:
+        raise fail(f"no sample satisfied the prompt's constraints ({constraints.describe()}); most common misses: {common}. "
+                   "Change the prompt or the elements asked for, or pass --no-prompt-constraints")
+    if reasons:
+        console.print(f"prompt constraints: dropped samples for {common}" + (f"; only {len(kept)} of {n} satisfied them" if len(kept) < n else ""))
+    logger.info("prompt constraints kept %d of %d wanted; %d violations among rejected samples", len(kept), n, rejected)
+    return kept
 
 
 def screen_generated(candidates: list) -> tuple[list, list]:
