@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from crystaloop.cli import app
@@ -55,3 +56,22 @@ def test_plot_writes_one_picture_per_written_structure(tmp_path) -> None:
     assert [p.name for p in pictures] == [f"{i:03d}-CaF2.png" for i in range(len(written))] and len(written) == 3
     assert all(Image.open(p).text["Title"] == "CaF2" for p in pictures)
     assert f"pictures: 3 unit cells in {folder}" in result.output.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_a_prompt_naming_an_element_never_yields_a_crystal_without_it(tmp_path) -> None:
+    """random_search draws Sr-Ti-O crystals of any of the three elements; the prompt's Ti and its
+    exclusion of Sr are enforced on every written structure, and shown back to the user."""
+    from pymatgen.core import Structure
+
+    out = tmp_path / "ti.json"
+    args = ["generate", "--generator", "random_search", "--chemsys", "Sr-Ti-O", "--max-atoms", "6", "-n", "4",
+            "--seed", "1", "--out", str(out), "--text", "an oxide of titanium, strontium-free"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "prompt read as: contains O, Ti; without Sr" in result.output
+    structures = [Structure.from_dict(row) for row in json.loads(out.read_text())]
+    assert len(structures) == 4
+    assert all({"Ti", "O"} <= {e.symbol for e in s.composition} and "Sr" not in s.composition for s in structures)
+    off = runner.invoke(app, [*args[:-2], "--text", "an oxide of barium"])
+    assert off.exit_code != 0 and "names Ba" in off.output and "--no-prompt-constraints" in off.output
