@@ -444,6 +444,9 @@ def _sample_satisfying(draw, n: int, constraints, seed: int) -> list:  # noqa: A
     from crystaloop.multimodal.prompt import sample_satisfying
 
     kept, reasons = sample_satisfying(draw, n, constraints, seed=seed)
+    symmetrised = reasons.pop("symmetrised", 0)
+    if symmetrised:
+        console.print(f"prompt constraints: {symmetrised} samples symmetrised onto the asked symmetry (spglib, ≤ 0.35 Å)")
     rejected = sum(reasons.values())
     common = ", ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
     if not kept:

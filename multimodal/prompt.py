@@ -24,6 +24,7 @@ at ``symprec`` (Å, default 0.1) on the generated cell.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import Counter
@@ -35,7 +36,7 @@ from typing import Any
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 
-__all__ = ["CHEMICAL_WORDS", "CRYSTAL_SYSTEMS", "PromptConstraints", "parse_prompt", "crystal_system_of", "formula_text", "sample_satisfying"]
+__all__ = ["CHEMICAL_WORDS", "CRYSTAL_SYSTEMS", "PromptConstraints", "parse_prompt", "crystal_system_of", "formula_text", "sample_satisfying", "snap_to_symmetry"]
 
 logger = logging.getLogger("crystaloop.multimodal.prompt")
 
@@ -166,6 +167,10 @@ class PromptConstraints:
 
     def violations(self, crystal: Crystal, *, symprec: float = 0.1) -> list[str]:
         """What ``crystal`` fails of these constraints, one phrase each (empty when it satisfies all)."""
+        return self.composition_violations(crystal) + self.symmetry_violations(crystal, symprec=symprec)
+
+    def composition_violations(self, crystal: Crystal) -> list[str]:
+        """The element, formula and oxidation-state constraints ``crystal`` fails."""
         counts = crystal.composition
         problems = [f"no {symbol}" for symbol in self.required if symbol not in counts]
         problems += [f"contains {symbol}" for symbol in self.excluded if symbol in counts]
@@ -173,12 +178,18 @@ class PromptConstraints:
             problems.append(f"formula {crystal.reduced_formula}, not {formula_text(self.formula)}")
         if self.oxidation_states and not _admits_states(counts, self.oxidation_states):
             problems.append("no charge-balanced assignment with " + ", ".join(f"{s}{q:+d}" for s, q in self.oxidation_states.items()))
-        if self.needs_symmetry:
-            number = crystal.spacegroup_number(symprec) or 1
-            if self.space_group is not None and number != self.space_group:
-                problems.append(f"space group {number}, not {self.space_group}")
-            if self.crystal_system is not None and crystal_system_of(number) != self.crystal_system:
-                problems.append(f"{crystal_system_of(number)}, not {self.crystal_system}")
+        return problems
+
+    def symmetry_violations(self, crystal: Crystal, *, symprec: float = 0.1) -> list[str]:
+        """The space-group and crystal-system constraints ``crystal`` fails at spglib tolerance ``symprec`` (Å)."""
+        if not self.needs_symmetry:
+            return []
+        number = crystal.spacegroup_number(symprec) or 1
+        problems = []
+        if self.space_group is not None and number != self.space_group:
+            problems.append(f"space group {number}, not {self.space_group}")
+        if self.crystal_system is not None and crystal_system_of(number) != self.crystal_system:
+            problems.append(f"{crystal_system_of(number)}, not {self.crystal_system}")
         return problems
 
 
@@ -348,8 +359,33 @@ def _admits_states(counts: dict[str, int], states: dict[str, int]) -> bool:
     return any(all(abs(guess.get(s, 0) - q) < 1e-6 for s, q in states.items()) for guess in guesses)
 
 
+SNAP_TOLERANCES = (0.2, 0.35)
+"""spglib tolerances (Å) at which a sample that misses only the prompt's symmetry is symmetrised."""
+
+
+def snap_to_symmetry(crystal: Crystal, constraints: PromptConstraints, *, symprec: float = 0.1,
+                     tolerances: Sequence[float] = SNAP_TOLERANCES) -> Crystal | None:
+    """``crystal`` symmetrised (spglib's standardised primitive cell) at the first tolerance in
+    ``tolerances`` whose result satisfies ``constraints`` at ``symprec``, or ``None``.
+
+    A sample a few tenths of an ångström from the crystal system the prompt asks for is moved onto
+    it, as a crystallographer would idealise a refined structure; the number of sites is kept.
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    for tolerance in tolerances:
+        try:
+            snapped = Crystal.from_pymatgen(SpacegroupAnalyzer(crystal.to_pymatgen(), symprec=tolerance).get_primitive_standard_structure())
+        except (ValueError, TypeError):  # spglib found no cell at this tolerance (InvalidStructureError is a ValueError)
+            continue
+        if snapped.n_sites == crystal.n_sites and not constraints.violations(snapped, symprec=symprec):
+            return snapped
+    return None
+
+
 def sample_satisfying(draw: Callable[[int, int], Sequence[Any]], n: int, constraints: PromptConstraints, *,
-                      seed: int = 0, max_rounds: int = 6, symprec: float = 0.1) -> tuple[list[Any], Counter[str]]:
+                      seed: int = 0, max_rounds: int = 6, symprec: float = 0.1,
+                      snap_tolerances: Sequence[float] = SNAP_TOLERANCES) -> tuple[list[Any], Counter[str]]:
     """Up to ``n`` candidates that satisfy ``constraints``, drawing more while too few do.
 
     Args:
@@ -357,6 +393,9 @@ def sample_satisfying(draw: Callable[[int, int], Sequence[Any]], n: int, constra
             (:class:`~crystaloop.data.crystal.Crystal`); called with seeds ``seed``, ``seed + 1``, …
         n: candidates wanted.
         max_rounds: most calls of ``draw``; round ``r`` asks for ``n · 2^min(r, 2)`` candidates.
+        snap_tolerances: a candidate that misses only the prompt's crystal system or space group
+            is symmetrised at these tolerances (:func:`snap_to_symmetry`) and kept when that fixes
+            it (counted under ``"symmetrised"``); ``()`` keeps only samples symmetric as drawn.
 
     Returns:
         ``(kept, reasons)``: at most ``n`` satisfying candidates in draw order, and how often each
@@ -367,10 +406,19 @@ def sample_satisfying(draw: Callable[[int, int], Sequence[Any]], n: int, constra
     reasons: Counter[str] = Counter()
     for round_index in range(max_rounds):
         for candidate in draw(n * 2 ** min(round_index, 2), seed + round_index):
-            problems = constraints.violations(candidate.crystal, symprec=symprec)
+            if len(kept) >= n:
+                break
+            problems = constraints.composition_violations(candidate.crystal)
+            symmetry = [] if problems else constraints.symmetry_violations(candidate.crystal, symprec=symprec)
+            if symmetry and snap_tolerances:
+                snapped = snap_to_symmetry(candidate.crystal, constraints, symprec=symprec, tolerances=snap_tolerances)
+                if snapped is not None:
+                    candidate, symmetry = dataclasses.replace(candidate, crystal=snapped), []
+                    reasons["symmetrised"] += 1
+            problems += symmetry
             if problems:
                 reasons.update(problems)
-            elif len(kept) < n:
+            else:
                 kept.append(candidate)
         logger.info("prompt constraints: round %d, %d of %d kept", round_index + 1, len(kept), n)
         if len(kept) >= n:

@@ -10,7 +10,7 @@ import pytest
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.testing import permute_sites, random_rotation, random_translation
-from crystaloop.multimodal.prompt import crystal_system_of, parse_prompt, sample_satisfying
+from crystaloop.multimodal.prompt import crystal_system_of, parse_prompt, sample_satisfying, snap_to_symmetry
 
 
 def _perovskite(a: float = 3.9, c: float | None = None, b_site: str = "Ti") -> Crystal:
@@ -121,3 +121,23 @@ def test_sample_satisfying_gives_up_after_its_rounds() -> None:
 
     kept, reasons = sample_satisfying(draw, 4, parse_prompt("titanium"), max_rounds=3)
     assert kept == [] and calls == [4, 8, 16] and reasons == {"no Ti": 28}
+
+
+def test_a_sample_near_the_asked_symmetry_is_symmetrised_onto_it() -> None:
+    """A perovskite strained 5 % along c is tetragonal at 0.1 Å but within 0.2 Å of cubic: it is moved onto
+    the cubic cell (same sites), while a 25 % strain stays out; symmetrising off keeps neither."""
+    cubic = parse_prompt("a cubic SrTiO3")
+    near, far = _perovskite(c=3.9 * 1.05), _perovskite(c=3.9 * 1.25)
+    assert cubic.violations(near) == ["tetragonal, not cubic"]
+    snapped = snap_to_symmetry(near, cubic)
+    assert snapped is not None and cubic.violations(snapped) == [] and snapped.n_sites == near.n_sites
+    assert snapped.composition == near.composition and abs(snapped.volume - near.volume) / near.volume < 0.05
+    assert snap_to_symmetry(far, cubic) is None
+
+    def draw(count: int, seed: int) -> list[_Sample]:
+        return [_Sample(near if index % 2 else far) for index in range(count)]
+
+    kept, reasons = sample_satisfying(draw, 3, cubic, max_rounds=2)
+    assert len(kept) == 3 and all(cubic.violations(s.crystal) == [] for s in kept) and reasons["symmetrised"] == 3
+    strict, reasons = sample_satisfying(draw, 3, cubic, max_rounds=2, snap_tolerances=())
+    assert strict == [] and "symmetrised" not in reasons and reasons["tetragonal, not cubic"] == 3 + 6
