@@ -144,6 +144,7 @@ class Provenance(BaseModel):
     campaign: str | None = None
     iteration: int | None = Field(None, ge=0)
     source: str | None = Field(None, description="file and row for imported structures")
+    arm: str | None = Field(None, description="the composite generator's arm that made it (generator.composite)")
 
 
 class Verdict(BaseModel):

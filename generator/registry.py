@@ -4,7 +4,8 @@
 and builds it (``choice.build()``): ``diffusion`` (the trained model,
 :class:`~crystaloop.generator.config.DiffusionChoice`), ``dataset-replay`` (a dataset's crystals,
 optionally perturbed; for tests and pool benchmarks), ``substitution`` (ion exchange and partial
-substitution into a library and the prototypes) and ``random_search`` (random symmetric crystals).
+substitution into a library and the prototypes), ``random_search`` (random symmetric crystals)
+and ``composite`` (several of those as arms, each making a share of every batch).
 :data:`GeneratorChoice` is their discriminated union: an unknown kind, or a field of another
 kind, fails when the campaign file is read. A new generator kind is its module with its config
 and one line here.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from crystaloop.data.errors import UnknownComponentError
 from crystaloop.data.kinds import kind_union
 from crystaloop.generator.base import Generator, GeneratorSettings
+from crystaloop.generator.composite import CompositeChoice
 from crystaloop.generator.config import DiffusionChoice
 from crystaloop.generator.random_search import RandomSearchChoice
 from crystaloop.generator.replay import DatasetReplayChoice
@@ -29,11 +31,12 @@ GENERATOR_CHOICES: dict[str, type[GeneratorSettings]] = {
     "dataset-replay": DatasetReplayChoice,
     "substitution": SubstitutionChoice,
     "random_search": RandomSearchChoice,
+    "composite": CompositeChoice,
 }
 """Campaign generator kind → its config class (``choice.build()`` makes the generator)."""
 
 if TYPE_CHECKING:  # what the type checker sees of the union built below
-    GeneratorChoice: TypeAlias = DiffusionChoice | DatasetReplayChoice | SubstitutionChoice | RandomSearchChoice
+    GeneratorChoice: TypeAlias = DiffusionChoice | DatasetReplayChoice | SubstitutionChoice | RandomSearchChoice | CompositeChoice
 else:
     GeneratorChoice = kind_union(GENERATOR_CHOICES, default="diffusion")
 """A campaign's generator config: the class :data:`GENERATOR_CHOICES` names for its ``kind``."""

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crystaloop.data.errors import CrystaloopError, describe_validation_error
+from crystaloop.generator.composite import CompositeChoice
 from crystaloop.generator.config import DiffusionChoice
 from crystaloop.generator.registry import GeneratorChoice
 from crystaloop.loop.collapse import CollapseMonitorConfig
@@ -218,6 +219,13 @@ class CampaignConfig(BaseModel):
         unknown = sorted(set(self.strategy.condition_bounds) - {*names, "guidance_scale"})
         if unknown:
             raise ValueError(f"strategy.condition_bounds names {unknown}; allowed: the objectives' properties {names} and 'guidance_scale'")
+        allocation = self.strategy.allocation
+        if allocation.kind != "fixed" and not isinstance(self.generator, CompositeChoice):
+            raise ValueError(f"strategy.allocation kind {allocation.kind!r} moves the shares of a composite generator's arms; "
+                             f"generator kind is {self.generator.kind!r} (allowed with it: 'fixed')")
+        if isinstance(self.generator, CompositeChoice) and allocation.floor * len(self.generator.arms) > 1:
+            raise ValueError(f"strategy.allocation.floor {allocation.floor} × {len(self.generator.arms)} arms exceeds 1; "
+                             f"allowed: floor ≤ {1 / len(self.generator.arms):.3g}")
         return self
 
     @property

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crystaloop.data.records import Candidate, Condition
+from crystaloop.loop.allocation import AllocationConfig
 from crystaloop.loop.collapse import Adjustment, widen_conditions
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ class StrategySettings(BaseModel):
             ``[low, high]`` (property units). Unlisted: a target window is its own bounds, the
             guidance scale spans ``guidance_scales``, anything else stays at its default.
         condition_initial: iterations of space-filling (Sobol) conditions before the GP chooses.
+        allocation: how a composite generator's batch is split between its arms: ``fixed`` (the
+            configured shares) or ``bandit`` (Thompson sampling on verified hits per oracle call,
+            with a floor share; an rl policy chooses the shares as part of its actions);
+            :mod:`crystaloop.loop.allocation`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,6 +60,7 @@ class StrategySettings(BaseModel):
     condition_search: Literal["cycle", "bo"] = "cycle"
     condition_bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
     condition_initial: int = Field(1, ge=1)
+    allocation: AllocationConfig = AllocationConfig()
 
     @model_validator(mode="after")
     def _condition_bounds(self) -> StrategySettings:
