@@ -39,7 +39,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Candidate, Condition
 from crystaloop.generator.base import Generator, GeneratorSettings
 
-__all__ = ["CompositeGenerator", "CompositeChoice", "CompositeArm", "apportion", "normalise_shares"]
+__all__ = ["CompositeGenerator", "CompositeChoice", "CompositeArm", "apportion", "split_by_batch", "normalise_shares"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,27 @@ def apportion(n: int, shares: Mapping[str, float]) -> dict[str, int]:
     for j in order[: n - int(counts.sum())]:
         counts[j] += 1
     return {a: int(c) for a, c in zip(arms, counts, strict=True)}
+
+
+def split_by_batch(shares: Mapping[str, float], sizes: Sequence[int]) -> list[dict[str, int]]:
+    """Arm counts for each of several batches of the given ``sizes``: the arms' totals are
+    ``apportion(sum(sizes), shares)`` and each batch gets a near-proportional run of an
+    interleaved sequence (at each slot the arm furthest behind its share), so a small share
+    survives batches too small to hold it on their own. Pass a batch's counts as its shares."""
+    total = int(sum(sizes))
+    targets = apportion(total, shares) if total else dict.fromkeys(shares, 0)
+    placed = dict.fromkeys(targets, 0)
+    sequence = []
+    for slot in range(total):
+        arm = max(targets, key=lambda a: (targets[a] * (slot + 1) / total - placed[a], -list(targets).index(a)))
+        placed[arm] += 1
+        sequence.append(arm)
+    out, start = [], 0
+    for size in sizes:
+        chunk = sequence[start:start + size]
+        out.append({a: chunk.count(a) for a in targets})
+        start += size
+    return out
 
 
 def _arm_seed(seed: int, arm: int) -> int:

@@ -9,7 +9,8 @@
   objective met on the oracle's values, S.U.N. under a ``sun`` objective). An arm's share is
   ``floor + (1 − K·floor) · P(its rate is the highest)``, the probability estimated from ``draws``
   posterior samples seeded by the iteration, so no arm starves and a resumed campaign computes
-  the same shares from what the store holds.
+  the same shares from what the store holds. Until an arm's candidate has been measured, the
+  configured shares hold.
 * with ``strategy.kind: rl`` and ``bandit``, the policy chooses the shares instead: its actions
   include a mix of arms (:mod:`crystaloop.loop.strategies.rl`), floored the same way.
 

@@ -45,6 +45,8 @@ import numpy as np
 
 from crystaloop.data.records import Candidate, CandidateStatus, Condition, Measurement, Verdict
 from crystaloop.data.store import CandidateFilter, CandidateStore
+from crystaloop.generator.composite import CompositeGenerator, split_by_batch
+from crystaloop.loop.allocation import ArmAllocation, arm_outcomes, thompson_shares
 from crystaloop.loop.collapse import Adjustment, assess, exploration_picks
 from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
@@ -67,6 +69,7 @@ __all__ = [
     "next_iteration",
     "iteration_candidates",
     "adjustment_for_iteration",
+    "iteration_allocation",
     "finished_reports",
     "online_surrogate",
     "Scores",
@@ -125,6 +128,33 @@ def adjustment_for_iteration(store: CandidateStore, config: CampaignConfig, inde
     return previous.collapse.next if previous is not None and previous.collapse is not None else Adjustment()
 
 
+def iteration_allocation(components: Components, store: CandidateStore, config: CampaignConfig, index: int, n_conditions: int = 1) -> tuple[ArmAllocation, list[dict[str, float]]] | None:
+    """The composite generator's shares for iteration ``index`` (``None``: not a composite),
+    from what the store holds (:mod:`crystaloop.loop.allocation`): the allocation (its ``before``
+    counts the earlier iterations' oracle calls and verified hits per arm) and what to pass as
+    the shares of each of the ``n_conditions`` conditions proposed (the arm counts of
+    :func:`~crystaloop.generator.composite.split_by_batch`, or an rl policy's mix per condition,
+    which needs its proposal of ``index`` made)."""
+    generator = components.generator
+    if not isinstance(generator, CompositeGenerator):
+        return None
+    hits = {h for r in finished_reports(store, config, index).values() for h in r.verified_hits}
+    picks = [c for c in iteration_candidates(store, config.name, None, _PICKED[1:]) if c.provenance.iteration is not None and c.provenance.iteration < index]
+    before = arm_outcomes(picks, hits, generator.arm_names)
+    allocation = config.strategy.allocation
+    mixes = getattr(components.strategy, "arm_mixes", lambda _: None)(index) if allocation.kind == "bandit" else None
+    if mixes:  # the policy's mix per condition; the iteration's shares weight them by candidates
+        sizes = _condition_sizes(config.budget.candidates_per_iteration, len(mixes))
+        shares = {a: sum(m[a] * n for m, n in zip(mixes, sizes, strict=True)) / sum(sizes) for a in generator.arm_names}
+        return ArmAllocation(kind="rl", shares=shares, before=before), list(mixes)
+    if allocation.kind == "bandit" and any(o.oracle_calls for o in before.values()):
+        shares = thompson_shares(before, floor=allocation.floor, draws=allocation.draws, seed=config.iteration_seed(index, stream=2000))
+    else:  # fixed, or nothing measured yet: the configured shares
+        shares = dict(generator.shares)
+    sizes = _condition_sizes(config.budget.candidates_per_iteration, n_conditions)
+    return ArmAllocation(kind=allocation.kind, shares=shares, before=before), [{a: float(n) for a, n in counts.items()} for counts in split_by_batch(shares, sizes)]
+
+
 def online_surrogate(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> OnlineSurrogate | None:
     """The surrogate that scores iteration ``index``: the ensemble corrected by the labels of
     earlier iterations, trust shrunk after over-prediction (:mod:`crystaloop.loop.online`);
@@ -158,6 +188,11 @@ def _supported(condition: Condition, generator: object) -> Condition:
     return condition.model_copy(update={"properties": kept})
 
 
+def _condition_sizes(n_total: int, n_conditions: int) -> list[int]:
+    """Candidates generated under each of ``n_conditions`` conditions (the first get the remainder)."""
+    return [n_total // n_conditions + (j < n_total % n_conditions) for j in range(n_conditions)]
+
+
 def generate_candidates(components: Components, store: CandidateStore, config: CampaignConfig, index: int) -> int | None:
     """Generate the iteration's candidates in one transaction; returns crystals already stored,
     or ``None`` when the iteration had candidates (resumed: generation skipped)."""
@@ -170,13 +205,17 @@ def generate_candidates(components: Components, store: CandidateStore, config: C
     history = [c for c in iteration_candidates(store, config.name) if c.provenance.iteration is not None and c.provenance.iteration < index]
     state = StrategyState(config, index, config.iteration_seed(index), n_conditions=max(1, min(4, n_total)), adjustment=adjustment, history=history)
     conditions = [_supported(condition, components.generator) for condition in components.strategy.propose(state)]
-    sizes = [n_total // len(conditions) + (j < n_total % len(conditions)) for j in range(len(conditions))]
+    sizes = _condition_sizes(n_total, len(conditions))
+    allocation = iteration_allocation(components, store, config, index, len(conditions))
+    if allocation is not None:
+        logger.info("iteration %d: arm shares %s (%s)", index, {a: round(s, 3) for a, s in allocation[0].shares.items()}, allocation[0].kind)
     candidates: list[Candidate] = []
     for j, (condition, size) in enumerate(zip(conditions, sizes, strict=True)):
         if size == 0:
             continue
         seed = config.iteration_seed(index, stream=1 + j)
-        for c in components.generator.sample(size, condition, seed=seed):
+        shares = {} if allocation is None else {"shares": allocation[1][j]}
+        for c in components.generator.sample(size, condition, seed=seed, **shares):
             provenance = c.provenance.model_copy(update={"campaign": config.name, "iteration": index, "config_hash": config.config_hash()})
             candidates.append(replace(c, provenance=provenance, status=CandidateStatus.GENERATED))
     report = store.add_many(candidates, chunk_size=max(1, len(candidates)))
@@ -427,9 +466,20 @@ def build_report(components: Components, store: CandidateStore, config: Campaign
         surrogate=online.update if (online := online_surrogate(components, store, config, index)) is not None else None,
         conditions=condition_outcomes(candidates, config),
         sun=sun,
+        arms=_arm_report(components, store, config, index, candidates, picks, verified),
         resumed=resumed,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _arm_report(components: Components, store: CandidateStore, config: CampaignConfig, index: int, candidates: Sequence[Candidate], picks: Sequence[Candidate], verified: Sequence[str]) -> ArmAllocation | None:
+    """The iteration's allocation with what each arm generated, its oracle calls and hits."""
+    allocation = iteration_allocation(components, store, config, index)
+    if allocation is None:
+        return None
+    arms = list(allocation[0].shares)
+    generated = {a: sum(c.provenance.arm == a for c in candidates) for a in arms}
+    return allocation[0].model_copy(update={"generated": generated, "outcomes": arm_outcomes(picks, set(verified), arms)})
 
 
 _generate = generate_candidates  # the step names the engine's tests use

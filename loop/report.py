@@ -20,6 +20,7 @@ from collections.abc import Collection, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from crystaloop.data.records import Candidate, CandidateStatus, Condition
+from crystaloop.loop.allocation import ArmAllocation
 from crystaloop.loop.collapse import Adjustment, CollapseStatus
 from crystaloop.loop.config import SUN_PROPERTY, CampaignConfig, Objective
 from crystaloop.loop.sun import SunSummary
@@ -105,6 +106,8 @@ class IterationReport(BaseModel):
         sun: stable / unique / novel counts of this iteration's evaluated candidates, unique
             against the campaign's earlier iterations (see loop.sun); ``None`` with ``sun.enabled``
             off or in reports written before S.U.N. was classified.
+        arms: with a composite generator, the shares this iteration generated with and what
+            each arm produced (see loop.allocation); ``None`` otherwise.
         resumed: whether this iteration continued after an interruption.
     """
 
@@ -131,6 +134,7 @@ class IterationReport(BaseModel):
     surrogate: SurrogateUpdate | None = None
     conditions: list[ConditionOutcome] = Field(default_factory=list)
     sun: SunSummary | None = None
+    arms: ArmAllocation | None = None
     resumed: bool = False
     seconds: float = 0.0
 

@@ -1,7 +1,10 @@
 """Reinforcement learning over generation conditions: a PPO policy chooses what to generate.
 
 The actions are a grid of :class:`~crystaloop.data.records.Condition` s (:class:`ConditionSpace`):
-allowed chemical systems × guidance scales × target offsets. Each iteration:
+allowed chemical systems × guidance scales × target offsets, and, with a composite generator and
+``allocation: {kind: bandit}``, × arm mixes (the configured shares, or one arm favoured with the
+others at the floor; :func:`~crystaloop.loop.allocation.tilted_mixes`), which the engine passes
+to the generator with the condition. Each iteration:
 
 1. ``propose`` settles the rewards of earlier iterations, gives the policy ``rl_steps`` PPO
    environment steps on them (:class:`ConditionEnv`: one step per episode, observe the reward
@@ -9,7 +12,9 @@ allowed chemical systems × guidance scales × target offsets. Each iteration:
    the policy (seeded) and records them with the number of candidates each generates.
 2. ``select`` turns the guarded score of each proposed condition into its reward: the summed
    :func:`desirability` of its candidates that passed the guards (the pool), divided by the number
-   it generated, i.e. fraction passing × mean desirability, in [0, 1]. Picks are active
+   it generated, i.e. fraction passing × mean desirability, in [0, 1]; with arm mixes, the mix's
+   average over arms of that per-arm rate (every arm got at least its floor, so each rate is
+   observed whatever mix generated it). Picks are active
    learning's (:class:`~crystaloop.loop.strategies.al.ALStrategy`): RL controls what is
    generated, AL what is measured.
 
@@ -42,6 +47,8 @@ from stable_baselines3 import PPO
 
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Condition
+from crystaloop.generator.composite import CompositeChoice, apportion
+from crystaloop.loop.allocation import tilted_mixes
 from crystaloop.loop.config import CampaignConfig, Objective
 from crystaloop.loop.strategies.al import ALConfig, ALStrategy
 from crystaloop.loop.strategies.base import Pool, StrategyState
@@ -61,7 +68,7 @@ _Key = tuple[frozenset[str] | None, float, tuple[tuple[str, float], ...]]
 # ---------------------------------------------------------------------------- actions
 @dataclass(frozen=True)
 class ConditionSpace:
-    """The discrete actions: every (chemical system, guidance scale, target offset) combination.
+    """The discrete actions: every (chemical system, guidance scale, target offset, arm mix) combination.
 
     Attributes:
         systems: chemical systems (``None``: unconstrained).
@@ -69,12 +76,15 @@ class ConditionSpace:
         offsets: target offsets, in units of each target's span.
         targets: ``(property, base value, signed span)``; a property's target is
             ``base + offset · span``.
+        mixes: arm shares of a composite generator, each ``((arm, share), ...)``; ``((),)``
+            (one empty mix) without arm allocation.
     """
 
     systems: tuple[tuple[str, ...] | None, ...]
     guidance_scales: tuple[float, ...]
     offsets: tuple[float, ...]
     targets: tuple[tuple[str, float, float], ...]
+    mixes: tuple[tuple[tuple[str, float], ...], ...] = ((),)
 
     @classmethod
     def from_config(cls, config: CampaignConfig) -> ConditionSpace:
@@ -97,11 +107,19 @@ class ConditionSpace:
         offsets = (0.0,)
         if movable and isinstance(config.strategy, RLConfig):
             offsets = tuple(dict.fromkeys(config.strategy.rl_target_offsets))
-        return cls(tuple(systems), tuple(dict.fromkeys(config.strategy.guidance_scales)), offsets, tuple(targets))
+        mixes: tuple[tuple[tuple[str, float], ...], ...] = ((),)
+        if isinstance(config.generator, CompositeChoice) and config.strategy.allocation.kind == "bandit":
+            found = tilted_mixes(config.generator.arm_names, config.generator.shares, config.strategy.allocation.floor)
+            mixes = tuple(dict.fromkeys(tuple((a, round(v, 6)) for a, v in m.items()) for m in found))
+        return cls(tuple(systems), tuple(dict.fromkeys(config.strategy.guidance_scales)), offsets, tuple(targets), mixes)
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return len(self.systems), len(self.guidance_scales), len(self.offsets)
+    def shape(self) -> tuple[int, int, int, int]:
+        return len(self.systems), len(self.guidance_scales), len(self.offsets), len(self.mixes)
+
+    def mix(self, action: int) -> dict[str, float]:
+        """The arm shares of ``action`` (empty without arm allocation)."""
+        return dict(self.mixes[int(np.unravel_index(int(action), self.shape)[3])])
 
     def __len__(self) -> int:
         return int(np.prod(self.shape))
@@ -110,7 +128,7 @@ class ConditionSpace:
         """The condition of ``action`` (0 ≤ action < len(self))."""
         if not 0 <= int(action) < len(self):
             raise CrystaloopError(f"action {action} is outside this condition space; valid actions are 0..{len(self) - 1}")
-        s, g, o = (int(i) for i in np.unravel_index(int(action), self.shape))
+        s, g, o, _ = (int(i) for i in np.unravel_index(int(action), self.shape))
         properties = {name: base + self.offsets[o] * span for name, base, span in self.targets}
         return Condition(chemical_system=self.systems[s], properties=properties, guidance_scale=self.guidance_scales[g])
 
@@ -118,9 +136,10 @@ class ConditionSpace:
         """One line per action (checkpoints record it; logs show it)."""
         out = []
         for action in range(len(self)):
-            s, g, o = (int(i) for i in np.unravel_index(action, self.shape))
+            s, g, o, m = (int(i) for i in np.unravel_index(action, self.shape))
             system = "-".join(self.systems[s]) if self.systems[s] is not None else "any"
-            out.append(f"{system} | guidance {self.guidance_scales[g]:g} | offset {self.offsets[o]:+g}")
+            arms = f" | arms {' '.join(f'{a} {v:g}' for a, v in self.mixes[m])}" if self.mixes[m] else ""
+            out.append(f"{system} | guidance {self.guidance_scales[g]:g} | offset {self.offsets[o]:+g}{arms}")
         return out
 
 
@@ -322,6 +341,13 @@ class RLStrategy:
         logger.info("rl: iteration %d proposes %s", index, "; ".join(names[a] for a in actions))
         return [self.space.condition(a) for a in actions]
 
+    def arm_mixes(self, index: int) -> list[dict[str, float]] | None:
+        """The arm shares of each condition proposed for iteration ``index``, in order (``None``:
+        no arm allocation, or nothing proposed for it)."""
+        if self.space.mixes == ((),) or index not in self.history.proposals:
+            return None
+        return [self.space.mix(a) for a, _ in self.history.proposals[index]]
+
     def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
         if len(pool):
             self.record_rewards(pool, predictions)
@@ -365,6 +391,14 @@ class RLStrategy:
             return {}
         scores = desirability(predictions, self.objectives, _incumbent(pool, self.objectives))
         kept = frozenset(p for c in pool.candidates if c.condition is not None for p in c.condition.properties)
+        rewards = self._mixed_rewards(pool, scores, proposal, kept) if self.space.mixes != ((),) else self._rewards(pool, scores, proposal, kept)
+        self._add_rewards(index, rewards)
+        names = self.space.describe()
+        logger.info("rl: iteration %d rewards %s", index, "; ".join(f"{names[a]}: {r:.3f}" for a, r in rewards.items()))
+        return rewards
+
+    def _rewards(self, pool: Pool, scores: np.ndarray, proposal: Sequence[tuple[int, int]], kept: frozenset[str]) -> dict[int, float]:
+        """Per action: summed desirability of its condition's pool candidates over those generated."""
         sizes: dict[_Key, int] = {}
         for action, size in proposal:
             key = _key(self.space.condition(action), kept)
@@ -378,9 +412,25 @@ class RLStrategy:
         for action, _ in proposal:
             key = _key(self.space.condition(action), kept)
             rewards[action] = min(1.0, totals[key] / sizes[key]) if sizes[key] else 0.0
-        self._add_rewards(index, rewards)
-        names = self.space.describe()
-        logger.info("rl: iteration %d rewards %s", index, "; ".join(f"{names[a]}: {r:.3f}" for a, r in rewards.items()))
+        return rewards
+
+    def _mixed_rewards(self, pool: Pool, scores: np.ndarray, proposal: Sequence[tuple[int, int]], kept: frozenset[str]) -> dict[int, float]:
+        """Per action: its mix's average of the per-arm rate (summed desirability of the pool
+        candidates of its condition and that arm over those the arm generated for it)."""
+        sizes: dict[tuple[_Key, str], int] = {}
+        for action, size in proposal:
+            key = _key(self.space.condition(action), kept)
+            for arm, count in apportion(size, self.space.mix(action)).items():
+                sizes[key, arm] = sizes.get((key, arm), 0) + count
+        totals = dict.fromkeys(sizes, 0.0)
+        for candidate, score in zip(pool.candidates, scores, strict=True):
+            if candidate.condition is not None and (slot := (_key(candidate.condition, kept), candidate.provenance.arm or "")) in totals:
+                totals[slot] += float(score)
+        rewards = {}
+        for action, _ in proposal:
+            key = _key(self.space.condition(action), kept)
+            rates = {arm: totals[key, arm] / sizes[key, arm] if sizes.get((key, arm)) else 0.0 for arm in self.space.mix(action)}
+            rewards[action] = min(1.0, sum(share * rates[arm] for arm, share in self.space.mix(action).items()))
         return rewards
 
     def _add_rewards(self, index: int, rewards: dict[int, float]) -> None:

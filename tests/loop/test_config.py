@@ -137,7 +137,10 @@ def test_a_dumped_config_validates_again(path):
     config = load_campaign_config(path)
     from crystaloop.generator.replay import DatasetReplayChoice
 
-    replay = config.model_copy(update={"generator": DatasetReplayChoice(dataset="perov_5/val")})
+    from crystaloop.loop.allocation import AllocationConfig
+
+    fixed = config.strategy.model_copy(update={"allocation": AllocationConfig()})  # arm allocation needs a composite
+    replay = config.model_copy(update={"generator": DatasetReplayChoice(dataset="perov_5/val"), "strategy": fixed})
     for each in (config, replay):
         again = CampaignConfig.model_validate(each.model_dump(mode="json"))
         assert again == each and again.config_hash() == each.config_hash()
