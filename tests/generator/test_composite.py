@@ -8,7 +8,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Condition
 from crystaloop.data.store.testing import base_cells, perovskite, rock_salt
 from crystaloop.generator.base import Generator
-from crystaloop.generator.composite import CompositeChoice, CompositeGenerator, apportion
+from crystaloop.generator.composite import CompositeChoice, CompositeGenerator, apportion, split_by_batch
 from crystaloop.generator.random_search import RandomSearchGenerator
 from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.config import load_campaign_config
@@ -26,6 +26,15 @@ def test_apportion_sums_and_stays_within_one(n: int) -> None:
     counts = apportion(n, shares)
     assert sum(counts.values()) == n
     assert all(abs(counts[a] - n * s) < 1 for a, s in shares.items())
+
+
+def test_split_by_batch_keeps_the_totals_and_a_small_share_across_small_batches() -> None:
+    shares = {"a": 0.9, "b": 0.1}
+    batches = split_by_batch(shares, [5, 5, 5, 5])
+    assert [sum(b.values()) for b in batches] == [5, 5, 5, 5]
+    assert {arm: sum(b[arm] for b in batches) for arm in shares} == apportion(20, shares) == {"a": 18, "b": 2}
+    assert apportion(5, shares) == {"a": 5, "b": 0}  # one batch alone would drop arm b
+    assert all(apportion(5, b) == b for b in batches)  # a batch's counts, passed as its shares, are kept
 
 
 def test_counts_per_arm_follow_the_shares_passed_in() -> None:
