@@ -136,7 +136,6 @@ def test_a_dumped_config_validates_again(path):
     to the same config (a per-kind field check once refused every dumped dataset-replay config)."""
     config = load_campaign_config(path)
     from crystaloop.generator.replay import DatasetReplayChoice
-
     from crystaloop.loop.allocation import AllocationConfig
 
     fixed = config.strategy.model_copy(update={"allocation": AllocationConfig()})  # arm allocation needs a composite
