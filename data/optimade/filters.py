@@ -21,7 +21,9 @@ Cost limits bound the SQL any filter can produce: ``HAS``/``HAS ALL/ANY/ONLY`` v
 per value) takes at most ``max_all_values`` distinct values, any list at most
 ``max_list_values``, and the whole filter at most ``max_probes`` probes of the element, verdict
 and record tables. Beyond a limit the filter is refused with :class:`FilterTooCostlyError` (400,
-naming the limit). :attr:`Translation.cost` (probes plus two per scan-only construct) lets the
+naming the limit). On PostgreSQL a ``HAS``/``HAS ALL/ANY/ONLY`` of element symbols (``=`` only)
+is one probe of the GIN index of ``candidates.element_array`` (revision 0005, ``@>``/``&&``/``<@``) rather
+than one ``candidate_elements`` probe per value. :attr:`Translation.cost` (probes plus two per scan-only construct) lets the
 search put expensive filters through a concurrency limit of their own. The SQL building blocks
 (membership probes, record comparisons, chemical-system lookups) live in
 :mod:`~crystaloop.data.optimade.probes`; this module stays one rule per grammar construct, which
@@ -68,7 +70,14 @@ from crystaloop.data.optimade.fields import (
     resolve_field,
 )
 from crystaloop.data.optimade.parsing import parse_filter, rewrite_length_first
-from crystaloop.data.optimade.probes import chemical_system, element_symbols, member, not_member, record_compare
+from crystaloop.data.optimade.probes import (
+    chemical_system,
+    element_symbols,
+    elements_array_match,
+    member,
+    not_member,
+    record_compare,
+)
 from crystaloop.data.store.schema import CandidateElementRow, CandidateRow, VerdictRow
 
 __all__ = [
@@ -150,12 +159,16 @@ class FilterTranslator:
         max_all_values: most distinct values of a ``HAS ALL`` list (or zip).
         max_list_values: most distinct values of any list.
         max_probes: most child-table probes per filter.
+        elements_index: on PostgreSQL, answer ``elements HAS ALL/ANY/ONLY`` of symbols from the
+            GIN index of ``candidates.element_array`` (revision 0005) instead of ``candidate_elements``
+            probes (``False``: the probes, as SQLite does; for comparisons).
     """
 
     def __init__(
         self,
         dialect: str = "sqlite",
         *,
+        elements_index: bool = True,
         max_length: int = MAX_FILTER_LENGTH,
         max_terms: int = MAX_TERMS,
         max_all_values: int = MAX_ALL_VALUES,
@@ -166,6 +179,7 @@ class FilterTranslator:
             raise BadFilterError(f"unsupported SQL dialect {dialect!r}; allowed: sqlite, postgresql")
         self.dialect = dialect
         self.max_length = max_length
+        self.elements_index = elements_index and dialect == "postgresql"
         self.limits = {
             "max_terms": max_terms,
             "max_all_values": max_all_values,
@@ -187,7 +201,7 @@ class FilterTranslator:
             raise BadFilterError(f"filter is {len(text)} characters long; at most {self.max_length} are accepted", parameter="filter")
         if "\x00" in text:
             raise BadFilterError("filter must not contain NUL characters", parameter="filter")
-        transformer = FilterTransformer(self.dialect, **self.limits)
+        transformer = FilterTransformer(self.dialect, elements_index=self.elements_index, **self.limits)
         try:
             tree = parse_filter(text)
         except BadFilterError:
@@ -246,13 +260,14 @@ class FilterTransformer(Transformer):
 
     Rule methods return plain values (str, int, float, :class:`FieldSpec`), :class:`_Rhs`
     descriptions, and finally SQL expressions. One instance per filter (it counts terms and
-    collects warnings).
+    collects warnings). ``elements_index``: see :class:`FilterTranslator`.
     """
 
     def __init__(
         self,
         dialect: str,
         *,
+        elements_index: bool = False,
         max_terms: int = MAX_TERMS,
         max_all_values: int = MAX_ALL_VALUES,
         max_list_values: int = MAX_LIST_VALUES,
@@ -260,6 +275,7 @@ class FilterTransformer(Transformer):
     ) -> None:
         super().__init__()
         self.dialect = dialect
+        self.elements_index = elements_index
         self.max_terms = max_terms
         self.max_all_values = max_all_values
         self.max_list_values = max_list_values
@@ -594,6 +610,9 @@ class FilterTransformer(Transformer):
             self.cost += 1
             return system
         symbols = element_symbols(target, items)
+        if symbols is not None and self.elements_index:
+            self._probe()  # one GIN index probe, however many symbols
+            return elements_array_match(mode, symbols)
         if symbols is not None and mode in ("ANY", "ONLY"):
             # One IN list instead of an OR of comparisons: a single index range scan per symbol.
             return self._set_condition(_E.candidate_id, (), mode, [_E.element.in_(symbols)])

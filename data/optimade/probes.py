@@ -3,7 +3,8 @@
 :func:`member` and :func:`not_member` test a candidate's element, verdict or record rows through
 their ``(candidate_id, …)`` keys; :func:`record_compare` turns ``min(values) op x`` into such
 probes; :func:`chemical_system` answers ``elements HAS ONLY`` from the ``candidates.elements``
-index. Used by :class:`crystaloop.data.optimade.filters.FilterTransformer`, which counts the
+index; :func:`elements_array_match` answers ``HAS ALL/ANY/ONLY`` of element symbols on PostgreSQL
+from the GIN index of ``candidates.element_array`` (revision 0005). Used by :class:`crystaloop.data.optimade.filters.FilterTransformer`, which counts the
 probes each filter needs against its cost limits.
 """
 
@@ -12,16 +13,26 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, exists, literal, not_, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from crystaloop.data.optimade.fields import ElementTarget, RecordTarget
-from crystaloop.data.store.schema import CandidateRow
+from crystaloop.data.store.schema import CandidateRow, element_array
 
-__all__ = ["member", "not_member", "record_compare", "chemical_system", "element_symbols", "MAX_SYSTEM"]
+__all__ = [
+    "member",
+    "not_member",
+    "record_compare",
+    "chemical_system",
+    "element_symbols",
+    "elements_array_match",
+    "MAX_SYSTEM",
+]
 
 MAX_SYSTEM = 8
 """Chemical systems of up to this many elements become a list of their (at most 255) subsets."""
 _C = CandidateRow
+_ARRAY_OPERATORS = {"": "@>", "ALL": "@>", "ANY": "&&", "ONLY": "<@"}
 
 
 def chemical_system(target: Any, mode: str, items: tuple[tuple[str, Any], ...]) -> ColumnElement[bool] | None:
@@ -49,6 +60,20 @@ def element_symbols(target: Any, items: tuple[tuple[str, Any], ...]) -> list[str
     if any(op != "=" or not isinstance(v, str) for op, v in items):
         return None
     return [v for _, v in items]
+
+
+def elements_array_match(mode: str, symbols: list[str]) -> ColumnElement[bool]:
+    """PostgreSQL: ``elements HAS [ALL|ANY|ONLY] symbols`` as one comparison of ``candidates.element_array``.
+
+    The element list as ``text[]`` (revision 0005) compared with the symbols: ``@>`` (contains
+    every symbol) for ``HAS`` and ``HAS ALL``, ``&&`` (shares one) for ``HAS ANY``, ``<@`` (lies
+    within them) for ``HAS ONLY``. The GIN index ``ix_candidates_element_array`` answers all three:
+    one index probe whatever the number of symbols, where ``candidate_elements`` needs one
+    semi-join per ``HAS ALL`` value. Same answers: a candidate's list holds each of its elements
+    once and is never empty.
+    """
+    wanted = cast(literal(list(symbols), type_=ARRAY(Text)), ARRAY(Text))
+    return element_array().op(_ARRAY_OPERATORS[mode], is_comparison=True)(wanted)
 
 
 def member(candidate_id: Any, *conditions: Any) -> ColumnElement[bool]:

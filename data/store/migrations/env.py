@@ -16,7 +16,7 @@ from alembic import context
 from sqlalchemy import Connection, func, select
 
 from crystaloop.data.store.engine import create_store_engine, write_transaction
-from crystaloop.data.store.schema import Base
+from crystaloop.data.store.schema import Base, include_object
 
 MIGRATION_LOCK_KEY = 0x63727973  # pg advisory lock id ("crys"), held for the migration transaction
 
@@ -25,6 +25,7 @@ def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
+        include_object=include_object,
         compare_type=True,
         render_as_batch=connection.dialect.name == "sqlite",
         transactional_ddl=True,
@@ -41,7 +42,7 @@ def _run(connection: Connection) -> None:
 
 def run_migrations_offline(url: str) -> None:
     """Write the migration SQL instead of running it (``alembic upgrade --sql``)."""
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, transactional_ddl=True)
+    context.configure(url=url, target_metadata=Base.metadata, include_object=include_object, literal_binds=True, transactional_ddl=True)
     with context.begin_transaction():
         context.run_migrations()
 

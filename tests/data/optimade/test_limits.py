@@ -30,14 +30,17 @@ REPEATED_ALL = "elements HAS ALL " + ",".join(['"O"'] * 199)
 REPEATED_ZIP = "elements:elements_ratios HAS ALL " + ",".join(['"O":0.6'] * 99)
 DISTINCT_ZIP = "elements:elements_ratios HAS ALL " + ",".join(f'"O":{i / 100:.2f}' for i in range(1, 100))
 BIG = "9" * 309
-EXPENSIVE = 'elements HAS ALL "Sr","Ti","O"'
+THREE_ELEMENTS = 'elements HAS ALL "Sr","Ti","O"'  # 3 probes on SQLite, 1 of the GIN index on PostgreSQL
+EXPENSIVE = THREE_ELEMENTS + ' AND _crystaloop_passed_guards HAS ALL "smact","min_distance"'  # ≥ 3 probes on both
 CHEAP = "nsites=5"
 
 
 def _probes(filter_text: str, dialect: str = "sqlite") -> int:
-    """How many subqueries of candidate_elements the translated filter runs."""
+    """How many element probes the translated filter runs: candidate_elements subqueries, and on
+    PostgreSQL comparisons of ``candidates.element_array`` (answered by its GIN index, revision 0005)."""
     where = FilterTranslator(dialect).translate(filter_text).where
-    return str(where.compile()).count("FROM candidate_elements")
+    sql = str(where.compile())
+    return sql.count("FROM candidate_elements") + sql.count("candidates.element_array")
 
 
 def _error(response: Any, status: int) -> dict:
@@ -96,7 +99,7 @@ def test_filters_beyond_a_cost_limit_are_refused_naming_it(client) -> None:
 
 def test_cost_limits_are_settings(known_store) -> None:
     with _client(known_store.url, max_all_values=2) as client:
-        _error(client.get("/v1/structures", params={"filter": EXPENSIVE}), 400)
+        _error(client.get("/v1/structures", params={"filter": THREE_ELEMENTS}), 400)
         assert client.get("/v1/structures", params={"filter": 'elements HAS ALL "Sr","Ti"'}).status_code == 200
     with pytest.raises(ValueError, match="max_expensive"):
         OptimadeConfig(max_expensive=16, pool_size=8, max_overflow=8)
@@ -181,7 +184,7 @@ def test_saturated_expensive_slots_answer_503_and_cheap_queries_still_run(known_
         threads, statuses = _in_threads(client, EXPENSIVE, 2)
         try:
             gate.wait_started(2)
-            refused = client.get("/v1/structures", params={"filter": 'elements HAS ALL "Ba","Ti","O"'})
+            refused = client.get("/v1/structures", params={"filter": EXPENSIVE.replace('"Sr"', '"Ba"')})
             error = _error(refused, 503)
             assert refused.headers["retry-after"] == "1"
             assert "slots" in error["detail"]
@@ -219,6 +222,8 @@ def test_expensive_classes(known_store) -> None:
         cost = lambda flt: search.translator.translate(flt).cost  # noqa: E731
         assert not search.is_expensive(cost(CHEAP)) and not search.is_expensive(cost('elements HAS ALL "Sr","Ti"'))
         assert search.is_expensive(cost(EXPENSIVE))
+        # three element probes on SQLite; one probe of the element-array GIN index on PostgreSQL
+        assert search.is_expensive(cost(THREE_ELEMENTS)) == (engine.dialect.name == "sqlite")
         assert search.is_expensive(cost('chemical_formula_descriptive CONTAINS "Ti" AND elements HAS "O"'))
         assert search.is_expensive(0, sort="-_crystaloop_e_above_hull") and search.is_expensive(0, offset=50_000)
     finally:
