@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crystaloop.data.optimade.filters import MAX_ALL_VALUES, MAX_FILTER_LENGTH, MAX_LIST_VALUES, MAX_PROBES
 
-__all__ = ["OptimadeConfig", "API_VERSION", "SCHEMA_URL"]
+__all__ = ["OptimadeConfig", "API_VERSION", "SCHEMA_URL", "MAX_DEFAULT_WORKERS", "default_workers"]
 
 API_VERSION = "1.2.0"
 """The OPTIMADE specification version this server implements."""
 SCHEMA_URL = "https://schemas.optimade.org/openapi/v1.2/optimade.json"
+MAX_DEFAULT_WORKERS = 4
+"""Most server processes started by default: each holds its own pool of up to ``pool_size +
+max_overflow`` (16) connections, and four fill 64 of PostgreSQL's default 100."""
+
+
+def default_workers(cpu_count: int | None = None) -> int:
+    """Server processes ``crystaloop serve`` starts without ``--workers``: one per core, 1 to 4.
+
+    Args:
+        cpu_count: cores of the machine (default ``os.cpu_count()``; unknown counts as 1).
+    """
+    cores = os.cpu_count() if cpu_count is None else cpu_count
+    return max(1, min(cores or 1, MAX_DEFAULT_WORKERS))
 
 
 class OptimadeConfig(BaseModel):
