@@ -8,7 +8,7 @@ work of one ``/v1/structures`` request without HTTP) twice per draw, interleaved
 translator of this code (``elements HAS ALL/ANY/ONLY`` as one ``@>``/``&&``/``<@`` comparison of
 the generated ``text[]`` column ``candidates.element_array``, answered by its GIN index
 ``ix_candidates_element_array``) and with
-``elements_index=False`` (one semi-join of ``candidate_elements`` per ``HAS ALL`` value, the SQL
+``FilterTranslator.elements_index = False`` (one semi-join of ``candidate_elements`` per ``HAS ALL`` value, the SQL
 before revision 0005, which SQLite still runs). Filters: bench_optimade's ``elements_has_all``
 pairs, bench_serving's three-element ``HAS ALL`` (two cations and O, its pool probe) and its
 199-value ``HAS ALL`` probe, a ``HAS ANY`` of two cations and a ten-element ``HAS ONLY``.
@@ -56,11 +56,10 @@ def _explain_uses_index(engine: Any, search: Any, flt: str) -> bool:
 
 
 def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
-    from crystaloop.data.optimade.filters import FilterTranslator
     from crystaloop.data.optimade.search import StructureSearch
 
     searches = {"gin_index": StructureSearch(engine), "element_probes": StructureSearch(engine)}
-    searches["element_probes"].translator = FilterTranslator("postgresql", elements_index=False)
+    searches["element_probes"].translator.elements_index = False  # the SQL before revision 0005
     rows = []
     for case, make in CASES.items():
         rng = random.Random(f"{SEED}:elements-index:{case}")

@@ -11,6 +11,9 @@ where the store says (finished iterations are read back, an unfinished one resum
 so no candidate is lost or measured twice into a duplicate. Oracle calls go to the task runner in
 parallel (threads by default, Dask for scale-out, :class:`~crystaloop.flows.config.RunnerSettings`);
 everything else runs in order in the flow's own thread, and every store write happens there too.
+
+Both flows store their runs' parameters with store-URL passwords hidden
+(:mod:`crystaloop.flows.parameters`); the runs themselves get the real URL.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from crystaloop.data.errors import CrystaloopError, OracleError
 from crystaloop.data.store import resolve_store_url
 from crystaloop.flows import artifacts, tasks
 from crystaloop.flows.config import FlowSettings, RetrySettings, RunnerSettings, merge_overrides
+from crystaloop.flows.parameters import redacting, reveal_store_url
 from crystaloop.flows.runtime import store_for
 from crystaloop.loop.campaign import ITERATION_STEPS, IterationRun, Step, iteration_candidates
 from crystaloop.loop.config import CampaignConfig
@@ -162,6 +166,7 @@ def iteration_run_name() -> str:
     return f"{_campaign_name(parameters.get('config'))}-iteration-{parameters.get('index')}"
 
 
+@redacting
 @flow(name="campaign-iteration", flow_run_name=iteration_run_name, log_prints=False)
 def iteration_flow(config: CampaignConfig, store_url: str | None, index: int, settings: FlowSettings) -> IterationReport:
     """One iteration of ``config`` (resumed from the store when it was started before): the
@@ -190,6 +195,7 @@ def _publish(config: CampaignConfig, store_url: str | None, report: IterationRep
         logger.info("figure: %s", path)
 
 
+@redacting
 @flow(name="crystaloop-campaign", flow_run_name=campaign_run_name, log_prints=False)
 def campaign_flow(
     config: CampaignConfig,
@@ -202,7 +208,8 @@ def campaign_flow(
 
     Args:
         config: the campaign (a deployment passes it as JSON).
-        store_url: the store; default the config's ``store_url``, then ``$CRYSTALOOP_DB_URL``.
+        store_url: the store; default the config's ``store_url``, then ``$CRYSTALOOP_DB_URL``
+            (a redacted URL, as a deployment passes it, is mapped back to the real one).
         overrides: per-run changes to ``config`` (``{"budget.iterations": 4}``).
         settings: how Prefect runs it (:class:`~crystaloop.flows.config.FlowSettings`).
         iterations_per_run: run at most this many new iterations (a nightly schedule with ``1``
@@ -210,7 +217,7 @@ def campaign_flow(
     """
     config = resolve_config(config, overrides)
     settings = settings or FlowSettings()
-    url = resolve_store_url(store_url or config.store_url)
+    url = reveal_store_url(resolve_store_url(store_url or config.store_url))
     if settings.oracle_concurrency is not None:
         ensure_oracle_limit(settings.oracle_tag, settings.oracle_concurrency)
     done = finished_reports(url, config)
@@ -222,7 +229,7 @@ def campaign_flow(
             continue
         if iterations_per_run is not None and new >= iterations_per_run:
             break
-        subflow = iteration_flow.with_options(task_runner=runner)
+        subflow = redacting(iteration_flow.with_options(task_runner=runner))
         reports.append(subflow(config, url, index, settings))
         new += 1
     get_run_logger().info("campaign %s: %d iterations finished, %d in this run", config.name, len(reports), new)

@@ -4,6 +4,8 @@ resume and per-run parameter overrides through the Prefect API.
 A campaign deployment is ``crystaloop-campaign/<name>``; its default parameters are the campaign
 config (JSON), the store URL, the flow settings and ``iterations_per_run`` (``1`` with a nightly
 cron advances the campaign one iteration per night; the store carries the state between runs).
+Store URLs are stored with their password hidden; the serving process keeps the real one
+(:func:`crystaloop.flows.parameters.deployment_store_url`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.store import resolve_store_url
 from crystaloop.flows.campaign import campaign_flow
 from crystaloop.flows.config import FlowSettings
+from crystaloop.flows.parameters import deployment_store_url, redact_parameters
 from crystaloop.loop.config import CampaignConfig
 
 __all__ = ["FLOW_NAME", "build_deployment", "serve_deployments", "set_paused", "trigger", "deployment_name"]
@@ -68,8 +71,8 @@ def build_deployment(
 
     schedules = [Cron(_check_cron(c), timezone=timezone) for c in crons] + [Interval(float(s)) for s in intervals_s]
     parameters = {
-        "config": config.explicit_settings(),
-        "store_url": resolve_store_url(store_url or config.store_url),
+        "config": redact_parameters(config.explicit_settings()),
+        "store_url": deployment_store_url(resolve_store_url(store_url or config.store_url)),
         "settings": (settings or FlowSettings()).model_dump(mode="json"),
         "iterations_per_run": iterations_per_run,
     }

@@ -159,16 +159,18 @@ class FilterTranslator:
         max_all_values: most distinct values of a ``HAS ALL`` list (or zip).
         max_list_values: most distinct values of any list.
         max_probes: most child-table probes per filter.
-        elements_index: on PostgreSQL, answer ``elements HAS ALL/ANY/ONLY`` of symbols from the
-            GIN index of ``candidates.element_array`` (revision 0005) instead of ``candidate_elements``
-            probes (``False``: the probes, as SQLite does; for comparisons).
+
+    Attributes:
+        elements_index: on PostgreSQL (default there), answer ``elements HAS ALL/ANY/ONLY`` of
+            symbols from the GIN index of ``candidates.element_array`` (revision 0005) instead of
+            ``candidate_elements`` probes; set it to ``False`` for the probes, as SQLite runs them
+            (for comparisons).
     """
 
     def __init__(
         self,
         dialect: str = "sqlite",
         *,
-        elements_index: bool = True,
         max_length: int = MAX_FILTER_LENGTH,
         max_terms: int = MAX_TERMS,
         max_all_values: int = MAX_ALL_VALUES,
@@ -179,7 +181,7 @@ class FilterTranslator:
             raise BadFilterError(f"unsupported SQL dialect {dialect!r}; allowed: sqlite, postgresql")
         self.dialect = dialect
         self.max_length = max_length
-        self.elements_index = elements_index and dialect == "postgresql"
+        self.elements_index = dialect == "postgresql"
         self.limits = {
             "max_terms": max_terms,
             "max_all_values": max_all_values,
