@@ -8,20 +8,19 @@ once. Store URLs are SQLAlchemy URLs, taken from ``--store`` or ``CRYSTALOOP_DB_
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
-from rich.logging import RichHandler
 
 from crystaloop.commands.campaign import campaign_app
-from crystaloop.commands.common import CommandGroup, err_console
+from crystaloop.commands.common import CommandGroup
 from crystaloop.commands.data import data_app
 from crystaloop.commands.db import db_app
 from crystaloop.commands.demo import demo
 from crystaloop.commands.flows import deploy, flow_run, pause, resume, server_app, trigger
 from crystaloop.commands.generator import generate, generator_app
 from crystaloop.commands.hull import hull_app
+from crystaloop.commands.logs import configure_logging
 from crystaloop.commands.multimodal import multimodal_app, search
 from crystaloop.commands.oracle import oracle_app
 from crystaloop.commands.serve import serve
@@ -55,13 +54,10 @@ for _name, _command in {"deploy": deploy, "pause": pause, "resume": resume, "tri
 
 
 @app.callback()
-def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-        force=True,
-    )
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs, third-party warnings and progress bars, and Prefect's full run log.")] = False,
+) -> None:
+    configure_logging(verbose)
 
 
 def main() -> None:

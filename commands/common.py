@@ -1,12 +1,18 @@
-"""What the command groups share: consoles, the error exit, progress, option types, input reading."""
+"""What the command groups share: consoles, the error exit, progress, option types, input reading,
+and the one formatter of tables (:class:`Output`: ``--format table|json|csv``)."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, redirect_stdout
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional  # noqa: UP035 - typer needs Optional on 3.11
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional  # noqa: UP035 - typer needs Optional on 3.11
 
 import click
 import typer
@@ -17,7 +23,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 __all__ = [
+    "Column",
     "CommandGroup",
+    "FormatOption",
+    "Output",
+    "OutputFormat",
+    "fitted_table",
     "RegistryHelpCommand",
     "StoreOption",
     "console",
@@ -221,3 +232,215 @@ def report_read(path: str, crystals: list, errors: list) -> None:
     """``read N structures from PATH (M unreadable)`` on stderr, so a cut file never goes unnoticed."""
     bad = f" ({len(errors)} unreadable, listed below)" if errors else ""
     err_console.print(f"read {len(crystals)} structure{'s' if len(crystals) != 1 else ''} from {path}{bad}", highlight=False)
+
+
+class OutputFormat(str, Enum):
+    """What a table-printing command writes on stdout (``--format``)."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format", case_sensitive=False,
+        help="table (fits the terminal), json (one document, every field, nothing else on stdout) or csv (one row per line).",
+    ),
+]
+"""``--format table|json|csv`` of every command that prints a table (see :class:`Output`)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a command's table.
+
+    ``key`` names the field in the row dicts (and in the JSON and CSV output); ``header`` is what
+    the table shows (with units); ``show`` turns a value into its table cell (a format string such
+    as ``"{:.4f}"`` or a function; ``None`` values show as empty cells). When the table does not
+    fit the terminal, columns with the largest ``priority`` are left out first (0: never left
+    out); words longer than ``max_width`` characters (ids, paths) are cut with an ellipsis.
+    """
+
+    key: str
+    header: str
+    show: str | Callable[[Any], str] = "{}"
+    priority: int = 0
+    max_width: int | None = None
+    justify: Literal["left", "right"] = "left"
+
+    def cell(self, value: Any) -> str:
+        """The table cell of ``value``."""
+        if value is None:
+            return ""
+        if callable(self.show):
+            return self.show(value)
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return self.show.format(value)
+
+
+class Output:
+    """A command's tables in the chosen ``--format``, the one place that formats them.
+
+    Use as a context manager around the command's work and call :meth:`table` for each table
+    (rows are dicts of plain values, keyed by the columns' keys; extra keys go to JSON and CSV
+    only) and :meth:`add` for other results (paths written, totals)::
+
+        with Output(fmt) as out:
+            out.table("relaxations", columns, rows, title="chgnet relaxation")
+            out.add(written="relaxed.extxyz")
+
+    * ``table``: each table is printed at once, fitted to the console width: columns are given the
+      width of their longest word at least (never a word broken mid-way), low-priority columns
+      are left out when even that does not fit (named on stderr), long cells wrap at spaces.
+    * ``json``: one JSON document on stdout when the block ends, ``{table name: [rows], **added}``;
+      while the block runs, anything else written to stdout (notes, a library's prints) goes to
+      stderr, so stdout holds the document alone.
+    * ``csv``: the rows of the table (several tables with the same columns are stacked, with a
+      first column ``table``); ``csv=False`` marks a command whose tables differ, and asking it
+      for csv exits at once with the formats it has.
+    """
+
+    def __init__(self, fmt: OutputFormat | str, *, csv: bool = True, command: str = "this command") -> None:
+        self.format = OutputFormat(fmt)
+        if self.format is OutputFormat.CSV and not csv:
+            raise fail(f"--format csv: {command} prints several different tables; use --format json (or table)")
+        self._tables: dict[str, tuple[list[Column], list[dict[str, Any]]]] = {}
+        self._added: dict[str, Any] = {}
+        self._stack = ExitStack()
+        self._stdout: Any = None
+
+    @property
+    def machine(self) -> bool:
+        """True for json and csv: stdout carries only the document."""
+        return self.format is not OutputFormat.TABLE
+
+    def __enter__(self) -> Output:
+        if self.machine:
+            self._stdout = sys.stdout
+            self._stack.enter_context(redirect_stdout(sys.stderr))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._stack.close()
+        if exc_type is None and self.machine:
+            self._stdout.write(self.render())
+            self._stdout.flush()
+
+    def table(self, name: str, columns: Sequence[Column], rows: Sequence[dict[str, Any]], *, title: str | None = None) -> None:
+        """Record the table ``name`` (its JSON key); in table format print it now under ``title``."""
+        self._tables[name] = (list(columns), [dict(r) for r in rows])
+        if not self.machine:
+            table, left_out = fitted_table(list(columns), list(rows), title=title, width=console.width)
+            console.print(table, soft_wrap=False)
+            if left_out:
+                err_console.print(f"({', '.join(left_out)} left out at {console.width} columns; --format json has every field)", highlight=False)
+
+    def add(self, **fields: Any) -> None:
+        """Results beside the tables: keys of the JSON document (not shown in the other formats)."""
+        self._added.update(fields)
+
+    def render(self) -> str:
+        """The JSON or CSV text of what was recorded."""
+        if self.format is OutputFormat.JSON:
+            document = {name: rows for name, (_, rows) in self._tables.items()} | self._added
+            return json.dumps(_plain(document), indent=1, allow_nan=False) + "\n"
+        return _csv_text(self._tables)
+
+
+def fitted_table(columns: list[Column], rows: list[dict[str, Any]], *, title: str | None, width: int) -> tuple[Any, list[str]]:
+    """(rich Table, headers left out) of ``rows`` fitted to ``width`` characters (see :class:`Output`)."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [[c.cell(row.get(c.key)) for c in columns] for row in rows]
+
+    def longest_word(text: str, cap: int | None) -> int:
+        words = text.split() or [""]
+        length = max(cell_len(w) for w in words)
+        return min(length, cap) if cap else length
+
+    lows = [max([longest_word(c.header, None)] + [longest_word(r[i], c.max_width) for r in cells]) for i, c in enumerate(columns)]
+    highs = [max([cell_len(c.header)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    kept = list(range(len(columns)))
+    overhead = lambda n: 3 * n + 1  # noqa: E731 - borders and padding of rich's default box
+    while sum(lows[i] for i in kept) + overhead(len(kept)) > width:
+        droppable = [i for i in kept if columns[i].priority > 0]
+        if not droppable:
+            break
+        kept.remove(max(droppable, key=lambda i: (columns[i].priority, i)))
+    room = width - overhead(len(kept))
+    widths = _share_widths([lows[i] for i in kept], [highs[i] for i in kept], room)
+    table = Table(title=Text(title) if title else None)
+    for i, w in zip(kept, widths, strict=True):
+        table.add_column(Text(columns[i].header), width=w, justify=columns[i].justify, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*(Text(row[i]) for i in kept))
+    return table, [columns[i].header for i in range(len(columns)) if i not in kept]
+
+
+def _share_widths(lows: list[int], highs: list[int], room: int) -> list[int] | list[None]:
+    """Column widths within ``room``: every column its natural width if all fit, else its longest
+    word plus a share of the rest in proportion to what it lacks; all ``None`` (rich decides)
+    when even the longest words do not fit."""
+    if sum(highs) <= room:
+        return list(highs)
+    spare = room - sum(lows)
+    if spare < 0:
+        return [None] * len(lows)
+    gaps = [h - lo for lo, h in zip(lows, highs, strict=True)]
+    total = sum(gaps)
+    widths = [lo + spare * gap // total for lo, gap in zip(lows, gaps, strict=True)]
+    for i in sorted(range(len(gaps)), key=lambda i: -gaps[i])[: room - sum(widths)]:
+        widths[i] += 1
+    return widths
+
+
+def _csv_text(tables: dict[str, tuple[list[Column], list[dict[str, Any]]]]) -> str:
+    import csv
+    import io
+
+    keys: list[str] = []
+    for columns, rows in tables.values():
+        for key in [c.key for c in columns] + [k for r in rows for k in r]:
+            if key not in keys:
+                keys.append(key)
+    stacked = len(tables) > 1
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["table", *keys] if stacked else keys)
+    for name, (_, rows) in tables.items():
+        for row in rows:
+            values = [_csv_cell(row.get(k)) for k in keys]
+            writer.writerow([name, *values] if stacked else values)
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready Python: numpy scalars and arrays as numbers and lists, enums as their
+    values, paths as strings, NaN and infinities as None (JSON has no such numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):  # numpy scalars and arrays
+        return _plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
