@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional  # noqa: UP035 - typer needs Optional on 3.11
 
@@ -234,7 +234,7 @@ def report_read(path: str, crystals: list, errors: list) -> None:
     err_console.print(f"read {len(crystals)} structure{'s' if len(crystals) != 1 else ''} from {path}{bad}", highlight=False)
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """What a table-printing command writes on stdout (``--format``)."""
 
     TABLE = "table"
@@ -261,6 +261,7 @@ class Column:
     as ``"{:.4f}"`` or a function; ``None`` values show as empty cells). When the table does not
     fit the terminal, columns with the largest ``priority`` are left out first (0: never left
     out); words longer than ``max_width`` characters (ids, paths) are cut with an ellipsis.
+    ``from_row``: ``show`` takes the whole row (a cell that explains a missing value).
     """
 
     key: str
@@ -269,9 +270,13 @@ class Column:
     priority: int = 0
     max_width: int | None = None
     justify: Literal["left", "right"] = "left"
+    from_row: bool = False
 
-    def cell(self, value: Any) -> str:
-        """The table cell of ``value``."""
+    def cell(self, row: dict[str, Any]) -> str:
+        """The table cell of this column in ``row``."""
+        if self.from_row and callable(self.show):
+            return self.show(row)
+        value = row.get(self.key)
         if value is None:
             return ""
         if callable(self.show):
@@ -356,7 +361,7 @@ def fitted_table(columns: list[Column], rows: list[dict[str, Any]], *, title: st
     from rich.table import Table
     from rich.text import Text
 
-    cells = [[c.cell(row.get(c.key)) for c in columns] for row in rows]
+    cells = [[c.cell(row) for c in columns] for row in rows]
 
     def longest_word(text: str, cap: int | None) -> int:
         words = text.split() or [""]

@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Optional  # noqa: UP035 - typer nee
 import typer
 
 from crystaloop.commands.common import (
+    Column,
+    FormatOption,
+    Output,
+    OutputFormat,
     StoreOption,
     console,
     err_console,
@@ -57,7 +61,7 @@ def print_import_report(report: ImportReport) -> None:
 def data_import(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or shipped datasets (perov_5/train) to import.")],
     store: StoreOption = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="cdvae-csv | structure-folder | extxyz; detected when omitted.")] = None,  # noqa: UP045
+    fmt: Annotated[Optional[str], typer.Option("--input-format", "--format", help="cdvae-csv | structure-folder | extxyz; detected when omitted.")] = None,  # noqa: UP045
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if any row was bad (good rows are still imported).")] = False,
     max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=1, help="Read at most this many rows per CSV.")] = None,  # noqa: UP045
 ) -> None:
@@ -73,31 +77,40 @@ def data_import(
         raise typer.Exit(code=1)
 
 
+_PROPERTY_COLUMNS = (
+    Column("property", "property"),
+    Column("units", "units"),
+    Column("count", "count", justify="right"),
+    Column("mean", "mean", "{:.4g}", justify="right"),
+    Column("min", "min", "{:.4g}", justify="right"),
+    Column("max", "max", "{:.4g}", justify="right"),
+)
+
+
 @data_app.command("info")
 def data_info(
     path: Annotated[str, typer.Argument(help="A file, folder or shipped dataset (perov_5/val).")],
-    fmt: Annotated[Optional[str], typer.Option("--format", help="cdvae-csv | structure-folder | extxyz.")] = None,  # noqa: UP045
+    input_format: Annotated[Optional[str], typer.Option("--input-format", help="cdvae-csv | structure-folder | extxyz; detected when omitted.")] = None,  # noqa: UP045
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Summarise a dataset: structures, sizes, elements, properties and bad rows."""
-    from rich.table import Table
-
     from crystaloop.data.datasets import load_dataset
 
-    with exit_on_error(), progress_bar(remaining=False, transient=True) as bar:
-        dataset = load_dataset(path, fmt=fmt, progress=task_callback(bar, f"parsing {path}"))  # type: ignore[arg-type]
-    if not dataset.crystals:
-        raise fail_unreadable(path, dataset.errors)
-    summary = dataset.summary()
-    console.print(
-        f"[bold]{path}[/]: {summary['structures']} structures, {summary['bad_rows']} bad rows, "
-        f"{summary['sites_min']}–{summary['sites_max']} sites (mean {summary['sites_mean']:.1f}), "
-        f"{len(summary['elements'])} elements"
-    )
-    if summary["properties"]:
-        table = Table("property", "units", "count", "mean", "min", "max", title="numeric columns")
-        for name, stats in summary["properties"].items():
-            table.add_row(name, stats["units"], str(stats["count"]), f"{stats['mean']:.4g}", f"{stats['min']:.4g}", f"{stats['max']:.4g}")
-        console.print(table)
+    with Output(fmt) as out:
+        with exit_on_error(), progress_bar(remaining=False, transient=True) as bar:
+            dataset = load_dataset(path, fmt=input_format, progress=task_callback(bar, f"parsing {path}"))  # type: ignore[arg-type]
+        if not dataset.crystals:
+            raise fail_unreadable(path, dataset.errors)
+        summary = dataset.summary()
+        console.print(
+            f"[bold]{path}[/]: {summary['structures']} structures, {summary['bad_rows']} bad rows, "
+            f"{summary['sites_min']}–{summary['sites_max']} sites (mean {summary['sites_mean']:.1f}), "
+            f"{len(summary['elements'])} elements"
+        )
+        properties = [{"property": name, **stats} for name, stats in summary["properties"].items()]
+        if properties or out.machine:
+            out.table("properties", _PROPERTY_COLUMNS, properties, title="numeric columns")
+        out.add(**{k: v for k, v in summary.items() if k != "properties"}, bad_row_reasons=[str(e) for e in dataset.errors])
     for error in dataset.errors:
         err_console.print(f"  [yellow]bad row[/] {error}", highlight=False)
 

@@ -6,7 +6,16 @@ from typing import Annotated, Optional  # noqa: UP035 - typer needs Optional on 
 
 import typer
 
-from crystaloop.commands.common import Column, FormatOption, Output, OutputFormat, StoreOption, err_console, exit_on_error, fail
+from crystaloop.commands.common import (
+    Column,
+    FormatOption,
+    Output,
+    OutputFormat,
+    StoreOption,
+    err_console,
+    exit_on_error,
+    fail,
+)
 
 __all__ = ["db_app"]
 

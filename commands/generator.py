@@ -9,6 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from crystaloop.commands.common import (
+    Column,
+    FormatOption,
+    Output,
+    OutputFormat,
     console,
     err_console,
     exit_on_error,
@@ -125,26 +129,38 @@ def _load_generator(checkpoint: str, steps: int | None, method: str | None):  # 
     return DiffusionGenerator(generator.model, sampler, checkpoint_hash=generator.checkpoint_hash)
 
 
+_LIST_COLUMNS = (
+    Column("name", "name"),
+    Column("file", "file", lambda path: Path(path).name if path else "missing", priority=2),
+    Column("species", "species", justify="right"),
+    Column("conditions", "conditions", lambda props: ", ".join(props) or "-"),
+    Column("epochs", "epochs", justify="right"),
+    Column("reproduce", "reproduce", priority=1),
+)
+
+
 @generator_app.command("list")
-def list_generators() -> None:
+def list_generators(fmt: FormatOption = OutputFormat.TABLE) -> None:
     """Shipped generator checkpoints: vocabulary, conditioning, training epochs."""
     import torch
-    from rich.table import Table
 
     from crystaloop.generator.shipped import _ROOT, SHIPPED_GENERATORS
 
-    table = Table("name", "file", "species", "conditions", "epochs", "reproduce")
-    for name, command in SHIPPED_GENERATORS.items():
-        path = _ROOT / f"{name}.pt"
-        if not path.exists():
-            table.add_row(name, "missing", "", "", "", command)
-            continue
-        payload = torch.load(path, map_location="cpu", weights_only=True)  # teacher or distilled format
-        species = len(payload["normalisation"]["species"])
-        props = ", ".join(payload["config"]["network"]["properties"]) or "-"
-        epochs = str(payload["metrics"].get("epochs", "?"))
-        table.add_row(name, str(path), str(species), props, epochs, command.format(epochs=epochs))
-    console.print(table)
+    rows = []
+    with Output(fmt) as out:
+        for name, command in SHIPPED_GENERATORS.items():
+            path = _ROOT / f"{name}.pt"
+            if not path.exists():
+                rows.append({"name": name, "file": None, "species": None, "conditions": [], "epochs": None, "reproduce": command})
+                continue
+            payload = torch.load(path, map_location="cpu", weights_only=True)  # teacher or distilled format
+            epochs = payload["metrics"].get("epochs")
+            rows.append({
+                "name": name, "file": str(path), "species": len(payload["normalisation"]["species"]),
+                "conditions": list(payload["config"]["network"]["properties"]), "epochs": epochs,
+                "reproduce": command.format(epochs="?" if epochs is None else epochs),
+            })  # fmt: skip
+        out.table("generators", _LIST_COLUMNS, rows, title="shipped generators")
 
 
 @generator_app.command("eval")
@@ -159,6 +175,7 @@ def evaluate(
     coverage_limit: Annotated[int, typer.Option("--coverage-limit", min=0, help="Structures used for COV-R/COV-P (fingerprints are slow; 0 skips).")] = 300,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Evaluate a generator: CSP match rate / RMSE, or de novo validity, coverage and distances."""
     import json
@@ -173,47 +190,53 @@ def evaluate(
 
     if mode not in ("csp", "dng"):
         raise fail(f"--mode must be csp or dng, got {mode!r}")
-    torch.set_num_threads(threads)
-    with exit_on_error(invalid=""):
-        generator = _load_generator(model, steps, method)
-        sampler = generator.sampler
-        steps, method = sampler.steps, sampler.method
-        test = load_dataset(data)
-    references = test.crystals[:limit] if (limit and mode == "csp") else test.crystals
-    rng = np.random.default_rng(seed)
-    with exit_on_error():
-        if mode == "csp":
-            tokens = torch.cat([generator.model.normalisation.tokens(c.numbers, where=f"{data} item {i}") for i, c in enumerate(references)])
-            request = SampleRequest(num_atoms=torch.tensor([c.n_sites for c in references]), tokens=tokens)
-        else:
-            request = generator.request(limit or len(references), None, rng)
-    total_steps = steps * ((len(request.num_atoms) + sampler.batch_size - 1) // sampler.batch_size)
-    with progress_bar(remaining=False) as bar:
-        task = bar.add_task(f"sampling ({method}, {steps} steps)", total=total_steps)
-        done = [0]
+    with Output(fmt) as output:
+        torch.set_num_threads(threads)
+        with exit_on_error(invalid=""):
+            generator = _load_generator(model, steps, method)
+            sampler = generator.sampler
+            steps, method = sampler.steps, sampler.method
+            test = load_dataset(data)
+        references = test.crystals[:limit] if (limit and mode == "csp") else test.crystals
+        rng = np.random.default_rng(seed)
+        with exit_on_error():
+            if mode == "csp":
+                tokens = torch.cat([generator.model.normalisation.tokens(c.numbers, where=f"{data} item {i}") for i, c in enumerate(references)])
+                request = SampleRequest(num_atoms=torch.tensor([c.n_sites for c in references]), tokens=tokens)
+            else:
+                request = generator.request(limit or len(references), None, rng)
+        total_steps = steps * ((len(request.num_atoms) + sampler.batch_size - 1) // sampler.batch_size)
+        with progress_bar(remaining=False) as bar:
+            task = bar.add_task(f"sampling ({method}, {steps} steps)", total=total_steps)
+            done = [0]
 
-        def on_step(step: int, total: int) -> None:
-            done[0] += 1
-            bar.update(task, completed=done[0])
+            def on_step(step: int, total: int) -> None:
+                done[0] += 1
+                bar.update(task, completed=done[0])
 
-        raw = generator.sample_raw(request, seed=seed, on_step=on_step)
-        samples = [crystal_from_sample(*parts) for parts in raw.split()]
-        on_score = task_callback(bar, "scoring")
-        if mode == "csp":
-            metrics = csp_metrics(references, samples, progress=on_score)
-        else:
-            metrics = dng_metrics(samples, references, dataset=data, coverage_limit=coverage_limit, seed=seed, progress=on_score)
-    metrics.update({"mode": mode, "data": data, "model": model, "steps": steps, "method": method, "seed": seed,
-                    "sampling_seconds": raw.seconds, "structures_per_second": len(samples) / raw.seconds, "threads": threads})
-    overlap_warning = _check_training_overlap(generator, references, samples if mode == "csp" else None, metrics, csp_metrics)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2))
-    table = markdown_table(metrics, f"{mode.upper()} — {model} on {data} ({steps} {method} steps)")
-    out.with_suffix(".md").write_text(table)
-    console.print(table)
-    if overlap_warning:
-        err_console.print(f"[yellow]warning[/] {overlap_warning}", highlight=False)
-    console.print(f"metrics: [bold]{out}[/]")
+            raw = generator.sample_raw(request, seed=seed, on_step=on_step)
+            samples = [crystal_from_sample(*parts) for parts in raw.split()]
+            on_score = task_callback(bar, "scoring")
+            if mode == "csp":
+                metrics = csp_metrics(references, samples, progress=on_score)
+            else:
+                metrics = dng_metrics(samples, references, dataset=data, coverage_limit=coverage_limit, seed=seed, progress=on_score)
+        metrics.update({"mode": mode, "data": data, "model": model, "steps": steps, "method": method, "seed": seed,
+                        "sampling_seconds": raw.seconds, "structures_per_second": len(samples) / raw.seconds, "threads": threads})
+        overlap_warning = _check_training_overlap(generator, references, samples if mode == "csp" else None, metrics, csp_metrics)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2))
+        title = f"{mode.upper()} — {model} on {data} ({steps} {method} steps)"
+        out.with_suffix(".md").write_text(markdown_table(metrics, title))
+        rows = [{"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, int | float | str) or v is None]
+        output.table("metrics", _METRIC_COLUMNS, rows, title=title)
+        if overlap_warning:
+            err_console.print(f"[yellow]warning[/] {overlap_warning}", highlight=False)
+        console.print(f"metrics: [bold]{out}[/] (and {out.with_suffix('.md').name})")
+        output.add(metrics_file=str(out))
+
+
+_METRIC_COLUMNS = (Column("metric", "metric"), Column("value", "value", lambda v: f"{v:.4g}" if isinstance(v, float) else str(v), justify="right"))
 
 
 def _check_training_overlap(generator, references: list, samples: list | None, metrics: dict, csp_metrics) -> str | None:  # noqa: ANN001

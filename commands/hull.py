@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any, Optional  # noqa: UP035 - typer needs Optional on 3.11
 
 import typer
-from rich.table import Table
 
 from crystaloop.commands.common import (
+    Column,
+    FormatOption,
+    Output,
+    OutputFormat,
     RegistryHelpCommand,
     check_out_path,
     console,
@@ -67,12 +70,21 @@ def hull_add(
     from_store: Annotated[Optional[str], typer.Option("--from-store", help="Also add the imported structures of this store (SQLAlchemy URL).")] = None,  # noqa: UP045
     system: Annotated[Optional[str], typer.Option("--system", help="With --from-store: only structures within this chemical system, e.g. Sr-Ti-O.")] = None,  # noqa: UP045
     limit: Annotated[int, typer.Option("--limit", min=1, help="With --from-store: most structures taken.")] = 1000,
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Relax known structures with the oracle and add them to its hulls as known phases."""
+    from crystaloop.commands.oracle import RELAX_COLUMNS
+
     if not paths and from_store is None:
         raise fail("give structure files to add, or --from-store URL")
+    with Output(fmt) as out:
+        _add(out, paths or [], oracle, fmax, steps, from_store, system, limit, RELAX_COLUMNS)
+
+
+def _add(out: Output, paths: list[str], oracle: str, fmax: float, steps: int, from_store: str | None, system: str | None,
+         limit: int, columns: tuple[Column, ...]) -> None:
     with exit_on_error():
-        ids, crystals, errors = _read_all(paths or [])
+        ids, crystals, errors = _read_all(paths)
         if paths:
             err_console.print(f"read {len(crystals)} structures from {len(paths)} path(s) ({len(errors)} unreadable)", highlight=False)
         if from_store is not None:
@@ -83,13 +95,15 @@ def hull_add(
             raise fail(f"no readable structure in {', '.join(paths or [from_store or ''])}")
         hull = _hull(oracle, fmax, steps)
         relaxations = hull.add_known(crystals, ids)
-    table = Table("structure", "formula", "status", "energy (eV/atom)", "reason", title=f"known phases added ({oracle})")
-    for ident, crystal, result in zip(ids, crystals, relaxations, strict=True):
-        energy = "" if result.energy_per_atom is None else f"{result.energy_per_atom:.4f}"
-        table.add_row(ident, crystal.reduced_formula, result.status, energy, result.reason)
-    console.print(table)
+    rows = [
+        {"structure": ident, "formula": crystal.reduced_formula, "status": r.status, "energy_per_atom": r.energy_per_atom,
+         "steps": r.steps, "fmax": r.fmax, "reason": r.reason}
+        for ident, crystal, r in zip(ids, crystals, relaxations, strict=True)
+    ]
+    out.table("known_phases", columns, rows, title=f"known phases added ({oracle})")
     added = sum(r.status == "ok" for r in relaxations)
     console.print(f"{added} of {len(crystals)} structures added; only converged relaxations enter a hull")
+    out.add(added=added)
     _report_errors(errors)
 
 
@@ -118,28 +132,45 @@ def hull_show(
     steps: StepsOption = 200,
     out: Annotated[Optional[Path], typer.Option("--out", help="Phase-diagram PNG (default hull-<system>.png).")] = None,  # noqa: UP045
     all_phases: Annotated[bool, typer.Option("--all", help="List phases above the hull too.")] = False,
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Print the phases on a system's hull (formula, energy, source) and draw its phase diagram."""
+    with Output(fmt) as output:
+        _show(output, system, oracle, fmax, steps, out, all_phases)
+
+
+_PHASE_COLUMNS = (
+    Column("formula", "formula"),
+    Column("energy_per_atom", "energy (eV/atom)", "{:.4f}", justify="right"),
+    Column("formation_energy_per_atom", "formation (eV/atom)", "{:.4f}", justify="right"),
+    Column("on_hull", "on hull", lambda on: "yes" if on else ""),
+    Column("kind", "kind", priority=1),
+    Column("source", "source", priority=2, max_width=24),
+)
+
+
+def _show(output: Output, system: str, oracle: str, fmax: float, steps: int, out: Path | None, all_phases: bool) -> None:
     with exit_on_error(catch=(ValueError,)):
         elements = _system(system)
         hull = _hull(oracle, fmax, steps)
         phases = hull.hull_phases(elements)
         diagram = hull.phase_diagram(elements)
     name = "-".join(elements)
-    table = Table("formula", "energy (eV/atom)", "formation (eV/atom)", "on hull", "kind", "source", title=f"{name} hull ({oracle})")
-    for phase in phases:
-        if phase.on_hull or all_phases:
-            table.add_row(
-                phase.formula, f"{phase.energy_per_atom:.4f}", f"{phase.formation_energy_per_atom:.4f}",
-                "yes" if phase.on_hull else "", phase.kind, phase.label,
-            )  # fmt: skip
-    console.print(table)
+    rows = [
+        {"formula": p.formula, "energy_per_atom": p.energy_per_atom, "formation_energy_per_atom": p.formation_energy_per_atom,
+         "on_hull": bool(p.on_hull), "kind": p.kind, "source": p.label}
+        for p in phases
+        if p.on_hull or all_phases
+    ]
+    output.table("phases", _PHASE_COLUMNS, rows, title=f"{name} hull ({oracle})")
     counts = {kind: sum(p.kind == kind for p in phases) for kind in ("elements", "prototype", "known", "campaign")}
     console.print("phases: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+    output.add(system=name, oracle=oracle, phase_counts=counts)
     path = out or Path(f"hull-{name}.png")
     try:
         _plot(diagram, path)
         console.print(f"phase diagram: [bold]{path}[/]")
+        output.add(phase_diagram=str(path))
     except (ValueError, OSError) as exc:
         err_console.print(f"[yellow]no phase-diagram figure:[/] {exc}", highlight=False)
 
@@ -168,9 +199,31 @@ def hull_eval(
     steps: StepsOption = 200,
     out: Annotated[Optional[Path], typer.Option("--out", help="Results as JSON (default: print only).")] = None,  # noqa: UP045
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N structures.")] = None,  # noqa: UP045
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Relax every structure and report its e_above_hull, decomposition and coverage class."""
     check_out_path(out)
+    with Output(fmt) as output:
+        _eval(output, path, oracle, fmax, steps, out, limit)
+
+
+def _hull_value(record: dict[str, Any]) -> str:
+    """The hull cell: the value in eV/atom, or why there is none."""
+    value = record["e_above_hull"]
+    return f"{value:.4f}" if value is not None else f"{record['status']}: {record['reason'][:60]}"
+
+
+_EVAL_COLUMNS = (
+    Column("id", "structure", max_width=20),
+    Column("formula", "formula"),
+    Column("energy_per_atom", "energy (eV/atom)", "{:.4f}", justify="right", priority=2),
+    Column("e_above_hull", "e_above_hull (eV/atom)", _hull_value, justify="right", from_row=True),
+    Column("coverage", "coverage", priority=3),
+    Column("decomposition_text", "decomposition", priority=1),
+)
+
+
+def _eval(output: Output, path: str, oracle: str, fmax: float, steps: int, out: Path | None, limit: int | None) -> None:
     with exit_on_error():
         ids, crystals, errors = read_structures(path)
         if not crystals:
@@ -180,17 +233,12 @@ def hull_eval(
             ids, crystals = ids[:limit], crystals[:limit]
         hull = _hull(oracle, fmax, steps)
         records = _evaluate(hull, ids, crystals)
-    table = Table("structure", "formula", "energy (eV/atom)", "e_above_hull (eV/atom)", "coverage", "decomposition", title=f"{oracle} hull")
-    for r in records:
-        energy = "" if r["energy_per_atom"] is None else f"{r['energy_per_atom']:.4f}"
-        value = r["e_above_hull"]
-        shown = f"{value:.4f}" if value is not None else f"{r['status']}: {r['reason'][:60]}"
-        table.add_row(str(r["id"]), r["formula"], energy, shown, str(r["coverage"] or ""), r["decomposition_text"])
-    console.print(table)
+    output.table("structures", _EVAL_COLUMNS, records, title=f"{oracle} hull")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(records, indent=1))
         console.print(f"results: [bold]{out}[/]")
+        output.add(results=str(out))
     _report_errors(errors)
 
 
