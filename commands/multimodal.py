@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional  # noqa: UP035 - type
 import typer
 
 from crystaloop.commands.common import (
+    Column,
+    FormatOption,
+    Output,
+    OutputFormat,
     StoreOption,
     console,
     err_console,
@@ -73,6 +77,7 @@ def train(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Contrastive training of the structure, XRD and text encoders; prints validation recall@k."""
     from crystaloop.multimodal.training import TrainConfig
@@ -89,26 +94,29 @@ def train(
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if latent_dim is not None:
         fields["model"] = {**fields.get("model", {}), "latent_dim": latent_dim}
-    with exit_on_error(invalid="bad training config: "):
-        settings = TrainConfig(**fields)
-        _, report = run_training(settings, out, resume=resume)
-    console.print(
-        f"checkpoint: {out} ({report['epochs_run']} epochs, {report['minutes']:.1f} min, final loss {report['losses'][-1]:.3f})"
-    )
-    for split, metrics in report["val"].items():
-        _print_metrics(split, metrics)
+    with Output(fmt) as output:
+        with exit_on_error(invalid="bad training config: "):
+            settings = TrainConfig(**fields)
+            _, report = run_training(settings, out, resume=resume)
+        console.print(
+            f"checkpoint: {out} ({report['epochs_run']} epochs, {report['minutes']:.1f} min, final loss {report['losses'][-1]:.3f})"
+        )
+        output.add(checkpoint=str(out), epochs_run=report["epochs_run"], minutes=report["minutes"], final_loss=report["losses"][-1])
+        for split, metrics in report["val"].items():
+            _print_metrics(output, split, metrics)
 
 
-def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
-    from rich.table import Table
+_RETRIEVAL_ROWS = ("text_to_structure", "xrd_to_structure", "augmented_xrd_to_structure", "composition_only", "random")
+_RETRIEVAL_COLUMNS = (
+    Column("query", "query → structure", lambda q: q.replace("_", " ")),
+    *(Column(f"recall@{k}", f"recall@{k}", "{:.3f}", justify="right") for k in (1, 5, 10)),
+)
 
-    table = Table(title=f"{name}: retrieval among {metrics['n']} structures")
-    table.add_column("query → structure")
-    for k in (1, 5, 10):
-        table.add_column(f"recall@{k}", justify="right")
-    for row in ("text_to_structure", "xrd_to_structure", "augmented_xrd_to_structure", "composition_only", "random"):
-        table.add_row(row.replace("_", " "), *(f"{metrics[row][f'recall@{k}']:.3f}" for k in (1, 5, 10)))
-    console.print(table)
+
+def _print_metrics(output: Output, name: str, metrics: dict[str, Any]) -> None:
+    """Recall@1/5/10 of each query kind and baseline on the split ``name`` (one table per split)."""
+    rows = [{"query": row, **{f"recall@{k}": metrics[row][f"recall@{k}"] for k in (1, 5, 10)}} for row in _RETRIEVAL_ROWS]
+    output.table(name, _RETRIEVAL_COLUMNS, rows, title=f"{name}: retrieval among {metrics['n']} structures")
 
 
 @multimodal_app.command("eval")
@@ -116,18 +124,21 @@ def evaluate(
     data: Annotated[str, typer.Option("--data", help="Any CDVAE CSV (or folder / extxyz / shipped split).")],
     out: Annotated[Path, typer.Option("--out", help="metrics.json to write.")] = Path("metrics.json"),
     model: ModelOption = None,
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Recall@1/5/10 of text→structure and XRD→structure among all structures of a file, with baselines."""
     from crystaloop.multimodal.training import evaluate as run_evaluation
 
-    fusion, info = _load_model(model)
-    with exit_on_error():
-        metrics = run_evaluation(fusion, data)
-    metrics.update({"data": data, "model": str(model or "shipped"), "checkpoint_hash": info["checkpoint_hash"]})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2))
-    _print_metrics(data, metrics)
-    console.print(f"metrics: {out}")
+    with Output(fmt) as output:
+        fusion, info = _load_model(model)
+        with exit_on_error():
+            metrics = run_evaluation(fusion, data)
+        metrics.update({"data": data, "model": str(model or "shipped"), "checkpoint_hash": info["checkpoint_hash"]})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2))
+        _print_metrics(output, "retrieval", metrics)
+        console.print(f"metrics: {out}")
+        output.add(metrics=str(out), structures=metrics["n"])
 
 
 @multimodal_app.command("index")
@@ -258,11 +269,10 @@ def search(
     ] = None,  # noqa: UP045
     model: ModelOption = None,
     store: StoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
+    fmt: FormatOption = OutputFormat.TABLE,
+    as_json: Annotated[bool, typer.Option("--json", hidden=True, help="The same as --format json.")] = False,
 ) -> None:
     """Rank the store's candidates by similarity to a text, an XRD pattern or a structure."""
-    from rich.table import Table
-
     from crystaloop.data.records import CandidateStatus
     from crystaloop.data.store import CandidateStore
     from crystaloop.multimodal.store_index import embedding_name, index_store, search_store
@@ -270,41 +280,29 @@ def search(
     given = [name for name, value in (("--text", text), ("--xrd", xrd), ("--like", like)) if value is not None]
     if len(given) != 1:
         raise fail(f"give exactly one of --text, --xrd, --like (got {', '.join(given) or 'none'})")
-    fusion, info = _load_model(model)
-    name = embedding_name(info)
-    with exit_on_error():
-        query = _query_embedding(fusion, text, xrd, like, wavelength)
-        with CandidateStore(store) as candidates:
-            added = index_store(candidates, fusion, name, progress=True)
-            if added:
-                err_console.print(f"embedded {added} new candidates", highlight=False)
-            hits = search_store(candidates, name, query, top=top)
-            rows = [(hit, candidates.get(hit.key)) for hit in hits]
-    if as_json:
-        payload = [
-            {
-                "rank": h.rank + 1,
-                "id": h.key,
-                "score": h.score,
-                "formula": c.crystal.reduced_formula,
-                "status": CandidateStatus(c.status).value,
-            }
-            for h, c in rows
-        ]
-        console.print_json(json.dumps(payload))
-        return
-    table = Table(title=f"top {len(rows)} by cosine similarity ({' '.join(given)})")
-    for column in ("rank", "score", "formula", "sites", "status", "id"):
-        table.add_column(column, justify="right" if column in ("rank", "score", "sites") else "left")
-    for hit, candidate in rows:
-        crystal = candidate.crystal
-        table.add_row(
-            str(hit.rank + 1),
-            f"{hit.score:.3f}",
-            crystal.reduced_formula,
-            str(crystal.n_sites),
-            CandidateStatus(candidate.status).value,
-            hit.key,
-        )
-    console.print(table)
+    with Output(OutputFormat.JSON if as_json else fmt) as output:
+        fusion, info = _load_model(model)
+        name = embedding_name(info)
+        with exit_on_error():
+            query = _query_embedding(fusion, text, xrd, like, wavelength)
+            with CandidateStore(store) as candidates:
+                added = index_store(candidates, fusion, name, progress=True)
+                if added:
+                    err_console.print(f"embedded {added} new candidates", highlight=False)
+                hits = search_store(candidates, name, query, top=top)
+                rows = [
+                    {"rank": h.rank + 1, "score": h.score, "formula": c.crystal.reduced_formula, "sites": c.crystal.n_sites,
+                     "status": CandidateStatus(c.status).value, "id": h.key}
+                    for h, c in ((hit, candidates.get(hit.key)) for hit in hits)
+                ]  # fmt: skip
+        output.table("hits", _HIT_COLUMNS, rows, title=f"top {len(rows)} by cosine similarity ({' '.join(given)})")
 
+
+_HIT_COLUMNS = (
+    Column("rank", "rank", justify="right"),
+    Column("score", "score", "{:.3f}", justify="right"),
+    Column("formula", "formula"),
+    Column("sites", "sites", justify="right", priority=1),
+    Column("status", "status"),
+    Column("id", "id", "{:.12}"),
+)

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from crystaloop.commands.common import console, exit_on_error, fail, parse_composition, progress_bar
+from crystaloop.commands.common import (
+    Column,
+    FormatOption,
+    Output,
+    OutputFormat,
+    console,
+    exit_on_error,
+    fail,
+    parse_composition,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +64,7 @@ def solve_xrd(
     refine_iterations: Annotated[int, typer.Option("--refine-iterations", min=0, help="Adam steps per profile width when refining each sample (0: no refinement).")] = 40,
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of the pattern in Å (default Cu Kα).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Solve a structure from its powder pattern: guided posterior samples ranked by Rwp, with a KL score."""
     from crystaloop.commands.files import write_candidates as write_structures  # noqa: I001 - after the library imports
@@ -70,35 +81,42 @@ def solve_xrd(
         raise fail("give exactly one of --composition (e.g. SrTiO3) and --chemsys (e.g. Sr-Ti-O)")
     if out.suffix.lower() not in (".cif", ".xyz", ".extxyz", ".json"):
         raise fail(f"--out {out}: unknown extension {out.suffix!r}; allowed: .cif, .xyz, .extxyz, .json")
-    with exit_on_error():
-        comp = parse_composition(composition) if composition else None
-        system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
-        measured = read_pattern(pattern, DEFAULT_GRID, wavelength=wavelength)
-        generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(model), SamplerConfig(method="pc", steps=steps))
-        guidance = PosteriorConfig(lattice_step=lattice_step, frac_step=frac_step)
-        refine = RefineConfig(iterations=refine_iterations) if refine_iterations else None
-        with progress_bar() as bar:
-            task = bar.add_task(f"posterior sampling ({n} samples, {steps} steps)", total=steps)
-            solutions, samples = solve_pattern(generator, measured, composition=comp, chemical_system=system, num_samples=n,
-                                               guidance=guidance, refine=refine, seed=seed,
-                                               on_step=lambda done, total: bar.update(task, completed=done, total=total))
-    if not solutions:
-        raise fail(f"all {n} samples collapsed; try more --steps or a smaller --lattice-step")
-    _report(out, pattern, measured, solutions, samples, write_structures)
+    with Output(fmt) as output:
+        with exit_on_error():
+            comp = parse_composition(composition) if composition else None
+            system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
+            measured = read_pattern(pattern, DEFAULT_GRID, wavelength=wavelength)
+            generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(model), SamplerConfig(method="pc", steps=steps))
+            guidance = PosteriorConfig(lattice_step=lattice_step, frac_step=frac_step)
+            refine = RefineConfig(iterations=refine_iterations) if refine_iterations else None
+            with progress_bar() as bar:
+                task = bar.add_task(f"posterior sampling ({n} samples, {steps} steps)", total=steps)
+                solutions, samples = solve_pattern(generator, measured, composition=comp, chemical_system=system, num_samples=n,
+                                                   guidance=guidance, refine=refine, seed=seed,
+                                                   on_step=lambda done, total: bar.update(task, completed=done, total=total))
+        if not solutions:
+            raise fail(f"all {n} samples collapsed; try more --steps or a smaller --lattice-step")
+        _report(output, out, pattern, measured, solutions, samples, write_structures)
 
 
-def _report(out: Path, pattern: Path, measured: np.ndarray, solutions: list, samples, write_structures) -> None:  # noqa: ANN001
+_SOLUTION_COLUMNS = (
+    Column("rank", "rank", justify="right"),
+    Column("formula", "formula"),
+    Column("rwp", "Rwp", "{:.3f}", justify="right"),
+    Column("kl", "KL score (nats)", "{:.1f}", justify="right"),
+    Column("volume_per_atom", "volume/atom (Å³)", "{:.2f}", justify="right", priority=1),
+    Column("space_group", "space group", justify="right"),
+)
+
+
+def _report(output: Output, out: Path, pattern: Path, measured: np.ndarray, solutions: list, samples, write_structures) -> None:  # noqa: ANN001
     import numpy as np
-    from rich.table import Table
 
     from crystaloop.data.records import Candidate, Provenance
     from crystaloop.data.xrd_grid import DEFAULT_GRID
 
     provenance = Provenance(component="generator.posterior_xrd", seed=solutions[0].seed)
     write_structures(out, Candidate.from_crystals([s.crystal for s in solutions], provenance, None))
-    table = Table(title=f"solutions for {pattern.name} (best Rwp first)")
-    for column in ("rank", "formula", "Rwp", "KL score (nats)", "volume/atom (Å³)", "space group"):
-        table.add_column(column, justify="right" if column != "formula" else "left")
     rows = []
     for rank, solution in enumerate(solutions, start=1):
         crystal = solution.crystal
@@ -106,15 +124,15 @@ def _report(out: Path, pattern: Path, measured: np.ndarray, solutions: list, sam
             group = crystal.to_pymatgen().get_space_group_info(symprec=0.1)[0]
         except Exception:  # noqa: BLE001 - spglib fails on odd cells; the table just shows '?'
             group = "?"
-        table.add_row(str(rank), crystal.reduced_formula, f"{solution.rwp:.3f}", f"{solution.kl:.1f}",
-                      f"{crystal.volume / crystal.n_sites:.2f}", group)
-        rows.append({"rank": rank, "formula": crystal.reduced_formula, "rwp": solution.rwp, "kl": solution.kl, "space_group": group})
-    console.print(table)
+        rows.append({"rank": rank, "formula": crystal.reduced_formula, "rwp": solution.rwp, "kl": solution.kl,
+                     "volume_per_atom": crystal.volume / crystal.n_sites, "space_group": group})
+    output.table("solutions", _SOLUTION_COLUMNS, rows, title=f"solutions for {pattern.name} (best Rwp first)")
     summary = {"pattern": str(pattern), "out": str(out), "mean_kl": float(np.mean(samples.kl)), "solutions": rows}
     summary_path = out.with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=1))
     plot = plot_solutions(out.with_suffix(".png"), DEFAULT_GRID.two_theta(), measured, solutions)
     console.print(f"wrote {len(solutions)} structures to [bold]{out}[/], plot {plot}, summary {summary_path}")
+    output.add(structures=str(out), plot=str(plot), summary=str(summary_path), mean_kl=summary["mean_kl"])
     console.print(f"OOD score (mean KL over samples): {summary['mean_kl']:.1f} nats. Near zero: the pattern gave the model "
                   "nothing to pull on, so no structure of its domain explains it; compare with the in-domain figures in "
                   "benchmarks/RESULTS.md (inverse XRD section), and with the best Rwp above")

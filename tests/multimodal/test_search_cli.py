@@ -59,10 +59,10 @@ def test_query_structure_in_the_store_comes_first(
     cif = tmp_path / "query.cif"
     candidates[3].crystal.to_pymatgen().to(filename=str(cif))
     result = CliRunner().invoke(
-        app, ["search", "--like", str(cif), "--top", "3", "--model", str(checkpoint), "--store", url, "--json"]
+        app, ["search", "--like", str(cif), "--top", "3", "--model", str(checkpoint), "--store", url, "--format", "json"]
     )
     assert result.exit_code == 0, result.output
-    hits = json.loads(result.output)
+    hits = json.loads(result.stdout)["hits"]
     assert len(hits) == 3 and hits[0]["id"] == candidates[3].id and hits[0]["rank"] == 1
 
 
