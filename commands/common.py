@@ -345,6 +345,9 @@ class Output:
 
     def add(self, **fields: Any) -> None:
         """Results beside the tables: keys of the JSON document (not shown in the other formats)."""
+        clash = set(fields) & set(self._tables)
+        if clash:
+            raise ValueError(f"{sorted(clash)} already name tables of this output")
         self._added.update(fields)
 
     def render(self) -> str:

@@ -155,10 +155,13 @@ def flow_run(
     server when PREFECT_API_URL is unset)."""
     import torch
 
+    from crystaloop.commands.logs import adopt_prefect_logging
     from crystaloop.flows.campaign import campaign_flow
     from crystaloop.flows.config import FlowSettings
     from crystaloop.loop.config import load_campaign_config
     from crystaloop.loop.sun import campaign_sun
+
+    adopt_prefect_logging()
 
     torch.set_num_threads(threads)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

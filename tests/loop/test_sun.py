@@ -129,7 +129,7 @@ class HullOracle:
 
 def test_campaign_reports_sun_counts_and_uses_them_as_objective(tmp_path):
     from crystaloop.commands.campaign import print_reports
-    from crystaloop.commands.common import console
+    from crystaloop.commands.common import Output, console
 
     config = CampaignConfig.model_validate({
         "name": "sun-campaign",
@@ -155,7 +155,7 @@ def test_campaign_reports_sun_counts_and_uses_them_as_objective(tmp_path):
     assert total.classified == len(measured) == 8 and total.stable == total.sun == len(stable)  # no reference: all novel, ids distinct
     assert total.coverage == {"prototype": 8} and total.per_100_calls() == pytest.approx(100.0 * len(stable) / 8)
     with console.capture() as captured:
-        print_reports(config, reports)
+        print_reports(Output("table"), config, reports)
     text = captured.get()
     assert "S.U.N." in text and f"S.U.N. {total.sun} at 0.1 / {total.sun_strict} at 0 eV/atom" in text
     pytest.importorskip("prefect")
