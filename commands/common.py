@@ -275,12 +275,12 @@ class Column:
     def cell(self, row: dict[str, Any]) -> str:
         """The table cell of this column in ``row``."""
         if self.from_row and callable(self.show):
-            return self.show(row)
+            return str(self.show(row))
         value = row.get(self.key)
         if value is None:
             return ""
         if callable(self.show):
-            return self.show(value)
+            return str(self.show(value))
         if isinstance(value, list | tuple):
             return ", ".join(str(v) for v in value)
         return self.show.format(value)
