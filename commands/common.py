@@ -266,7 +266,7 @@ class Column:
 
     key: str
     header: str
-    show: str | Callable[[Any], str] = "{}"
+    show: str | Callable[[Any], object] = "{}"
     priority: int = 0
     max_width: int | None = None
     justify: Literal["left", "right"] = "left"

@@ -6,7 +6,8 @@
 * warnings of third-party libraries (``warnings.warn`` in spglib's, pymatgen's, CHGNet's or
   torch's code, routed into logging by :func:`logging.captureWarnings`) and their log records
   below ERROR go to the log at debug level: shown with ``-v``, hidden otherwise;
-* library progress bars (Hugging Face tokenizers and model loading, tqdm) off unless ``-v``.
+* library progress bars (Hugging Face tokenizers and model loading, tqdm) and spglib's C-level
+  warnings (printed to stderr past Python) off unless ``-v`` (:data:`LIBRARY_QUIET_ENV`).
 
 Prefect replaces the root logger's handlers when it is imported (its ``logging.yml``), so the
 commands that run flows call :func:`adopt_prefect_logging` after importing it: the log above comes
@@ -28,6 +29,7 @@ _PACKAGE = str(Path(__file__).resolve().parent.parent)
 _STATE = re.compile(r"^Finished in state (\w+)")
 
 LIBRARY_QUIET_ENV = {
+    "SPGLIB_WARNING": "OFF",  # spglib's C library prints its warnings straight to stderr, out of logging's reach
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub downloads and loads
     "TRANSFORMERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
@@ -62,7 +64,7 @@ class QuietFilter(logging.Filter):
 def _raised_in_crystaloop(record: logging.LogRecord) -> bool:
     """True for a captured warning whose ``warnings.warn`` call sits in crystaloop's own code
     (``captureWarnings`` puts the warning's ``file:line: Category: message`` in the record)."""
-    return str(record.args[0] if record.args else record.msg).startswith(_PACKAGE)
+    return record.getMessage().startswith(_PACKAGE)
 
 
 class PrefectStepFilter(logging.Filter):

@@ -73,7 +73,7 @@ def test_default_verbosity_turns_library_progress_bars_off(monkeypatch) -> None:
     configure_logging(verbose=False)
     import os
 
-    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["TQDM_DISABLE"] == "0"
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["SPGLIB_WARNING"] == "OFF" and os.environ["TQDM_DISABLE"] == "0"
 
 
 def _record(message: str, name: str = "prefect.task_runs", **extra: str) -> logging.LogRecord:

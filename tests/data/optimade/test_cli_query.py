@@ -47,7 +47,7 @@ def test_query_warns_and_fails_cleanly(known_store) -> None:
         assert result.exit_code == 2, (bad, result.output)
         assert "bad filter" in result.output and message in " ".join(result.output.split())
     result = _query(known_store.url, "nsites=1", "--format", "xml")
-    assert result.exit_code == 2 and "allowed: table, json, cif" in result.output
+    assert result.exit_code == 2 and "allowed: table, json, csv, cif" in result.output
     result = _query(known_store.url, "nsites=1", "--sort", "elements")
     assert result.exit_code == 2 and "cannot be used for sorting" in " ".join(result.output.split())
 
