@@ -336,6 +336,8 @@ class Output:
 
     def table(self, name: str, columns: Sequence[Column], rows: Sequence[dict[str, Any]], *, title: str | None = None) -> None:
         """Record the table ``name`` (its JSON key); in table format print it now under ``title``."""
+        if name in self._added:
+            raise ValueError(f"{name!r} already names a result of this output")
         self._tables[name] = (list(columns), [dict(r) for r in rows])
         if not self.machine:
             table, left_out = fitted_table(list(columns), list(rows), title=title, width=console.width)
