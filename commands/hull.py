@@ -29,6 +29,7 @@ from crystaloop.commands.common import (
     progress_bar,
     read_structures,
 )
+from crystaloop.commands.oracle import RELAX_COLUMNS
 
 __all__ = ["hull_app"]
 
@@ -73,16 +74,13 @@ def hull_add(
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Relax known structures with the oracle and add them to its hulls as known phases."""
-    from crystaloop.commands.oracle import RELAX_COLUMNS
-
     if not paths and from_store is None:
         raise fail("give structure files to add, or --from-store URL")
     with Output(fmt) as out:
-        _add(out, paths or [], oracle, fmax, steps, from_store, system, limit, RELAX_COLUMNS)
+        _add(out, paths or [], oracle, fmax, steps, from_store, system, limit)
 
 
-def _add(out: Output, paths: list[str], oracle: str, fmax: float, steps: int, from_store: str | None, system: str | None,
-         limit: int, columns: tuple[Column, ...]) -> None:
+def _add(out: Output, paths: list[str], oracle: str, fmax: float, steps: int, from_store: str | None, system: str | None, limit: int) -> None:
     with exit_on_error():
         ids, crystals, errors = _read_all(paths)
         if paths:
@@ -100,7 +98,7 @@ def _add(out: Output, paths: list[str], oracle: str, fmax: float, steps: int, fr
          "steps": r.steps, "fmax": r.fmax, "reason": r.reason}
         for ident, crystal, r in zip(ids, crystals, relaxations, strict=True)
     ]
-    out.table("known_phases", columns, rows, title=f"known phases added ({oracle})")
+    out.table("known_phases", RELAX_COLUMNS, rows, title=f"known phases added ({oracle})")
     added = sum(r.status == "ok" for r in relaxations)
     console.print(f"{added} of {len(crystals)} structures added; only converged relaxations enter a hull")
     out.add(added=added)

@@ -71,11 +71,13 @@ class PrefectStepFilter(logging.Filter):
     """Prefect's console chatter reduced to one line per finished campaign step.
 
     A task run of a campaign step (the names of :data:`crystaloop.loop.campaign.ITERATION_STEPS`)
-    that finishes Completed reads ``<task run> done`` (``generate-0 done``); completed per-candidate
-    tasks (oracle calls, updates) and completed flow runs (the flow logs its own summary line) and
-    the ``Beginning subflow run`` lines are dropped; every other state (Failed, Crashed, a retry)
-    and every other record at INFO and above is kept, named after its run. Rewrites the record it
-    passes, so it belongs on a console handler, never on Prefect's API handler (the UI keeps its log).
+    or an oracle call of the evaluate step's fan-out (:func:`crystaloop.flows.tasks.measure`, the
+    slow part) that finishes Completed reads ``<task run> done`` (``generate-0 done``); other
+    completed tasks (the per-candidate updates), completed flow runs (the flow logs its own summary
+    line) and the ``Beginning subflow run`` lines are dropped; every other state (Failed, Crashed, a
+    retry) and every other record at INFO and above is kept, named after its run. Rewrites the
+    record it passes, so it belongs on a console handler, never on Prefect's API handler (the UI
+    keeps its log).
     """
 
     def __init__(self) -> None:
@@ -83,11 +85,12 @@ class PrefectStepFilter(logging.Filter):
         self._steps: set[str] | None = None
 
     def steps(self) -> set[str]:
-        """The campaign's step names (read once, from the engine's table)."""
+        """The task names that get a line: the engine's steps and the flow's oracle call (read once)."""
         if self._steps is None:
+            from crystaloop.flows.tasks import measure
             from crystaloop.loop.campaign import ITERATION_STEPS
 
-            self._steps = {step.name for step in ITERATION_STEPS}
+            self._steps = {step.name for step in ITERATION_STEPS} | {measure.name}
         return self._steps
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -18,14 +18,14 @@ def _generate(index: int) -> int:
     return index
 
 
-@task(name="oracle", task_run_name="oracle-{index}")
-def _oracle(index: int) -> int:
+@task(name="update", task_run_name="update-{index}")
+def _update(index: int) -> int:
     return index * 2
 
 
 @flow(name="tiny-campaign")
 def _tiny() -> int:
-    return sum(_oracle(_generate(i)) for i in range(2))
+    return sum(_update(_generate(i)) for i in range(2))
 
 
 def _run(verbose: bool, capsys: pytest.CaptureFixture[str]) -> str:
@@ -46,6 +46,6 @@ def test_default_verbosity_prints_one_line_per_finished_step(prefect_server, cap
     quiet = _run(False, capsys)
     assert "Finished in state" not in quiet
     assert "generate-0 done" in quiet and "generate-1 done" in quiet
-    assert "oracle-0" not in quiet  # per-candidate tasks are parts of a step
+    assert "update-0" not in quiet  # per-candidate bookkeeping tasks are parts of a step
     detailed = _run(True, capsys)
     assert detailed.count("Finished in state Completed()") >= 5  # 4 task runs and the flow run
