@@ -93,18 +93,19 @@ def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run(quick: bool = False, *, candidates: int | None = None) -> list[dict[str, Any]]:
+def run(quick: bool = False, *, candidates: int | None = None, draws: int | None = None) -> list[dict[str, Any]]:
     """Rows per filter and path (GIN index, ``candidate_elements`` probes) on PostgreSQL.
 
     Args:
         quick: 5·10³ candidates and 5 draws per filter instead of 10⁵ and 40.
         candidates: store size (overrides ``quick``'s).
+        draws: filters drawn per case (overrides ``quick``'s).
     """
     from crystaloop.benchmarks.optimade_rows import bulk_load
     from crystaloop.data.optimade.search import open_readonly_engine
 
     n = candidates if candidates is not None else (5_000 if quick else 100_000)
-    draws = 5 if quick else 40
+    draws = draws if draws is not None else (5 if quick else 40)
     with _postgres_store() as url:
         if url is None:
             return [{"case": "postgresql", "note": "skipped: no server on 127.0.0.1:5432"}]
@@ -122,5 +123,6 @@ if __name__ == "__main__":
 
     options: dict[str, dict[str, Any]] = {
         "--candidates": {"type": int, "default": None, "help": "store size (default 10^5, --quick 5*10^3)"},
+        "--draws": {"type": int, "default": None, "help": "filters per case (default 40, --quick 5)"},
     }
     run_standalone(run, __doc__, options)

@@ -36,13 +36,14 @@ from typing import Any
 import numpy as np
 import orjson
 from ase.data import atomic_masses, chemical_symbols
-from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy import Engine, Table, TextClause, insert, select, text
 
 from crystaloop.data.errors import StoreError
 from crystaloop.data.store import CandidateStore
 from crystaloop.data.store import rows as R
 from crystaloop.data.store.engine import create_store_engine, redact_url
 from crystaloop.data.store.schema import (
+    ELEMENT_ARRAY_INDEX,
     CampaignRow,
     CandidateElementRow,
     CandidateRow,
@@ -372,13 +373,22 @@ def _write_batches(
 
 
 def _drop_secondary_indexes(engine: Engine) -> list[Any]:
-    """Drop the non-unique indexes of the loaded tables if the store is empty; the dropped ``Index`` objects."""
+    """Drop the non-unique indexes of the loaded tables if the store is empty; what to build again.
+
+    That is the models' ``Index`` objects, plus the PostgreSQL-only GIN index of
+    ``candidates.element_array`` (revision 0005) as its ``CREATE INDEX`` statement.
+    """
     with engine.begin() as conn:
         if conn.execute(select(CandidateRow.id).limit(1)).first() is not None:
             return []
-        dropped = [index for table in _TABLES.values() for index in table.indexes if not index.unique]
+        dropped: list[Any] = [index for table in _TABLES.values() for index in table.indexes if not index.unique]
         for index in dropped:
             index.drop(conn)
+        find = text("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = :name")
+        gin = conn.execute(find, {"name": ELEMENT_ARRAY_INDEX}).scalar()
+        if gin is not None:
+            conn.execute(text(f"DROP INDEX {ELEMENT_ARRAY_INDEX}"))  # a constant name, never user input
+            dropped.append(text(gin))
     return dropped
 
 
@@ -389,7 +399,10 @@ def _create_indexes(engine: Engine, indexes: list[Any]) -> None:
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
         for index in indexes:
-            index.create(conn)
+            if isinstance(index, TextClause):
+                conn.execute(index)
+            else:
+                index.create(conn)
 
 
 def _refresh_statistics(engine: Engine) -> None:
