@@ -21,10 +21,11 @@ Cost limits bound the SQL any filter can produce: ``HAS``/``HAS ALL/ANY/ONLY`` v
 per value) takes at most ``max_all_values`` distinct values, any list at most
 ``max_list_values``, and the whole filter at most ``max_probes`` probes of the element, verdict
 and record tables. Beyond a limit the filter is refused with :class:`FilterTooCostlyError` (400,
-naming the limit). On PostgreSQL a ``HAS``/``HAS ALL/ANY/ONLY`` of element symbols (``=`` only)
-is one probe of the GIN index of ``candidates.element_array`` (revision 0005, ``@>``/``&&``/``<@``) rather
-than one ``candidate_elements`` probe per value. :attr:`Translation.cost` (probes plus two per scan-only construct) lets the
-search put expensive filters through a concurrency limit of their own. The SQL building blocks
+naming the limit). On PostgreSQL a ``HAS``/``HAS ALL/ANY/ONLY`` of element symbols (``=``
+only) is one probe of the GIN index of ``candidates.element_array`` (revision 0005,
+``@>``/``&&``/``<@``) rather than one ``candidate_elements`` probe per value.
+:attr:`Translation.cost` (probes plus two per scan-only construct) lets the search put expensive
+filters through a concurrency limit of their own. The SQL building blocks
 (membership probes, record comparisons, chemical-system lookups) live in
 :mod:`~crystaloop.data.optimade.probes`; this module stays one rule per grammar construct, which
 is why it runs past 600 lines.

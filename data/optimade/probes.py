@@ -3,9 +3,10 @@
 :func:`member` and :func:`not_member` test a candidate's element, verdict or record rows through
 their ``(candidate_id, …)`` keys; :func:`record_compare` turns ``min(values) op x`` into such
 probes; :func:`chemical_system` answers ``elements HAS ONLY`` from the ``candidates.elements``
-index; :func:`elements_array_match` answers ``HAS ALL/ANY/ONLY`` of element symbols on PostgreSQL
-from the GIN index of ``candidates.element_array`` (revision 0005). Used by :class:`crystaloop.data.optimade.filters.FilterTransformer`, which counts the
-probes each filter needs against its cost limits.
+index; :func:`elements_array_match` answers ``HAS ALL/ANY/ONLY`` of element symbols on
+PostgreSQL from the GIN index of ``candidates.element_array`` (revision 0005). Used by
+:class:`crystaloop.data.optimade.filters.FilterTransformer`, which counts the probes each filter
+needs against its cost limits.
 """
 
 from __future__ import annotations
