@@ -190,7 +190,11 @@ class SymmetricCrystal:
         """
         import spglib
 
-        cell = (np.asarray(crystal.lattice), np.asarray(crystal.frac_coords), np.asarray(crystal.numbers))
+        # spglib's result at a loose tolerance depends on the site order (its reference atom):
+        # a fixed order (element, then wrapped coordinates) makes the description order-free
+        frac = np.mod(np.asarray(crystal.frac_coords, dtype=np.float64), 1.0)
+        order = np.lexsort((np.round(frac[:, 2], 6), np.round(frac[:, 1], 6), np.round(frac[:, 0], 6), crystal.numbers))
+        cell = (np.asarray(crystal.lattice), frac[order], np.asarray(crystal.numbers)[order])
         dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
         if dataset is None:
             raise InvalidStructureError(f"spglib found no symmetry for {crystal!r} at symprec={symprec}")

@@ -53,19 +53,28 @@ def test_round_trip_on_the_training_split(dataset: str) -> None:
 
 
 @pytest.mark.slow
-def test_template_and_lattice_are_invariant_under_rewrites() -> None:
+@pytest.mark.parametrize(("dataset", "allowed_misses"), [("perov_5/train", 0), ("carbon_24/train", 1)])
+def test_template_and_lattice_are_invariant_under_rewrites(dataset: str, allowed_misses: int) -> None:
+    """Rotated, translated, permuted and re-based inputs give the same template and lattice.
+
+    carbon_24's AIRSS cells sit within 0.1 Å of higher symmetries, so at a tolerance border
+    spglib can find a symmetry in one rewrite and not in another (about 0.6 % of rewrites over
+    100 rows; ``benchmarks/bench_template.py`` reports the rate over every row): one such miss
+    among these 60 rewrites is allowed there, none on perov_5.
+    """
     rng = np.random.default_rng(0)
-    for dataset in ("perov_5/train", "carbon_24/train"):
-        for crystal in load_dataset(dataset, max_rows=12).crystals:
-            reference, symprec = describe(crystal)
-            if symprec < 1e-3:  # a supercell input: at 1e-5 Å its pure translations are found or not by rounding
+    misses = 0
+    for crystal in load_dataset(dataset, max_rows=15).crystals:
+        reference, _ = describe(crystal)
+        rewrites = [transforms.random_rotation(crystal, rng), transforms.random_translation(crystal, rng),
+                    transforms.permute_sites(crystal, rng)[0], transforms.change_basis(crystal, rng)]
+        for rewritten in rewrites:
+            other, _ = describe(rewritten)
+            if other.template != reference.template:
+                misses += 1
                 continue
-            rewrites = [transforms.random_rotation(crystal, rng), transforms.random_translation(crystal, rng),
-                        transforms.permute_sites(crystal, rng)[0], transforms.change_basis(crystal, rng)]
-            for rewritten in rewrites:
-                other = SymmetricCrystal.from_crystal(rewritten, symprec=symprec)
-                assert other.template == reference.template
-                np.testing.assert_allclose(other.lattice, reference.lattice, rtol=1e-6)
+            np.testing.assert_allclose(other.lattice, reference.lattice, rtol=1e-6)
+    assert misses <= allowed_misses
 
 
 def test_symmetry_is_exact_for_any_free_parameters() -> None:
