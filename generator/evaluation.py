@@ -30,7 +30,7 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets.cards import CoverageCutoffs, card_for_spec, dataset_card
 from crystaloop.data.validity import compositional_validity, structural_validity
 
-__all__ = ["csp_metrics", "dng_metrics", "coverage_cutoffs", "UNCARDED_COVERAGE", "markdown_table"]
+__all__ = ["csp_metrics", "csp_metrics_at_k", "dng_metrics", "coverage_cutoffs", "UNCARDED_COVERAGE", "markdown_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,43 @@ def csp_metrics(references: Sequence[Crystal], predictions: Sequence[Crystal | N
         "rmse": float(np.mean(rms)) if rms else None,
         "invalid_samples": sum(p is None for p in predictions),
     }
+
+
+def csp_metrics_at_k(references: Sequence[Crystal], candidates: Sequence[Sequence[Crystal | None]],
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Match and strict-fit rates (%) with up to k candidates per reference (DiffCSP's k = 20 protocol).
+
+    A reference counts as matched when any of its candidates matches (``get_rms_dist`` returns
+    a value) and as fitted when any fits; ``k`` is the longest candidate list. Candidates are
+    tried in order and a reference stops at its first strict fit (which implies a match), so
+    no RMSE is reported here (:func:`csp_metrics` gives it for one sample).
+    """
+    matcher = _matcher()
+    matched = fitted = 0
+    for i, (reference, options) in enumerate(zip(references, candidates, strict=True)):
+        b = reference.to_pymatgen()
+        hit = fit = False
+        for predicted in options:
+            if predicted is None or not structural_validity(predicted):
+                continue
+            a = predicted.to_pymatgen()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    if matcher.get_rms_dist(a, b) is not None:
+                        hit = True
+                        fit = bool(matcher.fit(a, b))
+                except Exception:  # pymatgen raises on some pathological cells; count as a miss
+                    continue
+            if fit:
+                break
+        matched += hit
+        fitted += fit
+        if progress is not None:
+            progress(i + 1, len(references))
+    n = len(references)
+    return {"n": n, "k": max((len(c) for c in candidates), default=0),
+            "match_rate": 100.0 * matched / n if n else 0.0, "fit_rate": 100.0 * fitted / n if n else 0.0}
 
 
 def _fingerprints(crystals: Sequence[Crystal], progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,8 +4,10 @@
 and builds it (``choice.build()``): ``diffusion`` (the trained model,
 :class:`~crystaloop.generator.config.DiffusionChoice`), ``dataset-replay`` (a dataset's crystals,
 optionally perturbed; for tests and pool benchmarks), ``substitution`` (ion exchange and partial
-substitution into a library and the prototypes), ``random_search`` (random symmetric crystals)
-and ``composite`` (several of those as arms, each making a share of every batch).
+substitution into a library and the prototypes), ``random_search`` (random symmetric crystals),
+``composite`` (several of those as arms, each making a share of every batch) and ``template``
+(space-group + Wyckoff templates from a prior learned on a training split,
+:mod:`crystaloop.generator.symmetry`).
 :data:`GeneratorChoice` is their discriminated union: an unknown kind, or a field of another
 kind, fails when the campaign file is read. A new generator kind is its module with its config
 and one line here.
@@ -23,6 +25,7 @@ from crystaloop.generator.config import DiffusionChoice
 from crystaloop.generator.random_search import RandomSearchChoice
 from crystaloop.generator.replay import DatasetReplayChoice
 from crystaloop.generator.substitution import SubstitutionChoice
+from crystaloop.generator.symmetry.generator import TemplateChoice
 
 __all__ = ["GENERATOR_CHOICES", "GeneratorChoice", "make_generator"]
 
@@ -32,11 +35,13 @@ GENERATOR_CHOICES: dict[str, type[GeneratorSettings]] = {
     "substitution": SubstitutionChoice,
     "random_search": RandomSearchChoice,
     "composite": CompositeChoice,
+    "template": TemplateChoice,
 }
 """Campaign generator kind → its config class (``choice.build()`` makes the generator)."""
 
 if TYPE_CHECKING:  # what the type checker sees of the union built below
-    GeneratorChoice: TypeAlias = DiffusionChoice | DatasetReplayChoice | SubstitutionChoice | RandomSearchChoice | CompositeChoice
+    GeneratorChoice: TypeAlias = (DiffusionChoice | DatasetReplayChoice | SubstitutionChoice | RandomSearchChoice
+                                  | CompositeChoice | TemplateChoice)
 else:
     GeneratorChoice = kind_union(GENERATOR_CHOICES, default="diffusion")
 """A campaign's generator config: the class :data:`GENERATOR_CHOICES` names for its ``kind``."""

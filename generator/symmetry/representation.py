@@ -34,6 +34,7 @@ from crystaloop.generator.symmetry.wyckoff import (
     group,
     hall_number,
     identify_orbit,
+    metric_keeping_cosets,
     periodic_distance,
     wyckoff_position,
 )
@@ -268,13 +269,10 @@ def _canonical_frame(number: int, lattice: np.ndarray, orbits: list[tuple[str, i
     smallest description makes the template independent of where the input put its origin.
     Only cosets that keep the lattice metric (relative 1e-3) are candidates.
     """
-    metric = lattice @ lattice.T
-    scale = float(np.abs(metric).max())
+    table = alternatives(number)
     best: tuple[tuple[tuple[str, int], ...], np.ndarray, np.ndarray] | None = None
-    for rotation, translation, letters in alternatives(number):
-        moved = np.linalg.inv(rotation.T) @ lattice
-        if np.abs(moved @ moved.T - metric).max() > 1e-3 * scale:
-            continue
+    for index in metric_keeping_cosets(number, lattice):
+        rotation, translation, letters = table[index]
         key = tuple(sorted((letters[letter], z) for letter, z in orbits))
         if best is None or key < best[0]:
             best = (key, rotation, translation)

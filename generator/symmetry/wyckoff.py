@@ -33,6 +33,7 @@ __all__ = [
     "identify_orbit",
     "centring_points",
     "alternatives",
+    "metric_keeping_cosets",
 ]
 
 CRYSTAL_SYSTEMS: tuple[tuple[str, int, int], ...] = (
@@ -132,6 +133,19 @@ def alternatives(number: int) -> tuple[tuple[np.ndarray, np.ndarray, dict[str, s
         out.append((np.asarray(op.rotation_matrix, dtype=np.float64), np.asarray(op.translation_vector, dtype=np.float64),
                     dict(zip(letters.split(), base, strict=True))))
     return tuple(out)
+
+
+def metric_keeping_cosets(number: int, lattice: np.ndarray, rtol: float = 1e-3) -> tuple[int, ...]:
+    """Indices into :func:`alternatives` whose rotation keeps the metric of ``lattice`` (3, 3),
+    rows in Å (within ``rtol`` of its largest entry): the re-descriptions valid for that cell."""
+    metric = lattice @ lattice.T
+    scale = float(np.abs(metric).max())
+    keep = []
+    for index, (rotation, _, _) in enumerate(alternatives(number)):
+        moved = np.linalg.inv(rotation.T) @ lattice
+        if np.abs(moved @ moved.T - metric).max() <= rtol * scale:
+            keep.append(index)
+    return tuple(keep)
 
 
 def centring_points(number: int) -> int:

@@ -9,7 +9,7 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import UnknownComponentError
 from crystaloop.data.store.testing import perovskite, rock_salt
 from crystaloop.data.testing import random_rotation, random_translation
-from crystaloop.generator.evaluation import coverage_cutoffs, csp_metrics, dng_metrics
+from crystaloop.generator.evaluation import coverage_cutoffs, csp_metrics, csp_metrics_at_k, dng_metrics
 
 
 def _moved(crystal: Crystal, seed: int) -> Crystal:
@@ -41,6 +41,17 @@ def test_csp_match_miss_and_invalid_samples() -> None:
     assert mixed["match_rate"] == pytest.approx(40.0)
     assert mixed["rmse"] == pytest.approx(np.mean([0.0, near["rmse"]]), abs=1e-6)
     assert csp_metrics([], [])["match_rate"] == 0.0
+
+
+def test_csp_at_k_counts_a_reference_once_when_any_candidate_matches() -> None:
+    salt, perov = rock_salt(5.64), perovskite()
+    # salt: the second candidate matches; perov: no candidate matches; third: only failed samples
+    result = csp_metrics_at_k([salt, perov, salt], [[perov, _moved(salt, 2), _moved(salt, 3)], [salt, salt], [None, _overlapping()]])
+    assert result["n"] == 3 and result["k"] == 3
+    assert result["match_rate"] == pytest.approx(100.0 / 3) and result["fit_rate"] == pytest.approx(100.0 / 3)
+    single = csp_metrics_at_k([salt], [[_moved(salt, 4)]])
+    assert single["match_rate"] == csp_metrics([salt], [_moved(salt, 4)])["match_rate"] == 100.0
+    assert csp_metrics_at_k([], [])["match_rate"] == 0.0
 
 
 def test_dng_validity_fractions() -> None:

@@ -1,0 +1,136 @@
+"""`TemplateGenerator` (``generator.kind: template``): composition → templates from the learned
+prior → free coordinates and lattice from the training crystal that voted for each template,
+lattice rescaled to a volume estimate. No free parameter is learned yet (issue #17's constrained
+diffusion over them is the next step); the symmetry of every output is exact by construction.
+
+For each of the ``n`` requested samples the prior gives a distinct template
+(:class:`~crystaloop.generator.symmetry.prior.TemplatePrior`); the sample copies the best-voting
+training crystal's orbit representatives and lattice parameters, puts the query's elements on
+its orbits (the vote's assignment) and scales the lattice lengths isotropically so the cell
+volume is ``V_train × V̂(query) / V̂(train)`` (``V̂``: per-element volumes fitted on the same split,
+:class:`~crystaloop.generator.symmetry.descriptors.VolumeModel`; the ratio keeps the source's
+packing). When the prior has fewer than ``n`` templates the remaining samples take the next
+voters of the same templates (other free parameters), and ``last_shortfall`` counts what is
+still missing. Outputs have exactly the condition's per-element counts (the primitive or
+conventional cell of the template, whichever has them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from crystaloop import __version__
+from crystaloop.data.crystal import Crystal
+from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.records import Candidate, Condition, Provenance
+from crystaloop.generator.base import GeneratorSettings
+from crystaloop.generator.symmetry.descriptors import VolumeModel
+from crystaloop.generator.symmetry.prior import BANDWIDTHS, TemplatePrior, TemplateProposal
+from crystaloop.generator.symmetry.representation import SymmetricCrystal
+
+__all__ = ["TemplateGenerator", "TemplateChoice"]
+
+logger = logging.getLogger(__name__)
+
+
+class TemplateGenerator:
+    """Crystal structure prediction by template prior + a training crystal's free parameters.
+
+    Args:
+        prior: the fitted template prior.
+        volumes: per-element volumes fitted on the same training split.
+        temperature: 0 → the ``n`` most probable templates; > 0 → sampled (see the prior).
+        training_dataset: dataset spec the prior was fitted on (novelty reference for the loop).
+        name: component name written into provenance.
+    """
+
+    def __init__(self, prior: TemplatePrior, volumes: VolumeModel, *, temperature: float = 0.0,
+                 training_dataset: str | None = None, name: str = "template") -> None:
+        if temperature < 0:
+            raise CrystaloopError(f"temperature must be ≥ 0, got {temperature}")
+        self.prior, self.volumes, self.temperature = prior, volumes, float(temperature)
+        self.training_dataset, self.name = training_dataset, name
+        self.last_shortfall = 0
+        self.last_dropped = 0  # the CLI's count of collapsed samples; this generator drops none
+
+    @classmethod
+    def from_crystals(cls, crystals: Sequence[Crystal], *, temperature: float = 0.0, bandwidths: Sequence[float] = BANDWIDTHS,
+                      loo_rows: int = 200, seed: int = 0, training_dataset: str | None = None) -> TemplateGenerator:
+        """Fit the prior (bandwidth by leave-one-out) and the volume model on ``crystals``."""
+        prior = TemplatePrior.fit(crystals, bandwidths=bandwidths, loo_rows=loo_rows, seed=seed)
+        return cls(prior, VolumeModel(crystals), temperature=temperature, training_dataset=training_dataset)
+
+    def build(self, proposal: TemplateProposal, vote: int = 0) -> tuple[Crystal, SymmetricCrystal]:
+        """The crystal of ``proposal`` filled from its ``vote``-th best training voter."""
+        example = self.prior.examples[proposal.sources[vote]]
+        assignment = proposal.assignments[vote]
+        source = example.symmetric
+        orbits = [o.representative for o in source.orbits]
+        relabelled = SymmetricCrystal(source.space_group, source.lattice, tuple(
+            type(o)(o.letter, o.multiplicity, assignment[o.element], o.representative) for o in source.orbits))
+        primitive = proposal.cell == "primitive"
+        old = source.to_crystal(primitive=primitive)
+        new_composition = {assignment[el]: n for el, n in old.composition.items()}
+        target = old.volume * self.volumes.volume(new_composition) / self.volumes.volume(old.composition)
+        scale = (target / old.volume) ** (1.0 / 3.0)
+        lattice = tuple(x * scale if i < 3 else x for i, x in enumerate(source.lattice))
+        symmetric = relabelled.with_parameters(lattice, orbits)
+        return symmetric.to_crystal(primitive=primitive), symmetric
+
+    def sample(self, n: int, condition: Condition | None = None, *, seed: int) -> list[Candidate]:
+        """``n`` structures for ``condition.composition``, one per distinct template while there are enough.
+
+        Raises:
+            CrystaloopError: no composition in the condition (de novo is not supported yet), ``n < 1``.
+            NoTemplateError: no training template hosts the composition.
+        """
+        if n < 1:
+            raise CrystaloopError(f"n must be ≥ 1, got {n}")
+        if condition is None or condition.composition is None:
+            raise CrystaloopError("generator kind 'template' does structure prediction: give a condition with a composition "
+                                  "(de novo from a chemical system is not supported yet)")
+        proposals = self.prior.sample(condition.composition, n, temperature=self.temperature, seed=seed)
+        picks = [(p, 0) for p in proposals]
+        depth = 1
+        while len(picks) < n and any(depth < len(p.sources) for p in proposals):
+            picks += [(p, depth) for p in proposals if depth < len(p.sources)][: n - len(picks)]
+            depth += 1
+        self.last_shortfall = n - len(picks)
+        if self.last_shortfall:
+            logger.info("%s: %d of %d requested structures exist for %s", self.name, len(picks), n, condition.composition)
+        out = []
+        for proposal, vote in picks:
+            crystal, symmetric = self.build(proposal, vote)
+            source = f"template {symmetric.space_group} {' '.join(f'{el}@{letter}' for letter, el in proposal.orbits)}; " \
+                     f"from training crystal #{proposal.sources[vote]}"
+            provenance = Provenance(component=self.name, version=__version__, seed=seed, source=source)
+            out.append(Candidate(crystal=crystal, provenance=provenance, condition=condition))
+        return out
+
+
+class TemplateChoice(GeneratorSettings):
+    """A campaign's ``template`` generator (``generator: {kind: template, training: perov_5/train}``).
+
+    Attributes:
+        training: dataset spec the template prior and the volumes are fitted on.
+        temperature: 0 → the most probable templates first; > 0 → sampled ∝ p^(1/T).
+        loo_rows: training crystals held out one at a time to choose the prior's bandwidth.
+        seed: seed of that leave-one-out subsample.
+    """
+
+    kind: Literal["template"] = "template"
+    training: str = Field(..., min_length=1, description="dataset spec to learn templates from, e.g. perov_5/train")
+    temperature: float = Field(0.0, ge=0, description="0 = most probable templates first; > 0 = sampled")
+    loo_rows: int = Field(200, ge=0, description="rows held out one at a time to fit the bandwidth")
+    seed: int = 0
+
+    def build(self) -> TemplateGenerator:
+        from crystaloop.data.datasets import load_dataset
+
+        crystals = load_dataset(self.training).crystals
+        return TemplateGenerator.from_crystals(crystals, temperature=self.temperature, loo_rows=self.loo_rows,
+                                               seed=self.seed, training_dataset=self.training)
