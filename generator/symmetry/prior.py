@@ -6,7 +6,7 @@ A query composition can take the template of a training crystal whose primitive 
 conventional) cell has the same multiset of per-element counts; its elements go to the
 training crystal's elements count for count, the assignment minimising the summed squared
 distance ``D`` between their descriptors (:func:`~crystaloop.generator.symmetry.descriptors.element_descriptor`;
-linear assignment within each group of equal counts). Every such (training crystal,
+every permutation within each group of equal counts is tried). Every such (training crystal,
 assignment) is a vote for the template it yields (its Wyckoff letters with the query's
 elements, written in the canonical origin of the representation) with weight
 ``exp(-D / (2 h²))``, so a template scores
@@ -24,6 +24,7 @@ counts; a composition no training template can host raises :class:`NoTemplateErr
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class TemplatePrior:
                 conventional = tuple(n * example.centring for n in example.primitive_counts)
                 self._index.setdefault(("conventional", _pattern(conventional)), []).append(i)
         self._keys: dict[tuple, tuple[tuple[str, int], ...]] = {}
+        self._groups: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, list[tuple[str, ...]], np.ndarray] | None] = {}
         self.loo_accuracy: dict[float, float] = {}
 
     @classmethod
@@ -124,6 +126,14 @@ class TemplatePrior:
                 described.append(describe(crystal)[0])
             except InvalidStructureError as exc:
                 logger.warning("template prior: skipping a training crystal: %s", exc)
+        return cls.fit_descriptions(described, bandwidths=bandwidths, loo_rows=loo_rows, seed=seed)
+
+    @classmethod
+    def fit_descriptions(cls, described: Sequence[SymmetricCrystal], *, bandwidths: Sequence[float] = BANDWIDTHS,
+                         loo_rows: int = 200, seed: int = 0) -> TemplatePrior:
+        """:meth:`fit` for crystals already described."""
+        if not bandwidths or min(bandwidths) <= 0:
+            raise CrystaloopError(f"bandwidths must be positive numbers, got {list(bandwidths)}")
         prior = cls(described, bandwidth=bandwidths[0])
         rng = np.random.default_rng(seed)
         held_out = rng.permutation(len(described))[:loo_rows]
@@ -156,27 +166,54 @@ class TemplatePrior:
             self._keys[memo] = best
         return tuple(sorted((letter, _symbol(z)) for letter, z in self._keys[memo]))
 
-    def _votes(self, composition: Mapping[str, int], exclude: int | None = None) -> list[tuple[tuple, str, int, dict[str, str], float]]:
-        """(template key, cell, source index, assignment, D) for every training crystal that can host it."""
-        from scipy.optimize import linear_sum_assignment
+    def _group(self, cell: str, pattern: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray] | None:
+        """(example indices (E,), their elements in slot order, descriptors (E, s, 6)) of a count
+        pattern; slots ordered by (count, atomic number), so equal counts form contiguous blocks."""
+        memo = (cell, pattern)
+        if memo not in self._groups:
+            members = self._index.get(memo)
+            if not members:
+                self._groups[memo] = None
+            else:
+                slots = []
+                for i in members:
+                    example = self.examples[i]
+                    order = sorted(range(len(example.elements)),
+                                   key=lambda j, e=example: (e.primitive_counts[j], atomic_number(e.elements[j])))
+                    slots.append(tuple(example.elements[j] for j in order))
+                descriptors = np.array([[element_descriptor(el) for el in row] for row in slots])
+                self._groups[memo] = (np.array(members), slots, descriptors)
+        return self._groups[memo]
 
-        query = sorted(composition, key=atomic_number)
-        counts = [composition[el] for el in query]
+    def _votes(self, composition: Mapping[str, int], exclude: int | None = None) -> list[tuple[tuple, str, int, dict[str, str], float]]:
+        """(template key, cell, source index, assignment, D) for every training crystal that can host it.
+
+        The best assignment per training crystal is found by enumerating the permutations within
+        each block of equal counts (vectorised over the crystals of the pattern).
+        """
+        query = sorted(composition, key=lambda el: (composition[el], atomic_number(el)))
+        counts = tuple(composition[el] for el in query)
         query_desc = np.array([element_descriptor(el) for el in query])
+        blocks = [[j for j, n in enumerate(counts) if n == count] for count in sorted(set(counts))]
+        perms = np.array([sum(choice, ()) for choice in itertools.product(*(itertools.permutations(b) for b in blocks))])
+        slots = np.arange(len(query))
         votes = []
         for cell in ("primitive", "conventional"):
-            for i in self._index.get((cell, _pattern(counts)), ()):
+            found = self._group(cell, counts)
+            if found is None:
+                continue
+            members, elements, descriptors = found
+            pairwise = ((descriptors[:, :, None, :] - query_desc[None, None, :, :]) ** 2).sum(-1)  # (E, slot, query)
+            totals = pairwise[:, slots[None, :], perms].sum(-1)  # (E, P)
+            best = totals.argmin(axis=1)
+            for row, i in enumerate(members):
                 if i == exclude:
                     continue
-                example = self.examples[i]
-                own = example.primitive_counts if cell == "primitive" else tuple(n * example.centring for n in example.primitive_counts)
-                own_desc = np.array([element_descriptor(el) for el in example.elements])
-                cost = ((own_desc[:, None, :] - query_desc[None, :, :]) ** 2).sum(-1)
-                cost = np.where(np.array(own)[:, None] == np.array(counts)[None, :], cost, 1e9)
-                rows, cols = linear_sum_assignment(cost)
-                assignment = {example.elements[r]: query[c] for r, c in zip(rows, cols, strict=True)}
+                perm = perms[best[row]]
+                assignment = {elements[row][j]: query[perm[j]] for j in slots}
+                example = self.examples[int(i)]
                 key = (example.symmetric.space_group, self._canonical(example, assignment))
-                votes.append((key, cell, i, assignment, float(cost[rows, cols].sum())))
+                votes.append((key, cell, int(i), assignment, float(totals[row, best[row]])))
         return votes
 
     def proposals(self, composition: Mapping[str, int]) -> list[TemplateProposal]:

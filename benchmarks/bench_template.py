@@ -1,0 +1,213 @@
+"""Symmetry-aware template generator vs no-learning baselines and the shipped 2-step consistency model: CSP match and strict fit at k=1 and k=20 on perov_5/val and carbon_24/val, plus the representation's round trip over every training row, in one run.
+
+Per dataset (the development splits: fitted on ``<name>/train``, measured on ``<name>/val``):
+
+* ``representation``: every training row described
+  (:func:`crystaloop.generator.symmetry.describe`: space group + Wyckoff orbits, the loosest
+  tolerance of 0.1 / 0.03 / 0.01 / 1e-3 / 1e-5 Å that keeps the atom count) and rebuilt; a row
+  round-trips when the rebuilt cell has its composition (or the input is a supercell of it) and
+  the project's CSP matcher fits the two strictly. ``invariant_%``: template and lattice
+  unchanged under a random rotation, translation, site permutation and basis change
+  (:mod:`crystaloop.data.testing`), on the first ``INVARIANCE_ROWS`` rows; ``wyckoff_templates``:
+  distinct (space group, Wyckoff letter multiset) among the rows; ``bandwidth`` and
+  ``loo_top1_%``: the prior's fitted kernel width and how often its top template equals a
+  held-out training row's own;
+* ``csp`` rows, one per arm, the same val rows for all arms: ``template`` (this issue's
+  generator: templates from the learned prior, free coordinates and lattice from the voting
+  training crystal, volume rescaled; the top template at k=1, the 20 most probable distinct
+  templates at k=20), ``substitution train`` (the existing
+  :class:`~crystaloop.generator.substitution.SubstitutionGenerator` over the train split, no
+  prototypes: the composition-to-template rule), ``random same-size train structure``
+  (baseline: k training structures drawn at random among those with the composition's
+  per-element counts, elements swapped count for count) and ``consistency 2 steps`` (the shipped
+  distilled diffusion model, k independent samples).
+
+Match: :func:`crystaloop.generator.evaluation.csp_metrics` at k=1 (match = ``get_rms_dist``
+returns a value; strict fit = ``StructureMatcher.fit``; RMSE normalised by (V/N)^(1/3)) and
+:func:`~crystaloop.generator.evaluation.csp_metrics_at_k` at k=20 (any of the 20). Sizes: k=1 on
+the first ``CSP_ROWS`` val rows, k=20 on the first ``CSP_K_ROWS`` (the matcher costs 20–70 ms
+a call on this machine); ``quick=True`` fits on 300 train rows and scores 12 / 6 val rows.
+``seconds`` is sampling time alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from crystaloop.data.crystal import Crystal
+from crystaloop.data.datasets import load_dataset
+from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.matching import structure_matcher
+from crystaloop.data.records import Condition
+from crystaloop.generator.evaluation import csp_metrics, csp_metrics_at_k
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("perov_5", "carbon_24")
+CSP_ROWS, CSP_K_ROWS, K = 250, 60, 20
+INVARIANCE_ROWS = 100
+QUICK = {"train": 300, "csp": 12, "csp_k": 6, "invariance": 5}
+
+Sampler = Callable[[Sequence[Crystal], int], list[list[Crystal | None]]]
+
+
+def _representation_row(name: str, train: Sequence[Crystal], invariance_rows: int) -> tuple[dict, list]:
+    from crystaloop.data import testing as rewrites
+    from crystaloop.data.errors import InvalidStructureError
+    from crystaloop.generator.symmetry import describe
+
+    matcher = structure_matcher("csp")
+    described, failures = [], {"no description": 0, "count": 0, "no strict fit": 0}
+    start = time.perf_counter()
+    for crystal in train:
+        try:
+            symmetric, _ = describe(crystal)
+        except InvalidStructureError:
+            failures["no description"] += 1
+            continue
+        described.append(symmetric)
+        back = symmetric.to_crystal()
+        factor = crystal.n_sites // back.n_sites if crystal.n_sites % back.n_sites == 0 else 0
+        if not factor or {el: n * factor for el, n in back.composition.items()} != crystal.composition:
+            failures["count"] += 1
+        elif not matcher.fit(back.to_pymatgen(), crystal.to_pymatgen()):
+            failures["no strict fit"] += 1
+    seconds = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    same = total = 0
+    for crystal in train[:invariance_rows]:
+        reference, _ = describe(crystal)
+        for rewritten in (rewrites.random_rotation(crystal, rng), rewrites.random_translation(crystal, rng),
+                          rewrites.permute_sites(crystal, rng)[0], rewrites.change_basis(crystal, rng)):
+            other, _ = describe(rewritten)
+            total += 1
+            same += other.template == reference.template and np.allclose(other.lattice, reference.lattice, rtol=1e-6)
+    n = len(train)
+    row = {"row": "representation", "data": f"{name}/train", "n": n,
+           "round_trip_%": 100.0 * (n - sum(failures.values())) / n,
+           "fail_count": failures["count"], "fail_fit": failures["no strict fit"], "fail_describe": failures["no description"],
+           "invariant_%": 100.0 * same / total if total else float("nan"), "invariance_rewrites": total,
+           "wyckoff_templates": len({(s.space_group, tuple(sorted(o.letter for o in s.orbits))) for s in described}),
+           "seconds": seconds}
+    return row, described
+
+
+def _same_size(train: Sequence[Crystal], composition: dict[str, int], k: int, rng: np.random.Generator) -> list[Crystal | None]:
+    """k distinct random train structures with the composition's per-element counts (elements swapped count for count)."""
+    wanted = sorted(composition.values())
+    pool = [c for c in train if sorted(c.composition.values()) == wanted]
+    if not pool:
+        return [None]
+    out: list[Crystal | None] = []
+    for index in rng.permutation(len(pool))[:k]:
+        parent = pool[int(index)]
+        mapping = {}
+        for count in set(wanted):
+            sources = [el for el, n in parent.composition.items() if n == count]
+            targets = [el for el, n in composition.items() if n == count]
+            mapping.update(zip(sources, rng.permutation(targets).tolist(), strict=True))
+        out.append(Crystal.from_symbols(parent.lattice, parent.frac_coords, [mapping[s] for s in parent.symbols]))
+    return out
+
+
+def _from_generator(generator) -> Sampler:  # noqa: ANN001 - any Generator
+    def sample(references: Sequence[Crystal], k: int) -> list[list[Crystal | None]]:
+        out: list[list[Crystal | None]] = []
+        for seed, reference in enumerate(references):
+            try:
+                out.append([c.crystal for c in generator.sample(k, Condition(composition=reference.composition), seed=seed)])
+            except CrystaloopError as exc:
+                logger.debug("%s: %s", reference.composition, exc)
+                out.append([None])
+        return out
+    return sample
+
+
+def _consistency(name: str) -> Sampler | None:
+    from crystaloop.generator.config import SamplerConfig
+    from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
+    from crystaloop.generator.shipped import shipped_generator_path
+
+    try:
+        path = shipped_generator_path(f"{name}_consistency")
+    except CrystaloopError as exc:
+        logger.info("no consistency arm for %s: %s", name, exc)
+        return None
+    generator = DiffusionGenerator.from_checkpoint(path, SamplerConfig(method="consistency", steps=2))
+
+    def sample(references: Sequence[Crystal], k: int) -> list[list[Crystal | None]]:
+        import torch
+
+        from crystaloop.generator.diffusion.sampling import SampleRequest
+
+        repeated = [c for c in references for _ in range(k)]
+        tokens = torch.cat([generator.model.normalisation.tokens(c.numbers) for c in repeated])
+        raw = generator.sample_raw(SampleRequest(num_atoms=torch.tensor([c.n_sites for c in repeated]), tokens=tokens), seed=0)
+        flat = [crystal_from_sample(*parts) for parts in raw.split()]
+        return [flat[i * k:(i + 1) * k] for i in range(len(references))]
+    return sample
+
+
+def _csp_rows(name: str, arms: dict[str, Sampler], val: Sequence[Crystal], k_rows: int) -> list[dict]:
+    rows = []
+    for arm, sampler in arms.items():
+        start = time.perf_counter()
+        single = [options[0] if options else None for options in sampler(val, 1)]
+        seconds = time.perf_counter() - start
+        one = csp_metrics(val, single)
+        start = time.perf_counter()
+        many = sampler(val[:k_rows], K)
+        seconds_k = time.perf_counter() - start
+        at_k = csp_metrics_at_k(val[:k_rows], many)
+        rows.append({"row": "csp", "data": f"{name}/val", "arm": arm, "n": one["n"], "match_k1_%": one["match_rate"],
+                     "fit_k1_%": one["fit_rate"], "rmse_k1": one["rmse"], "no_output_k1": one["invalid_samples"],
+                     "n_k20": at_k["n"], "match_k20_%": at_k["match_rate"], "fit_k20_%": at_k["fit_rate"],
+                     "mean_outputs_k20": float(np.mean([sum(c is not None for c in o) for o in many])) if many else 0.0,
+                     "structures_per_s": (len(val) + sum(len(o) for o in many)) / max(seconds + seconds_k, 1e-9)})
+        logger.info("%s", rows[-1])
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    import torch
+
+    from crystaloop.generator.substitution import SubstitutionGenerator
+    from crystaloop.generator.symmetry.descriptors import VolumeModel
+    from crystaloop.generator.symmetry.generator import TemplateGenerator
+    from crystaloop.generator.symmetry.prior import TemplatePrior
+
+    torch.set_num_threads(1)
+    rows = []
+    for name in DATASETS:
+        train = list(load_dataset(f"{name}/train", max_rows=QUICK["train"] if quick else None).crystals)
+        val = list(load_dataset(f"{name}/val", max_rows=QUICK["csp"] if quick else CSP_ROWS).crystals)
+        representation, described = _representation_row(name, train, QUICK["invariance"] if quick else INVARIANCE_ROWS)
+        start = time.perf_counter()
+        prior = TemplatePrior.fit_descriptions(described, loo_rows=20 if quick else 200)
+        template = TemplateGenerator(prior, VolumeModel(train), training_dataset=f"{name}/train")
+        representation["prior_fit_seconds"] = time.perf_counter() - start
+        representation["bandwidth"] = prior.bandwidth
+        representation["loo_top1_%"] = 100.0 * prior.loo_accuracy.get(prior.bandwidth, float("nan"))
+        rows.append(representation)
+        rng = np.random.default_rng(0)
+        arms: dict[str, Sampler] = {
+            "template (this issue)": _from_generator(template),
+            "substitution train": _from_generator(SubstitutionGenerator(train, prototypes=False, partial=False,
+                                                                        charge_balance=name != "carbon_24")),
+            "random same-size train structure": lambda refs, k: [_same_size(train, c.composition, k, rng) for c in refs],
+        }
+        consistency = _consistency(name)
+        if consistency is not None:
+            arms["consistency 2 steps (shipped)"] = consistency
+        rows += _csp_rows(name, arms, val, QUICK["csp_k"] if quick else CSP_K_ROWS)
+    return rows
+
+
+if __name__ == "__main__":
+    from benchmarks.run_all import run_standalone
+
+    run_standalone(run, __doc__)
