@@ -114,6 +114,10 @@ def _same_size(train: Sequence[Crystal], composition: dict[str, int], k: int, rn
     return out
 
 
+def _same_size_sampler(train: Sequence[Crystal], rng: np.random.Generator) -> Sampler:
+    return lambda references, k: [_same_size(train, c.composition, k, rng) for c in references]
+
+
 def _from_generator(generator) -> Sampler:  # noqa: ANN001 - any Generator
     def sample(references: Sequence[Crystal], k: int) -> list[list[Crystal | None]]:
         out: list[list[Crystal | None]] = []
@@ -198,7 +202,7 @@ def run(quick: bool = False) -> list[dict]:
             "template (this issue)": _from_generator(template),
             "substitution train": _from_generator(SubstitutionGenerator(train, prototypes=False, partial=False,
                                                                         charge_balance=name != "carbon_24")),
-            "random same-size train structure": lambda refs, k: [_same_size(train, c.composition, k, rng) for c in refs],
+            "random same-size train structure": _same_size_sampler(train, rng),
         }
         consistency = _consistency(name)
         if consistency is not None:

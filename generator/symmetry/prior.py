@@ -178,9 +178,9 @@ class TemplatePrior:
                 slots = []
                 for i in members:
                     example = self.examples[i]
-                    order = sorted(range(len(example.elements)),
-                                   key=lambda j, e=example: (e.primitive_counts[j], atomic_number(e.elements[j])))
-                    slots.append(tuple(example.elements[j] for j in order))
+                    order = sorted(zip(example.primitive_counts, example.elements, strict=True),
+                                   key=lambda pair: (pair[0], atomic_number(pair[1])))
+                    slots.append(tuple(el for _, el in order))
                 descriptors = np.array([[element_descriptor(el) for el in row] for row in slots])
                 self._groups[memo] = (np.array(members), slots, descriptors)
         return self._groups[memo]
@@ -227,7 +227,7 @@ class TemplatePrior:
             raise CrystaloopError(f"a template prior needs a composition with positive counts, got {dict(composition)}")
         votes = self._votes(composition)
         if not votes:
-            pattern = _pattern(composition.values())
+            pattern = _pattern(list(composition.values()))
             known = sorted({p for (_, p) in self._index}, key=lambda p: (len(p) != len(pattern), abs(sum(p) - sum(pattern))))
             raise NoTemplateError(
                 f"no training template hosts {dict(composition)} (per-element counts {list(pattern)}); the training "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -195,7 +195,7 @@ class SymmetricCrystal:
         # a fixed order (element, then wrapped coordinates) makes the description order-free
         frac = np.mod(np.asarray(crystal.frac_coords, dtype=np.float64), 1.0)
         order = np.lexsort((np.round(frac[:, 2], 6), np.round(frac[:, 1], 6), np.round(frac[:, 0], 6), crystal.numbers))
-        cell = (np.asarray(crystal.lattice), frac[order], np.asarray(crystal.numbers)[order])
+        cell: Any = (np.asarray(crystal.lattice), frac[order], np.asarray(crystal.numbers)[order])  # spglib's stubs want lists
         dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
         if dataset is None:
             raise InvalidStructureError(f"spglib found no symmetry for {crystal!r} at symprec={symprec}")
