@@ -9,9 +9,9 @@ Per dataset (the development splits: fitted on ``<name>/train``, measured on ``<
   the project's CSP matcher fits the two strictly. ``invariant_%``: template and lattice
   unchanged under a random rotation, translation, site permutation and basis change
   (:mod:`crystaloop.data.testing`), on the first ``INVARIANCE_ROWS`` rows; ``wyckoff_templates``:
-  distinct (space group, Wyckoff letter multiset) among the rows; ``bandwidth`` and
-  ``loo_top1_%``: the prior's fitted kernel width and how often its top template equals a
-  held-out training row's own;
+  distinct (space group, Wyckoff letter multiset) among the rows; ``bandwidth``, ``identity_weight``
+  and ``loo_top1_%``: the prior's fitted kernel width and identity term and how often its top
+  template equals a held-out training row's own (200 rows);
 * ``csp`` rows, one per arm, the same val rows for all arms: ``template`` (this issue's
   generator: templates from the learned prior, free coordinates and lattice from the voting
   training crystal, volume rescaled; the top template at k=1, the 20 most probable distinct
@@ -195,7 +195,8 @@ def run(quick: bool = False) -> list[dict]:
         template = TemplateGenerator(prior, VolumeModel(train), training_dataset=f"{name}/train")
         representation["prior_fit_seconds"] = time.perf_counter() - start
         representation["bandwidth"] = prior.bandwidth
-        representation["loo_top1_%"] = 100.0 * prior.loo_accuracy.get(prior.bandwidth, float("nan"))
+        representation["identity_weight"] = prior.identity_weight
+        representation["loo_top1_%"] = 100.0 * prior.loo_accuracy.get((prior.bandwidth, prior.identity_weight), float("nan"))
         rows.append(representation)
         rng = np.random.default_rng(0)
         arms: dict[str, Sampler] = {

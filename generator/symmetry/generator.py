@@ -60,7 +60,7 @@ class TemplateGenerator:
     @classmethod
     def from_crystals(cls, crystals: Sequence[Crystal], *, temperature: float = 0.0, bandwidths: Sequence[float] = BANDWIDTHS,
                       loo_rows: int = 200, seed: int = 0, training_dataset: str | None = None) -> TemplateGenerator:
-        """Fit the prior (bandwidth by leave-one-out) and the volume model on ``crystals``."""
+        """Fit the prior (bandwidth and identity weight by leave-one-out) and the volume model on ``crystals``."""
         prior = TemplatePrior.fit(crystals, bandwidths=bandwidths, loo_rows=loo_rows, seed=seed)
         return cls(prior, VolumeModel(crystals), temperature=temperature, training_dataset=training_dataset)
 

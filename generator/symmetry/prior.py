@@ -5,7 +5,8 @@ Each training crystal is described once (:func:`~crystaloop.generator.symmetry.r
 A query composition can take the template of a training crystal whose primitive (or
 conventional) cell has the same multiset of per-element counts; its elements go to the
 training crystal's elements count for count, the assignment minimising the summed squared
-distance ``D`` between their descriptors (:func:`~crystaloop.generator.symmetry.descriptors.element_descriptor`;
+distance ``D`` between their descriptors plus ``w`` per element that differs (the identity
+term: the same element in the same role counts most; ``w = 0`` is pure similarity) (:func:`~crystaloop.generator.symmetry.descriptors.element_descriptor`;
 every permutation within each group of equal counts is tried). Every such (training crystal,
 assignment) is a vote for the template it yields (its Wyckoff letters with the query's
 elements, written in the canonical origin of the representation) with weight
@@ -15,8 +16,8 @@ elements, written in the canonical origin of the representation) with weight
 
 (a kernel density over the training set in element-descriptor space: frequent templates of
 similar compositions win, unseen compositions map onto seen templates by similarity). The
-bandwidth ``h`` is fitted on the training split by leave-one-out: the value (from a grid) whose
-top template most often equals a held-out training crystal's own. Sampling: the ``k`` best
+bandwidth ``h`` and the weight ``w`` are fitted on the training split by leave-one-out: the
+pair (from a grid) whose top template most often equals a held-out training crystal's own. Sampling: the ``k`` best
 templates (``temperature = 0``) or ``k`` distinct ones drawn with probability ∝ p^(1/T)
 (Gumbel top-k, deterministic per seed). A template always has exactly the query's per-element
 counts; a composition no training template can host raises :class:`NoTemplateError`.
@@ -37,12 +38,14 @@ from crystaloop.generator.symmetry.descriptors import element_descriptor
 from crystaloop.generator.symmetry.representation import SymmetricCrystal, describe
 from crystaloop.generator.symmetry.wyckoff import alternatives, centring_points, metric_keeping_cosets
 
-__all__ = ["TemplatePrior", "TemplateProposal", "NoTemplateError", "BANDWIDTHS"]
+__all__ = ["TemplatePrior", "TemplateProposal", "NoTemplateError", "BANDWIDTHS", "IDENTITY_WEIGHTS"]
 
 logger = logging.getLogger(__name__)
 
-BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+BANDWIDTHS = (0.5, 1.0, 2.0, 4.0)
 """Kernel bandwidths (descriptor units) the leave-one-out fit chooses from."""
+IDENTITY_WEIGHTS = (0.0, 3.0, 10.0)
+"""Extra squared distance for a different element (the identity term), the fit's choices."""
 
 
 class NoTemplateError(CrystaloopError):
@@ -94,14 +97,17 @@ class TemplatePrior:
     Args:
         examples: the training crystals' symmetric descriptions.
         bandwidth: kernel bandwidth ``h`` in descriptor units (:meth:`fit` chooses it).
+        identity_weight: ``w``, squared-distance penalty per differing element (:meth:`fit` chooses it).
     """
 
-    def __init__(self, examples: Sequence[SymmetricCrystal], *, bandwidth: float = 1.0) -> None:
+    def __init__(self, examples: Sequence[SymmetricCrystal], *, bandwidth: float = 1.0, identity_weight: float = 0.0) -> None:
         if not examples:
             raise CrystaloopError("a template prior needs at least one training crystal")
         if not bandwidth > 0:
             raise CrystaloopError(f"bandwidth must be > 0, got {bandwidth}")
-        self.bandwidth = float(bandwidth)
+        if identity_weight < 0:
+            raise CrystaloopError(f"identity_weight must be ≥ 0, got {identity_weight}")
+        self.bandwidth, self.identity_weight = float(bandwidth), float(identity_weight)
         self.examples = [_example(s) for s in examples]
         self._index: dict[tuple[str, tuple[int, ...]], list[int]] = {}
         for i, example in enumerate(self.examples):
@@ -110,13 +116,13 @@ class TemplatePrior:
                 conventional = tuple(n * example.centring for n in example.primitive_counts)
                 self._index.setdefault(("conventional", _pattern(conventional)), []).append(i)
         self._keys: dict[tuple, tuple[tuple[str, int], ...]] = {}
-        self._groups: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, list[tuple[str, ...]], np.ndarray] | None] = {}
-        self.loo_accuracy: dict[float, float] = {}
+        self._groups: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, list[tuple[str, ...]], np.ndarray, np.ndarray] | None] = {}
+        self.loo_accuracy: dict[tuple[float, float], float] = {}  # (bandwidth, identity weight) → top-1 rate
 
     @classmethod
-    def fit(cls, crystals: Sequence[Crystal], *, bandwidths: Sequence[float] = BANDWIDTHS, loo_rows: int = 200,
-            seed: int = 0) -> TemplatePrior:
-        """Describe ``crystals`` and choose the bandwidth by leave-one-out on ``loo_rows`` of them.
+    def fit(cls, crystals: Sequence[Crystal], *, bandwidths: Sequence[float] = BANDWIDTHS,
+            identity_weights: Sequence[float] = IDENTITY_WEIGHTS, loo_rows: int = 200, seed: int = 0) -> TemplatePrior:
+        """Describe ``crystals`` and choose bandwidth and identity weight by leave-one-out on ``loo_rows`` of them.
 
         A crystal with no symmetric description (spglib fails at every tolerance) is skipped and logged.
         """
@@ -126,31 +132,37 @@ class TemplatePrior:
                 described.append(describe(crystal)[0])
             except InvalidStructureError as exc:
                 logger.warning("template prior: skipping a training crystal: %s", exc)
-        return cls.fit_descriptions(described, bandwidths=bandwidths, loo_rows=loo_rows, seed=seed)
+        return cls.fit_descriptions(described, bandwidths=bandwidths, identity_weights=identity_weights, loo_rows=loo_rows,
+                                    seed=seed)
 
     @classmethod
     def fit_descriptions(cls, described: Sequence[SymmetricCrystal], *, bandwidths: Sequence[float] = BANDWIDTHS,
-                         loo_rows: int = 200, seed: int = 0) -> TemplatePrior:
-        """:meth:`fit` for crystals already described."""
-        if not bandwidths or min(bandwidths) <= 0:
-            raise CrystaloopError(f"bandwidths must be positive numbers, got {list(bandwidths)}")
-        prior = cls(described, bandwidth=bandwidths[0])
+                         identity_weights: Sequence[float] = IDENTITY_WEIGHTS, loo_rows: int = 200, seed: int = 0) -> TemplatePrior:
+        """:meth:`fit` for crystals already described: the (bandwidth, identity weight) pair with
+        the most leave-one-out top-1 hits (ties: the smaller weight, then the larger bandwidth)."""
+        if not bandwidths or min(bandwidths) <= 0 or not identity_weights or min(identity_weights) < 0:
+            raise CrystaloopError(f"bandwidths must be positive and identity weights ≥ 0, got {list(bandwidths)}, "
+                                  f"{list(identity_weights)}")
+        prior = cls(described, bandwidth=bandwidths[0], identity_weight=identity_weights[0])
         rng = np.random.default_rng(seed)
         held_out = rng.permutation(len(described))[:loo_rows]
-        hits = dict.fromkeys(bandwidths, 0)
+        hits = {(h, w): 0 for h in bandwidths for w in identity_weights}
         for i in held_out:
             example = prior.examples[i]
             truth = example.symmetric.template
             counts = dict(zip(example.elements, example.primitive_counts, strict=True))
-            votes = prior._votes(counts, exclude=int(i))
-            for h in bandwidths:
-                ranked = _aggregate(votes, h)
-                if ranked and ranked[0][0] == truth:
-                    hits[h] += 1
-        prior.loo_accuracy = {h: hits[h] / max(len(held_out), 1) for h in bandwidths}
-        prior.bandwidth = max(bandwidths, key=lambda h: (hits[h], -h))
-        logger.info("template prior: %d crystals, bandwidth %.3g (leave-one-out top-1 %s)", len(described),
-                    prior.bandwidth, {h: round(a, 3) for h, a in prior.loo_accuracy.items()})
+            for w in identity_weights:
+                prior.identity_weight = w
+                votes = prior._votes(counts, exclude=int(i))
+                for h in bandwidths:
+                    ranked = _aggregate(votes, h)
+                    if ranked and ranked[0][0] == truth:
+                        hits[h, w] += 1
+        prior.loo_accuracy = {pair: n / max(len(held_out), 1) for pair, n in hits.items()}
+        prior.bandwidth, prior.identity_weight = max(hits, key=lambda pair: (hits[pair], -pair[1], pair[0]))
+        logger.info("template prior: %d crystals, bandwidth %.3g, identity weight %.3g (leave-one-out top-1 %.3f)",
+                    len(described), prior.bandwidth, prior.identity_weight,
+                    prior.loo_accuracy.get((prior.bandwidth, prior.identity_weight), float("nan")))
         return prior
 
     # -- scoring -----------------------------------------------------------------------------
@@ -166,8 +178,8 @@ class TemplatePrior:
             self._keys[memo] = best
         return tuple(sorted((letter, _symbol(z)) for letter, z in self._keys[memo]))
 
-    def _group(self, cell: str, pattern: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray] | None:
-        """(example indices (E,), their elements in slot order, descriptors (E, s, 6)) of a count
+    def _group(self, cell: str, pattern: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray, np.ndarray] | None:
+        """(example indices (E,), their elements in slot order, descriptors (E, s, 6), atomic numbers (E, s)) of a count
         pattern; slots ordered by (count, atomic number), so equal counts form contiguous blocks."""
         memo = (cell, pattern)
         if memo not in self._groups:
@@ -182,7 +194,8 @@ class TemplatePrior:
                                    key=lambda pair: (pair[0], atomic_number(pair[1])))
                     slots.append(tuple(el for _, el in order))
                 descriptors = np.array([[element_descriptor(el) for el in row] for row in slots])
-                self._groups[memo] = (np.array(members), slots, descriptors)
+                numbers = np.array([[atomic_number(el) for el in row] for row in slots])
+                self._groups[memo] = (np.array(members), slots, descriptors, numbers)
         return self._groups[memo]
 
     def _votes(self, composition: Mapping[str, int], exclude: int | None = None) -> list[tuple[tuple, str, int, dict[str, str], float]]:
@@ -194,6 +207,7 @@ class TemplatePrior:
         query = sorted(composition, key=lambda el: (composition[el], atomic_number(el)))
         counts = tuple(composition[el] for el in query)
         query_desc = np.array([element_descriptor(el) for el in query])
+        query_z = np.array([atomic_number(el) for el in query])
         blocks = [[j for j, n in enumerate(counts) if n == count] for count in sorted(set(counts))]
         perms = np.array([sum(choice, ()) for choice in itertools.product(*(itertools.permutations(b) for b in blocks))])
         slots = np.arange(len(query))
@@ -202,8 +216,10 @@ class TemplatePrior:
             found = self._group(cell, counts)
             if found is None:
                 continue
-            members, elements, descriptors = found
+            members, elements, descriptors, numbers = found
             pairwise = ((descriptors[:, :, None, :] - query_desc[None, None, :, :]) ** 2).sum(-1)  # (E, slot, query)
+            if self.identity_weight:
+                pairwise = pairwise + self.identity_weight * (numbers[:, :, None] != query_z[None, None, :])
             totals = pairwise[:, slots[None, :], perms].sum(-1)  # (E, P)
             best = totals.argmin(axis=1)
             for row, i in enumerate(members):
