@@ -152,7 +152,7 @@ def test_a_dumped_config_validates_again(path):
         ("strategy: {kind: random, beta: 2}", "strategy.beta: unknown setting for kind 'random'"),
         ("strategy: {kind: annealing}", "strategy: unknown kind; allowed: random, bo, al, rl"),
         ("strategy: {kind: rl, condition_search: bo}", "an rl policy chooses its own conditions"),
-        ("generator: {kind: difusion}", "generator: unknown kind; allowed: diffusion, dataset-replay, substitution, random_search, template"),
+        ("generator: {kind: difusion}", "generator: unknown kind; allowed: diffusion, dataset-replay, substitution, random_search, composite, template"),
         ("generator: {kind: diffusion, library: [perov_5/train]}", "generator.library: unknown setting for kind 'diffusion'"),
         ("generator: {kind: random_search, exclude: [Xx]}", "Xx"),
         ("generator: {kind: random_search, space_groups: [0, 231]}", "space_groups must be numbers 1..230"),
