@@ -30,7 +30,7 @@ from crystaloop.data.records import Candidate, Condition, Provenance
 from crystaloop.generator.base import GeneratorSettings
 from crystaloop.generator.symmetry.descriptors import VolumeModel
 from crystaloop.generator.symmetry.prior import BANDWIDTHS, TemplatePrior, TemplateProposal
-from crystaloop.generator.symmetry.representation import SymmetricCrystal
+from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal
 
 __all__ = ["TemplateGenerator", "TemplateChoice"]
 
@@ -71,7 +71,7 @@ class TemplateGenerator:
         source = example.symmetric
         orbits = [o.representative for o in source.orbits]
         relabelled = SymmetricCrystal(source.space_group, source.lattice, tuple(
-            type(o)(o.letter, o.multiplicity, assignment[o.element], o.representative) for o in source.orbits))
+            Orbit(o.letter, o.multiplicity, assignment[o.element], o.representative) for o in source.orbits))
         primitive = proposal.cell == "primitive"
         old = source.to_crystal(primitive=primitive)
         new_composition = {assignment[el]: n for el, n in old.composition.items()}
