@@ -10,8 +10,8 @@ Per dataset (the development splits: fitted on ``<name>/train``, measured on ``<
   unchanged under a random rotation, translation, site permutation and basis change
   (:mod:`crystaloop.data.testing`), on the first ``INVARIANCE_ROWS`` rows; ``wyckoff_templates``:
   distinct (space group, Wyckoff letter multiset) among the rows; ``bandwidth``, ``identity_weight``
-  and ``loo_top1_%``: the prior's fitted kernel width and identity term and how often its top
-  template equals a held-out training row's own (200 rows);
+  and ``loo_match_%``: the prior's kernel width and identity term, fitted by leave-one-out on
+  100 training rows, and how often the top template's structure then matched the held-out row;
 * ``csp`` rows, one per arm, the same val rows for all arms: ``template`` (this issue's
   generator: templates from the learned prior, free coordinates and lattice from the voting
   training crystal, volume rescaled; the top template at k=1, the 20 most probable distinct
@@ -182,7 +182,6 @@ def run(quick: bool = False) -> list[dict]:
     from crystaloop.generator.substitution import SubstitutionGenerator
     from crystaloop.generator.symmetry.descriptors import VolumeModel
     from crystaloop.generator.symmetry.generator import TemplateGenerator
-    from crystaloop.generator.symmetry.prior import TemplatePrior
 
     torch.set_num_threads(1)
     rows = []
@@ -191,12 +190,13 @@ def run(quick: bool = False) -> list[dict]:
         val = list(load_dataset(f"{name}/val", max_rows=QUICK["csp"] if quick else CSP_ROWS).crystals)
         representation, described = _representation_row(name, train, QUICK["invariance"] if quick else INVARIANCE_ROWS)
         start = time.perf_counter()
-        prior = TemplatePrior.fit_descriptions(described, loo_rows=20 if quick else 200)
-        template = TemplateGenerator(prior, VolumeModel(train), training_dataset=f"{name}/train")
+        template = TemplateGenerator.from_descriptions(described, VolumeModel(train), loo_rows=20 if quick else 100,
+                                                       training_dataset=f"{name}/train")
+        prior = template.prior
         representation["prior_fit_seconds"] = time.perf_counter() - start
         representation["bandwidth"] = prior.bandwidth
         representation["identity_weight"] = prior.identity_weight
-        representation["loo_top1_%"] = 100.0 * prior.loo_accuracy.get((prior.bandwidth, prior.identity_weight), float("nan"))
+        representation["loo_match_%"] = 100.0 * prior.loo_accuracy.get((prior.bandwidth, prior.identity_weight), float("nan"))
         rows.append(representation)
         rng = np.random.default_rng(0)
         arms: dict[str, Sampler] = {

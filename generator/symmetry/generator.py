@@ -19,22 +19,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import Field
 
 from crystaloop import __version__
 from crystaloop.data.crystal import Crystal
-from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.errors import CrystaloopError, InvalidStructureError
 from crystaloop.data.records import Candidate, Condition, Provenance
 from crystaloop.generator.base import GeneratorSettings
 from crystaloop.generator.symmetry.descriptors import VolumeModel
-from crystaloop.generator.symmetry.prior import BANDWIDTHS, TemplatePrior, TemplateProposal
-from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal
+from crystaloop.generator.symmetry.prior import TemplatePrior, TemplateProposal
+from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal, describe
 
-__all__ = ["TemplateGenerator", "TemplateChoice"]
+__all__ = ["TemplateGenerator", "TemplateChoice", "FitCriterion"]
 
 logger = logging.getLogger(__name__)
+
+FitCriterion: TypeAlias = Literal["match", "template"]
+"""What the prior's leave-one-out fit rewards: a structure match of the top template, or its exact template."""
 
 
 class TemplateGenerator:
@@ -58,11 +61,46 @@ class TemplateGenerator:
         self.last_dropped = 0  # the CLI's count of collapsed samples; this generator drops none
 
     @classmethod
-    def from_crystals(cls, crystals: Sequence[Crystal], *, temperature: float = 0.0, bandwidths: Sequence[float] = BANDWIDTHS,
-                      loo_rows: int = 200, seed: int = 0, training_dataset: str | None = None) -> TemplateGenerator:
-        """Fit the prior (bandwidth and identity weight by leave-one-out) and the volume model on ``crystals``."""
-        prior = TemplatePrior.fit(crystals, bandwidths=bandwidths, loo_rows=loo_rows, seed=seed)
-        return cls(prior, VolumeModel(crystals), temperature=temperature, training_dataset=training_dataset)
+    def from_crystals(cls, crystals: Sequence[Crystal], *, temperature: float = 0.0, criterion: FitCriterion = "match",
+                      loo_rows: int = 100, seed: int = 0, training_dataset: str | None = None) -> TemplateGenerator:
+        """Describe ``crystals``, fit the volume model and the prior on them (see :meth:`from_descriptions`).
+
+        A crystal with no symmetric description (spglib fails at every tolerance) is skipped and logged.
+        """
+        described = []
+        for crystal in crystals:
+            try:
+                described.append(describe(crystal)[0])
+            except InvalidStructureError as exc:
+                logger.warning("template generator: skipping a training crystal: %s", exc)
+        return cls.from_descriptions(described, VolumeModel(crystals), temperature=temperature, criterion=criterion,
+                                     loo_rows=loo_rows, seed=seed, training_dataset=training_dataset)
+
+    @classmethod
+    def from_descriptions(cls, described: Sequence[SymmetricCrystal], volumes: VolumeModel, *, temperature: float = 0.0,
+                          criterion: FitCriterion = "match", loo_rows: int = 100, seed: int = 0,
+                          training_dataset: str | None = None) -> TemplateGenerator:
+        """The generator with its prior's bandwidth and identity weight fitted by leave-one-out on ``loo_rows``
+        training crystals: ``criterion`` ``"match"`` counts held-out crystals the top template's
+        structure matches (the project's CSP matcher), ``"template"`` those whose own template it is."""
+        if criterion not in ("match", "template"):
+            raise CrystaloopError(f"fit criterion {criterion!r} is unknown; allowed: match, template")
+        generator = cls(TemplatePrior(described), volumes, temperature=temperature, training_dataset=training_dataset)
+        score = None
+        if criterion == "match":
+            from crystaloop.data.matching import structure_matcher
+
+            matcher = structure_matcher("csp")
+            seen: dict[tuple, float] = {}
+
+            def score(i: int, proposal: TemplateProposal) -> float:
+                memo = (i, proposal.key, proposal.sources[0])
+                if memo not in seen:
+                    built, _ = generator.build(proposal)
+                    seen[memo] = float(matcher.get_rms_dist(built.to_pymatgen(), described[i].to_structure()) is not None)
+                return seen[memo]
+        generator.prior = TemplatePrior.fit_descriptions(described, loo_rows=loo_rows, seed=seed, score=score)
+        return generator
 
     def build(self, proposal: TemplateProposal, vote: int = 0) -> tuple[Crystal, SymmetricCrystal]:
         """The crystal of ``proposal`` filled from its ``vote``-th best training voter."""
@@ -118,19 +156,21 @@ class TemplateChoice(GeneratorSettings):
     Attributes:
         training: dataset spec the template prior and the volumes are fitted on.
         temperature: 0 → the most probable templates first; > 0 → sampled ∝ p^(1/T).
-        loo_rows: training crystals held out one at a time to choose the prior's bandwidth.
+        loo_rows: training crystals held out one at a time to choose the prior's bandwidth and identity weight.
+        criterion: what that fit rewards (``match``: the top template's structure matches the held-out crystal).
         seed: seed of that leave-one-out subsample.
     """
 
     kind: Literal["template"] = "template"
     training: str = Field(..., min_length=1, description="dataset spec to learn templates from, e.g. perov_5/train")
     temperature: float = Field(0.0, ge=0, description="0 = most probable templates first; > 0 = sampled")
-    loo_rows: int = Field(200, ge=0, description="rows held out one at a time to fit the bandwidth")
+    loo_rows: int = Field(100, ge=0, description="rows held out one at a time to fit the prior")
+    criterion: FitCriterion = "match"
     seed: int = 0
 
     def build(self) -> TemplateGenerator:
         from crystaloop.data.datasets import load_dataset
 
         crystals = load_dataset(self.training).crystals
-        return TemplateGenerator.from_crystals(crystals, temperature=self.temperature, loo_rows=self.loo_rows,
-                                               seed=self.seed, training_dataset=self.training)
+        return TemplateGenerator.from_crystals(crystals, temperature=self.temperature, criterion=self.criterion,
+                                               loo_rows=self.loo_rows, seed=self.seed, training_dataset=self.training)

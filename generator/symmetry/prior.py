@@ -17,7 +17,8 @@ elements, written in the canonical origin of the representation) with weight
 (a kernel density over the training set in element-descriptor space: frequent templates of
 similar compositions win, unseen compositions map onto seen templates by similarity). The
 bandwidth ``h`` and the weight ``w`` are fitted on the training split by leave-one-out: the
-pair (from a grid) whose top template most often equals a held-out training crystal's own. Sampling: the ``k`` best
+pair (from a grid) whose top template best predicts held-out training crystals (by default:
+most often their own template; the template generator scores a structure match instead). Sampling: the ``k`` best
 templates (``temperature = 0``) or ``k`` distinct ones drawn with probability ∝ p^(1/T)
 (Gumbel top-k, deterministic per seed). A template always has exactly the query's per-element
 counts; a composition no training template can host raises :class:`NoTemplateError`.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,7 @@ class TemplatePrior:
                 self._index.setdefault(("conventional", _pattern(conventional)), []).append(i)
         self._keys: dict[tuple, tuple[tuple[str, int], ...]] = {}
         self._groups: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, list[tuple[str, ...]], np.ndarray, np.ndarray] | None] = {}
-        self.loo_accuracy: dict[tuple[float, float], float] = {}  # (bandwidth, identity weight) → top-1 rate
+        self.loo_accuracy: dict[tuple[float, float], float] = {}  # (bandwidth, identity weight) → mean LOO score
 
     @classmethod
     def fit(cls, crystals: Sequence[Crystal], *, bandwidths: Sequence[float] = BANDWIDTHS,
@@ -137,30 +138,39 @@ class TemplatePrior:
 
     @classmethod
     def fit_descriptions(cls, described: Sequence[SymmetricCrystal], *, bandwidths: Sequence[float] = BANDWIDTHS,
-                         identity_weights: Sequence[float] = IDENTITY_WEIGHTS, loo_rows: int = 200, seed: int = 0) -> TemplatePrior:
-        """:meth:`fit` for crystals already described: the (bandwidth, identity weight) pair with
-        the most leave-one-out top-1 hits (ties: the smaller weight, then the larger bandwidth)."""
+                         identity_weights: Sequence[float] = IDENTITY_WEIGHTS, loo_rows: int = 200, seed: int = 0,
+                         score: Callable[[int, TemplateProposal], float] | None = None) -> TemplatePrior:
+        """:meth:`fit` for crystals already described: the (bandwidth, identity weight) pair whose
+        top template, with each of ``loo_rows`` training crystals held out in turn, scores best
+        (ties: the smaller weight, then the larger bandwidth).
+
+        ``score(i, proposal)`` rates the top proposal for held-out crystal ``i``; by default 1
+        when its template is crystal ``i``'s own (the template generator passes a structure
+        match instead). ``loo_accuracy`` keeps the mean score of every pair.
+        """
         if not bandwidths or min(bandwidths) <= 0 or not identity_weights or min(identity_weights) < 0:
             raise CrystaloopError(f"bandwidths must be positive and identity weights ≥ 0, got {list(bandwidths)}, "
                                   f"{list(identity_weights)}")
         prior = cls(described, bandwidth=bandwidths[0], identity_weight=identity_weights[0])
+        if score is None:
+            def score(i: int, proposal: TemplateProposal) -> float:
+                return float(proposal.key == prior.examples[i].symmetric.template)
         rng = np.random.default_rng(seed)
         held_out = rng.permutation(len(described))[:loo_rows]
-        hits = {(h, w): 0 for h in bandwidths for w in identity_weights}
+        totals = {(h, w): 0.0 for h in bandwidths for w in identity_weights}
         for i in held_out:
             example = prior.examples[i]
-            truth = example.symmetric.template
             counts = dict(zip(example.elements, example.primitive_counts, strict=True))
             for w in identity_weights:
                 prior.identity_weight = w
                 votes = prior._votes(counts, exclude=int(i))
                 for h in bandwidths:
-                    ranked = _aggregate(votes, h)
-                    if ranked and ranked[0][0] == truth:
-                        hits[h, w] += 1
-        prior.loo_accuracy = {pair: n / max(len(held_out), 1) for pair, n in hits.items()}
-        prior.bandwidth, prior.identity_weight = max(hits, key=lambda pair: (hits[pair], -pair[1], pair[0]))
-        logger.info("template prior: %d crystals, bandwidth %.3g, identity weight %.3g (leave-one-out top-1 %.3f)",
+                    top = _proposals(votes, h, limit=1)
+                    if top:
+                        totals[h, w] += score(int(i), top[0])
+        prior.loo_accuracy = {pair: total / max(len(held_out), 1) for pair, total in totals.items()}
+        prior.bandwidth, prior.identity_weight = max(totals, key=lambda pair: (totals[pair], -pair[1], pair[0]))
+        logger.info("template prior: %d crystals, bandwidth %.3g, identity weight %.3g (leave-one-out score %.3f)",
                     len(described), prior.bandwidth, prior.identity_weight,
                     prior.loo_accuracy.get((prior.bandwidth, prior.identity_weight), float("nan")))
         return prior
@@ -248,12 +258,7 @@ class TemplatePrior:
             raise NoTemplateError(
                 f"no training template hosts {dict(composition)} (per-element counts {list(pattern)}); the training "
                 f"split has count patterns such as {[list(p) for p in known[:6]]}")
-        out = []
-        for key, score, members in _aggregate(votes, self.bandwidth, keep_members=True):
-            members.sort(key=lambda vote: vote[4])
-            out.append(TemplateProposal(key[0], key[1], score, members[0][1], tuple(m[2] for m in members),
-                                        tuple(m[3] for m in members)))
-        return out
+        return _proposals(votes, self.bandwidth)
 
     def sample(self, composition: Mapping[str, int], k: int, *, temperature: float = 0.0, seed: int = 0) -> list[TemplateProposal]:
         """``k`` distinct templates for ``composition`` (fewer when fewer exist): the most
@@ -274,8 +279,9 @@ class TemplatePrior:
         return [ranked[i] for i in order]
 
 
-def _aggregate(votes, bandwidth: float, keep_members: bool = False):  # noqa: ANN001, ANN202 - internal
-    """Templates ranked by log-probability: (key, log p) or (key, log p, votes) when ``keep_members``."""
+def _proposals(votes: list, bandwidth: float, limit: int | None = None) -> list[TemplateProposal]:
+    """Votes grouped by template and ranked by log-probability (the first ``limit``), each
+    template's voters best first."""
     groups: dict[tuple, list] = {}
     for vote in votes:
         groups.setdefault(vote[0], []).append(vote)
@@ -284,10 +290,12 @@ def _aggregate(votes, bandwidth: float, keep_members: bool = False):  # noqa: AN
     keys = list(groups)
     scores = np.array([np.logaddexp.reduce([-v[4] / (2 * bandwidth**2) for v in groups[key]]) for key in keys])
     scores = scores - np.logaddexp.reduce(scores)
-    order = np.argsort(-scores, kind="stable")
-    if keep_members:
-        return [(keys[i], float(scores[i]), list(groups[keys[i]])) for i in order]
-    return [(keys[i], float(scores[i])) for i in order]
+    out = []
+    for i in np.argsort(-scores, kind="stable")[:limit]:
+        members = sorted(groups[keys[i]], key=lambda vote: vote[4])
+        out.append(TemplateProposal(keys[i][0], keys[i][1], float(scores[i]), members[0][1], tuple(m[2] for m in members),
+                                    tuple(m[3] for m in members)))
+    return out
 
 
 def _symbol(z: int) -> str:
