@@ -24,7 +24,7 @@ TRAIN_ROWS = 400
 @cache
 def _generator(dataset: str) -> TemplateGenerator:
     crystals = load_dataset(f"{dataset}/train", max_rows=TRAIN_ROWS).crystals
-    return TemplateGenerator.from_crystals(crystals, loo_rows=40, training_dataset=f"{dataset}/train")
+    return TemplateGenerator.from_crystals(crystals, loo_rows=20, training_dataset=f"{dataset}/train")
 
 
 def _perovskite(a: str = "Sr", b: str = "Ti") -> Crystal:
@@ -136,3 +136,13 @@ def test_registered_as_generator_kind_template() -> None:
     assert isinstance(choice, TemplateChoice) and choice.temperature == 0.5
     with pytest.raises(ValidationError):
         TypeAdapter(GeneratorChoice).validate_python({"kind": "template", "training": "perov_5/train", "library": ["x"]})
+
+
+def test_leave_one_out_fit_scores_every_grid_point_and_rejects_a_bad_criterion() -> None:
+    crystals = [_perovskite(a) for a in ("Sr", "Ca", "Ba")]
+    generator = TemplateGenerator.from_crystals(crystals, loo_rows=3)
+    assert set(generator.prior.loo_accuracy) == {(h, w) for h in (0.5, 1.0, 2.0, 4.0) for w in (0.0, 3.0, 10.0)}
+    # each cubic perovskite is matched by the template of the others
+    assert generator.prior.loo_accuracy[generator.prior.bandwidth, generator.prior.identity_weight] == pytest.approx(1.0)
+    with pytest.raises(CrystaloopError, match="allowed: match, template"):
+        TemplateGenerator.from_crystals(crystals, criterion="energy")  # type: ignore[arg-type]
