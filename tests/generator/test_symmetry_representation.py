@@ -58,7 +58,7 @@ def test_template_and_lattice_are_invariant_under_rewrites(dataset: str, allowed
     """Rotated, translated, permuted and re-based inputs give the same template and lattice.
 
     carbon_24's AIRSS cells sit within 0.1 Å of higher symmetries, so at a tolerance border
-    spglib can find a symmetry in one rewrite and not in another (about 0.6 % of rewrites over
+    spglib can find a symmetry in one rewrite and not in another (1.5 % of 400 rewrites over
     100 rows; ``benchmarks/bench_template.py`` reports the rate over every row): one such miss
     among these 60 rewrites is allowed there, none on perov_5.
     """
