@@ -4,7 +4,8 @@ Every arm runs the same campaign (objective ``sun``, elements Li, Mn, O, at most
 random strategy, CHGNet relaxing and the hull judging) with only the generator changed:
 
 * ``substitution``: ion exchange and partial substitution into the prototype library
-  (:mod:`crystaloop.generator.substitution`), most probable substitutions first;
+  (:mod:`crystaloop.generator.substitution`), substitutions sampled at temperature 1 (at 0 every
+  call returns the same few most probable ones, so later iterations add nothing new);
 * ``random_search``: random symmetric crystals (pyxtal; :mod:`crystaloop.generator.random_search`);
 * ``composite + bandit``: both as arms at 0.5 / 0.5, moved by Thompson sampling on S.U.N. hits
   per oracle call with a 0.15 floor (:mod:`crystaloop.loop.allocation`).
@@ -44,7 +45,7 @@ from crystaloop.loop.sun import campaign_sun
 logger = logging.getLogger(__name__)
 
 ELEMENTS = ("Li", "Mn", "O")
-SUBSTITUTION = {"kind": "substitution", "prototypes": True, "max_atoms": 12}
+SUBSTITUTION = {"kind": "substitution", "prototypes": True, "max_atoms": 12, "temperature": 1.0}
 RANDOM_SEARCH = {"kind": "random_search", "max_atoms": 12}
 ARMS: dict[str, dict[str, Any]] = {
     "substitution": {"generator": SUBSTITUTION},
