@@ -357,8 +357,8 @@ def generate(
     prompt_constraints: Annotated[bool, typer.Option("--prompt-constraints/--no-prompt-constraints", help="Keep only samples that satisfy what --text names explicitly (drawing more when needed).")] = True,
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα).")] = None,  # noqa: UP045
     fusion: Annotated[Optional[Path], typer.Option("--fusion", help="Multimodal fusion checkpoint embedding --xrd/--text (default: the shipped one).")] = None,  # noqa: UP045
-    kind: Annotated[str, typer.Option("--generator", help="diffusion (a trained model), substitution (ion exchange into --library and the prototypes) or random_search (random symmetric crystals).")] = "diffusion",
-    library: Annotated[Optional[list[str]], typer.Option("--library", help="substitution: dataset spec or store:<URL> to substitute into (repeatable; default: the prototypes alone).")] = None,  # noqa: UP045
+    kind: Annotated[str, typer.Option("--generator", help="diffusion (a trained model), substitution (ion exchange into --library and the prototypes), random_search (random symmetric crystals) or template (space group + Wyckoff templates learned from --library, structure prediction only).")] = "diffusion",
+    library: Annotated[Optional[list[str]], typer.Option("--library", help="substitution: dataset spec or store:<URL> to substitute into (repeatable; default: the prototypes alone); template: the one dataset its prior learns from (default perov_5/train, carbon_24/train for carbon).")] = None,  # noqa: UP045
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="substitution, random_search: elements never used, e.g. Pb-Cd.")] = None,  # noqa: UP045
     max_atoms: Annotated[Optional[int], typer.Option("--max-atoms", min=1, help="substitution, random_search: most sites per cell.")] = None,  # noqa: UP045
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Folder for a picture of each written structure's unit cell (PNG, one per structure).")] = None,  # noqa: UP045
@@ -406,7 +406,8 @@ def generate(
         else:
             from crystaloop.commands.untrained import untrained_generator
 
-            generator = untrained_generator(kind, library=library, exclude=exclude, max_atoms=max_atoms)
+            training = "carbon_24/train" if set(comp or system or ()) == {"C"} else "perov_5/train"
+            generator = untrained_generator(kind, library=library, exclude=exclude, max_atoms=max_atoms, default_training=training)
 
             def draw(count: int, draw_seed: int) -> list:
                 return generator.sample(count, condition, seed=draw_seed)

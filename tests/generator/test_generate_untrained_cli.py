@@ -75,3 +75,20 @@ def test_a_prompt_naming_an_element_never_yields_a_crystal_without_it(tmp_path) 
     assert all({"Ti", "O"} <= {e.symbol for e in s.composition} and "Sr" not in s.composition for s in structures)
     off = runner.invoke(app, [*args[:-2], "--text", "an oxide of barium"])
     assert off.exit_code != 0 and "names Ba" in off.output and "--no-prompt-constraints" in off.output
+
+
+@pytest.mark.slow
+def test_template_generator_from_the_cli_keeps_symmetry(tmp_path) -> None:
+    """``--generator template`` predicts SrTiO3 from the perov_5 training templates; the written CIFs carry
+    their space group, and options of other kinds are refused by name."""
+    from pymatgen.io.cif import CifParser
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    out = tmp_path / "srtio3.cif"
+    result = runner.invoke(app, ["generate", "--generator", "template", "--composition", "SrTiO3", "-n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    structures = CifParser(str(out)).parse_structures(primitive=False)
+    assert len(structures) == 2 and all(s.composition.reduced_formula == "SrTiO3" for s in structures)
+    assert all(SpacegroupAnalyzer(s, symprec=1e-3).get_space_group_number() > 1 for s in structures)
+    refused = runner.invoke(app, ["generate", "--generator", "template", "--composition", "SrTiO3", "--max-atoms", "5", "--out", str(out)])
+    assert refused.exit_code != 0 and "--max-atoms" in refused.output
