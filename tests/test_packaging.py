@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -11,12 +12,13 @@ NOT_SHIPPED = {"crystaloop.benchmarks"}  # research scripts run from a checkout 
 
 
 def _packages_on_disk() -> set[str]:
+    """Dotted names of the folders under the root that hold an ``__init__.py`` (tests, runs and dot-folders pruned)."""
     found = set()
-    for init in ROOT.rglob("__init__.py"):
-        parts = init.parent.relative_to(ROOT).parts
-        if parts and (parts[0] in {"tests", "runs", "build"} or any(part.startswith(".") for part in parts)):
-            continue
-        found.add(".".join(("crystaloop", *parts)))
+    for folder, subfolders, files in os.walk(ROOT):
+        relative = Path(folder).relative_to(ROOT).parts
+        subfolders[:] = [name for name in subfolders if not name.startswith(".") and not (not relative and name in {"tests", "runs", "build"})]
+        if "__init__.py" in files:
+            found.add(".".join(("crystaloop", *relative)))
     return found
 
 
