@@ -93,10 +93,12 @@ def deploy(
     oracle_concurrency: Annotated[Optional[int], typer.Option("--oracle-concurrency", min=1, help="Most oracle calls at once (tag concurrency limit).")] = None,  # noqa: UP045
     paused: Annotated[bool, typer.Option("--paused", help="Register with schedules paused.")] = False,
     timezone: Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedules.")] = "UTC",
+    pool: Annotated[Optional[str], typer.Option("--pool", help="Register with this process work pool (created if missing) and exit; run it with `prefect worker start --pool NAME`.")] = None,  # noqa: UP045
 ) -> None:
-    """Register a deployment of the campaign flow with its schedules and serve it until Ctrl-C."""
+    """Register a deployment of the campaign flow with its schedules and serve it until Ctrl-C, or
+    (--pool) register it with a work pool whose workers run it."""
     from crystaloop.flows.config import FlowSettings
-    from crystaloop.flows.deploy import build_deployment, deployment_name, serve_deployments
+    from crystaloop.flows.deploy import build_deployment, deployment_name, register_with_pool, serve_deployments
     from crystaloop.loop.config import load_campaign_config
 
     with exit_on_error(invalid="bad flow settings: "):
@@ -107,6 +109,12 @@ def deploy(
             iterations_per_run=iterations_per_run or None, paused=paused, timezone=timezone,
         )
     schedules = ", ".join([*(cron or ()), *(f"every {s:g} s" for s in interval or ())]) or "none (trigger runs by hand)"
+    if pool is not None:
+        with exit_on_error():
+            register_with_pool(deployment, pool)
+        console.print(f"registered {deployment_name(deployment.name)} with work pool {pool}; schedules: {schedules}. "
+                      f"Run its flow runs with: prefect worker start --pool {pool}", highlight=False)
+        return
     err_console.print(f"serving {deployment_name(deployment.name)}; schedules: {schedules}; Ctrl-C stops (schedules pause)", highlight=False)
     serve_deployments(deployment)
 

@@ -1,5 +1,15 @@
-"""Deployments of campaigns: several schedules per campaign, served by this process; pause,
-resume and per-run parameter overrides through the Prefect API.
+"""Deployments of campaigns: several schedules per campaign, served by this process or by
+workers of a work pool; pause, resume and per-run parameter overrides through the Prefect API.
+
+Two ways to run a deployment's flow runs:
+
+* ``serve`` (:func:`serve_deployments`): this process registers the deployment and runs its
+  flow runs until stopped: one command, one machine;
+* a work pool (:func:`register_with_pool`): the deployment is registered with a ``process``
+  work pool and this process exits; any number of ``prefect worker start --pool NAME`` processes,
+  on any machine with crystaloop installed and the store reachable, pick its flow runs up and run
+  each in a subprocess. Runs survive the registering process, and workers can be restarted or
+  added without touching the deployment.
 
 A campaign deployment is ``crystaloop-campaign/<name>``; its default parameters are the campaign
 config (JSON), the store URL, the flow settings and ``iterations_per_run`` (``1`` with a nightly
@@ -24,7 +34,7 @@ from crystaloop.flows.config import FlowSettings
 from crystaloop.flows.parameters import deployment_store_url, redact_parameters
 from crystaloop.loop.config import CampaignConfig
 
-__all__ = ["FLOW_NAME", "build_deployment", "serve_deployments", "set_paused", "trigger", "deployment_name"]
+__all__ = ["FLOW_NAME", "build_deployment", "serve_deployments", "register_with_pool", "set_paused", "trigger", "deployment_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +104,36 @@ def serve_deployments(*deployments: Any, limit: int | None = None) -> None:
     """Register the deployments and run their flow runs from this process until interrupted
     (schedules are paused when it stops)."""
     serve(*deployments, limit=limit, print_starting_message=False)
+
+
+def register_with_pool(deployment: Any, pool: str, *, create: bool = True) -> Any:
+    """Register ``deployment`` with the ``process`` work pool ``pool`` (created when missing and
+    ``create``); returns the deployment id. Start workers with ``prefect worker start --pool <pool>``.
+
+    Raises:
+        CrystaloopError: the pool does not exist and ``create`` is false, or it exists with another
+            worker type (named in the message).
+    """
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            existing = client.read_work_pool(pool)
+        except ObjectNotFound:
+            if not create:
+                names = sorted(p.name for p in client.read_work_pools())
+                raise CrystaloopError(f"no work pool {pool!r}; work pools: {', '.join(names) or 'none'}") from None
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+            logger.info("created process work pool %s", pool)
+        else:
+            if existing.type != "process":
+                raise CrystaloopError(f"work pool {pool!r} has worker type {existing.type!r}; campaign deployments need a "
+                                      "'process' pool (crystaloop runs in the worker's Python environment)")
+    deployment_id = deployment.apply(work_pool_name=pool)
+    logger.info("deployment %s registered with work pool %s", deployment_name(deployment.name), pool)
+    return deployment_id
 
 
 def set_paused(name: str, paused: bool) -> None:

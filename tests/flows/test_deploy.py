@@ -104,3 +104,47 @@ def test_served_deployment_with_cron_schedules_runs_when_triggered(prefect_serve
     with CandidateStore(store_url) as store:
         assert [r.index for r in store.iterations(config.name) if r.finished_at is not None] == [0]
         assert store.count(CandidateFilter(campaign=config.name, status=["evaluated", "failed"])) == 2
+
+
+@pytest.mark.slow
+def test_a_work_pool_deployment_runs_on_a_prefect_worker(prefect_server, replay_campaign, tmp_path, store_url):
+    """`campaign deploy --pool` registers with a process work pool and exits; a `prefect worker` started
+    afterwards, in another process, picks the triggered run up and completes one iteration."""
+    from prefect import get_client
+    from typer.testing import CliRunner
+
+    from crystaloop.cli import app
+    from crystaloop.flows.deploy import trigger
+
+    config = replay_campaign("pool-test", budget={"iterations": 2, "candidates_per_iteration": 10, "oracle_calls_per_iteration": 2})
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["campaign", "deploy", str(path), "--name", "pooled", "--store", store_url,
+                                      "--pool", "crystaloop-test-pool"])
+    assert result.exit_code == 0, result.output
+    assert "prefect worker start --pool crystaloop-test-pool" in result.output.replace("\n", "")
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("crystaloop-campaign/pooled")
+        assert deployment.work_pool_name == "crystaloop-test-pool"
+        assert client.read_work_pool("crystaloop-test-pool").type == "process"
+    run = trigger("pooled", {"budget.iterations": 1}, timeout_s=0)  # scheduled; nothing runs it yet
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "crystaloop-test-pool", "--type", "process", "--run-once"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )
+    try:
+        output, _ = worker.communicate(timeout=280)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        output, _ = worker.communicate()
+        pytest.fail(f"the worker did not finish within 280 s:\n{output.decode()[-3000:]}")
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    assert state is not None and state.is_completed(), f"{state}\n{output.decode()[-3000:]}"
+    with CandidateStore(store_url) as store:
+        assert [r.index for r in store.iterations(config.name) if r.finished_at is not None] == [0]
+        assert store.count(CandidateFilter(campaign=config.name, status=["evaluated", "failed"])) == 2
+    from crystaloop.flows.deploy import register_with_pool
+
+    with pytest.raises(CrystaloopError, match="no work pool 'absent'; work pools: .*crystaloop-test-pool"):
+        register_with_pool(build_deployment(config, name="x", store_url=store_url), "absent", create=False)
