@@ -57,7 +57,10 @@ def server_start(
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds to wait for the server to answer.")] = 180.0,
 ) -> None:
     """Start a local Prefect server (API + UI), wait until it answers, then keep it running until Ctrl-C."""
+    from crystaloop.commands.logs import adopt_prefect_logging
     from crystaloop.flows.server import ServerSettings, start_server, wait_until_healthy
+
+    adopt_prefect_logging()
 
     settings = ServerSettings(host=host, port=port, home=str(home) if home else None, database_url=database_url or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"))
     log_dir = Path(settings.home or Path.home() / ".prefect")
@@ -97,10 +100,12 @@ def deploy(
 ) -> None:
     """Register a deployment of the campaign flow with its schedules and serve it until Ctrl-C, or
     (--pool) register it with a work pool whose workers run it."""
+    from crystaloop.commands.logs import adopt_prefect_logging
     from crystaloop.flows.config import FlowSettings
     from crystaloop.flows.deploy import build_deployment, deployment_name, register_with_pool, serve_deployments
     from crystaloop.loop.config import load_campaign_config
 
+    adopt_prefect_logging()
     with exit_on_error(invalid="bad flow settings: "):
         campaign = load_campaign_config(config)
         settings = FlowSettings(runner={"kind": runner}, oracle_concurrency=oracle_concurrency)
@@ -120,7 +125,10 @@ def deploy(
 
 
 def _set_paused(name: str, paused: bool) -> None:
+    from crystaloop.commands.logs import adopt_prefect_logging
     from crystaloop.flows.deploy import deployment_name, set_paused
+
+    adopt_prefect_logging()
 
     with exit_on_error():
         set_paused(name, paused)
@@ -144,7 +152,10 @@ def trigger(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish and exit non-zero if it failed.")] = False,
 ) -> None:
     """Start a run of a deployed campaign now, with settings overridden for this run only."""
+    from crystaloop.commands.logs import adopt_prefect_logging
     from crystaloop.flows.deploy import trigger as start_run
+
+    adopt_prefect_logging()
 
     run = start_run(name, parse_overrides(overrides), iterations_per_run=iterations, timeout_s=None if wait else 0)
     console.print(f"flow run {run.name} ({run.id}): {run.state.name if run.state else 'scheduled'}", highlight=False)

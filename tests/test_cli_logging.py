@@ -96,3 +96,26 @@ def test_prefect_state_lines_become_one_line_per_finished_step() -> None:
     assert quiet.filter(crashed) and crashed.getMessage().startswith("c: Finished in state Crashed")
     assert not quiet.filter(_record("Beginning subflow run 'c-iteration-1' for flow 'campaign-iteration'", "prefect.flow_runs"))
     assert quiet.filter(_record("iteration 0: 16 generated, 3 evaluated", "prefect.flow_runs", flow_run_name="c-iteration-0"))
+
+
+@pytest.mark.parametrize("args", [["campaign", "pause", "nightly"], ["campaign", "resume", "nightly"],
+                                  ["campaign", "trigger", "nightly"]])
+def test_every_prefect_command_takes_the_log_back_after_importing_prefect(args, monkeypatch) -> None:
+    """Importing Prefect replaces the root logger's handlers; each command that talks to Prefect puts
+    the command line's log back (so -v and the quiet default hold) before it does anything."""
+    from typer.testing import CliRunner
+
+    import crystaloop.commands.logs as logs
+    import crystaloop.flows.deploy as deploy
+    from crystaloop.cli import app
+
+    calls: list[str] = []
+    monkeypatch.setattr(logs, "adopt_prefect_logging", lambda: calls.append("adopted"))
+    monkeypatch.setattr(deploy, "set_paused", lambda name, paused: calls.append(f"paused={paused}"))
+
+    class _Run:
+        id, name, state = "run-id", "nightly-run", None
+
+    monkeypatch.setattr(deploy, "trigger", lambda *a, **k: calls.append("triggered") or _Run())
+    result = CliRunner().invoke(app, args)
+    assert calls and calls[0] == "adopted" and len(calls) == 2, (calls, result.output)
