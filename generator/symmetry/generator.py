@@ -25,12 +25,12 @@ from pydantic import Field
 
 from crystaloop import __version__
 from crystaloop.data.crystal import Crystal
-from crystaloop.data.errors import CrystaloopError, InvalidStructureError
+from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Candidate, Condition, Provenance
 from crystaloop.generator.base import GeneratorSettings
 from crystaloop.generator.symmetry.descriptors import VolumeModel
 from crystaloop.generator.symmetry.prior import TemplatePrior, TemplateProposal
-from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal, describe
+from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal, describe_training
 
 __all__ = ["TemplateGenerator", "TemplateChoice", "FitCriterion"]
 
@@ -67,12 +67,7 @@ class TemplateGenerator:
 
         A crystal with no symmetric description (spglib fails at every tolerance) is skipped and logged.
         """
-        described = []
-        for crystal in crystals:
-            try:
-                described.append(describe(crystal)[0])
-            except InvalidStructureError as exc:
-                logger.warning("template generator: skipping a training crystal: %s", exc)
+        described = describe_training(crystals, user="template generator")
         return cls.from_descriptions(described, VolumeModel(crystals), temperature=temperature, criterion=criterion,
                                      loo_rows=loo_rows, seed=seed, training_dataset=training_dataset)
 

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from crystaloop.data.crystal import Crystal, atomic_number
-from crystaloop.data.errors import CrystaloopError, InvalidStructureError
+from crystaloop.data.errors import CrystaloopError
 from crystaloop.generator.symmetry.descriptors import element_descriptor
-from crystaloop.generator.symmetry.representation import SymmetricCrystal, describe
+from crystaloop.generator.symmetry.representation import SymmetricCrystal, describe_training
 from crystaloop.generator.symmetry.wyckoff import alternatives, centring_points, metric_keeping_cosets
 
 __all__ = ["TemplatePrior", "TemplateProposal", "NoTemplateError", "BANDWIDTHS", "IDENTITY_WEIGHTS"]
@@ -127,12 +127,7 @@ class TemplatePrior:
 
         A crystal with no symmetric description (spglib fails at every tolerance) is skipped and logged.
         """
-        described = []
-        for crystal in crystals:
-            try:
-                described.append(describe(crystal)[0])
-            except InvalidStructureError as exc:
-                logger.warning("template prior: skipping a training crystal: %s", exc)
+        described = describe_training(crystals, user="template prior")
         return cls.fit_descriptions(described, bandwidths=bandwidths, identity_weights=identity_weights, loo_rows=loo_rows,
                                     seed=seed)
 

@@ -19,7 +19,9 @@ a supergroup, for special values).
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +44,7 @@ from crystaloop.generator.symmetry.wyckoff import (
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["Orbit", "SymmetricCrystal", "from_structure", "describe", "LATTICE_PARAMETERS", "DEFAULT_SYMPREC",
+__all__ = ["Orbit", "SymmetricCrystal", "from_structure", "describe", "describe_training", "LATTICE_PARAMETERS", "DEFAULT_SYMPREC",
            "SYMPREC_LADDER", "Template"]
 
 DEFAULT_SYMPREC = 0.1
@@ -336,3 +338,15 @@ def _to_primitive(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, ce
         if not keep or not (periodic_distance(coords[keep], coords[i]) < 1e-4).any():
             keep.append(i)
     return primitive_lattice, coords[keep], numbers[keep]
+
+
+def describe_training(crystals: Sequence[Crystal], *, user: str) -> list[SymmetricCrystal]:
+    """:func:`describe` of every crystal a model learns from; one spglib cannot describe at any
+    tolerance is skipped with a warning naming ``user`` (``"template prior"``)."""
+    described = []
+    for crystal in crystals:
+        try:
+            described.append(describe(crystal)[0])
+        except InvalidStructureError as exc:
+            logging.getLogger(__name__).warning("%s: skipping a training crystal: %s", user, exc)
+    return described
