@@ -2,7 +2,7 @@
 #   make demo   create .venv, install, run the demo on the shipped data
 #   make test   create .venv, install, lint (ruff + mypy baseline), run the test suite
 #   make bench  create .venv, install, run the benchmarks (current tables: benchmarks/RESULTS.md; dated log: RESULTS_LOG.md)
-#   make bench-smoke  every benchmark's quick run once, nothing recorded; fails when one fails
+#   make bench-smoke  every benchmark's quick run once, nothing recorded; fails when one fails (CI runs it after make test)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
