@@ -27,6 +27,7 @@ __all__ = ["configure_logging", "adopt_prefect_logging", "PrefectStepFilter", "Q
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
 _STATE = re.compile(r"^Finished in state (\w+)")
+_WARNING_TEXT = re.compile(r"^\S+\.py:\d+: \w*Warning: ")  # how captureWarnings formats a warning
 
 LIBRARY_QUIET_ENV = {
     "SPGLIB_WARNING": "OFF",  # spglib's C library prints its warnings straight to stderr, out of logging's reach
@@ -52,8 +53,8 @@ class QuietFilter(logging.Filter):
         self.prefect = PrefectStepFilter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "py.warnings":
-            return _raised_in_crystaloop(record)
+        if record.name == "py.warnings" or _WARNING_TEXT.match(record.getMessage()):
+            return _raised_in_crystaloop(record)  # Prefect's task-run loggers relay warnings raised in tasks too
         if record.name.startswith("prefect"):
             return self.prefect.filter(record)
         if record.name.startswith("crystaloop"):

@@ -119,3 +119,18 @@ def test_every_prefect_command_takes_the_log_back_after_importing_prefect(args, 
     monkeypatch.setattr(deploy, "trigger", lambda *a, **k: calls.append("triggered") or _Run())
     result = CliRunner().invoke(app, args)
     assert calls and calls[0] == "adopted" and len(calls) == 2, (calls, result.output)
+
+
+def test_a_third_party_warning_relayed_by_a_prefect_task_logger_stays_in_the_log() -> None:
+    """Prefect's task-run logger relays a warning raised inside a task (CHGNet's in the demo) as its own
+    WARNING record; the quiet filter drops it unless crystaloop raised it, and keeps Prefect's own warnings."""
+    from crystaloop.commands.logs import QuietFilter
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("prefect.task_runs", logging.WARNING, __file__, 1, message, (), None)
+
+    quiet = QuietFilter()
+    assert not quiet.filter(record("/venv/site-packages/chgnet/model/model.py:898: UserWarning: Converting a tensor"))
+    ours = str(Path(crystaloop.__file__).parent / "loop" / "campaign.py")
+    assert quiet.filter(record(f"{ours}:12: UserWarning: a crystaloop warning"))
+    assert quiet.filter(record("Task run 'oracle-1' received a retry"))
