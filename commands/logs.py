@@ -65,7 +65,9 @@ class QuietFilter(logging.Filter):
 def _raised_in_crystaloop(record: logging.LogRecord) -> bool:
     """True for a captured warning whose ``warnings.warn`` call sits in crystaloop's own code
     (``captureWarnings`` puts the warning's ``file:line: Category: message`` in the record)."""
-    return record.getMessage().startswith(_PACKAGE)
+    source = record.getMessage().split(":", 1)[0]
+    # the repository root is the package, so a virtual environment inside the checkout (.venv) shares its prefix
+    return source.startswith(_PACKAGE + os.sep) and "site-packages" not in Path(source).parts
 
 
 class PrefectStepFilter(logging.Filter):

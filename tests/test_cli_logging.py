@@ -131,6 +131,8 @@ def test_a_third_party_warning_relayed_by_a_prefect_task_logger_stays_in_the_log
 
     quiet = QuietFilter()
     assert not quiet.filter(record("/venv/site-packages/chgnet/model/model.py:898: UserWarning: Converting a tensor"))
+    inside = Path(crystaloop.__file__).parent / ".venv" / "lib" / "python3.11" / "site-packages" / "chgnet" / "model.py"
+    assert not quiet.filter(record(f"{inside}:898: UserWarning: a .venv inside the checkout is not crystaloop"))
     ours = str(Path(crystaloop.__file__).parent / "loop" / "campaign.py")
     assert quiet.filter(record(f"{ours}:12: UserWarning: a crystaloop warning"))
     assert quiet.filter(record("Task run 'oracle-1' received a retry"))
