@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -53,6 +54,7 @@ __all__ = ["CachedResult", "OracleCache", "default_cache_url", "chemical_system"
 logger = logging.getLogger(__name__)
 
 _CHUNK = 500
+_CREATE_ATTEMPTS = 8  # opening a fresh SQLite cache that others are opening too: tries before giving up (≈ 4 s)
 _CREATE_LOCK_KEY = 0x6F726331  # PostgreSQL advisory lock id ("orc1") held while creating the table
 
 CacheStatus = Literal["ok", "failed", "unconverged"]
@@ -167,11 +169,19 @@ class OracleCache:
                     cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.close()
 
-        try:
-            _create_tables(engine)
-        except SQLAlchemyError as exc:
-            raise OracleError(f"cannot open the oracle cache at {redact_url(self.url)!r}: {exc}") from exc
-        return engine
+        attempt = 0
+        while True:
+            try:
+                _create_tables(engine)
+                return engine
+            except SQLAlchemyError as exc:
+                # SQLite's switch to WAL takes an exclusive lock without waiting on busy_timeout, so
+                # several processes or threads opening one fresh file at once can see "locked": retry
+                if "database is locked" not in str(exc) or attempt + 1 >= _CREATE_ATTEMPTS:
+                    raise OracleError(f"cannot open the oracle cache at {redact_url(self.url)!r}: {exc}") from exc
+            engine.dispose()
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+            attempt += 1
 
     # ------------------------------------------------------------------ reads
     def get(self, oracle_key: str, structure_hash: str, prop: str) -> CachedResult | None:
