@@ -62,6 +62,7 @@ def solve_xrd(
     lattice_step: Annotated[float, typer.Option("--lattice-step", min=0.0, help="DPS step size ζ on the lattice (0: no guidance).")] = 0.05,
     frac_step: Annotated[float, typer.Option("--frac-step", min=0.0, help="DPS step size ζ on fractional coordinates.")] = 0.002,
     refine_iterations: Annotated[int, typer.Option("--refine-iterations", min=0, help="Adam steps per profile width when refining each sample (0: no refinement).")] = 40,
+    early_t: Annotated[int, typer.Option("--early-t", min=0, help="Diffusion time t of the early-stopping check (nearest step of the grid; 0: no check).")] = 200,
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of the pattern in Å (default Cu Kα).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed")] = 0,
     fmt: FormatOption = OutputFormat.TABLE,
@@ -73,7 +74,8 @@ def solve_xrd(
     from crystaloop.generator.config import SamplerConfig
     from crystaloop.generator.diffusion.generator import DiffusionGenerator
     from crystaloop.generator.posterior.sampler import PosteriorConfig
-    from crystaloop.generator.posterior.xrd import solve_pattern
+    from crystaloop.generator.posterior.solution_checks import check_solutions
+    from crystaloop.generator.posterior.xrd import snapshot_solutions, solve_pattern
     from crystaloop.generator.shipped import resolve_generator_checkpoint
     from crystaloop.multimodal.xrd_io import read_pattern
 
@@ -87,7 +89,8 @@ def solve_xrd(
             system = tuple(s.strip() for s in chemsys.split("-")) if chemsys else None
             measured = read_pattern(pattern, DEFAULT_GRID, wavelength=wavelength)
             generator = DiffusionGenerator.from_checkpoint(resolve_generator_checkpoint(model), SamplerConfig(method="pc", steps=steps))
-            guidance = PosteriorConfig(lattice_step=lattice_step, frac_step=frac_step)
+            guidance = PosteriorConfig(lattice_step=lattice_step, frac_step=frac_step,
+                                       snapshot_step=_snapshot_step(generator.model.schedule.timesteps, steps, early_t))
             refine = RefineConfig(iterations=refine_iterations) if refine_iterations else None
             with progress_bar() as bar:
                 task = bar.add_task(f"posterior sampling ({n} samples, {steps} steps)", total=steps)
@@ -96,7 +99,41 @@ def solve_xrd(
                                                    on_step=lambda done, total: bar.update(task, completed=done, total=total))
         if not solutions:
             raise fail(f"all {n} samples collapsed; try more --steps or a smaller --lattice-step")
-        _report(output, out, pattern, measured, solutions, samples, write_structures)
+        with exit_on_error():
+            checks = check_solutions(solutions, samples.kl, early=snapshot_solutions(samples, measured, refine=refine))
+        _report(output, out, pattern, measured, solutions, samples, write_structures, checks)
+        _report_checks(output, checks)
+
+
+def _snapshot_step(timesteps: int, steps: int, early_t: int) -> int:
+    """The step of the sampler's grid nearest to diffusion time ``early_t`` (0: none)."""
+    from crystaloop.generator.diffusion.sampling import step_grid
+
+    inner = step_grid(timesteps, steps)[1:-1]
+    return min(inner, key=lambda t: abs(t - early_t)) if early_t and inner else 0
+
+
+_MODE_COLUMNS = (
+    Column("mode", "mode", justify="right"),
+    Column("formula", "best member"),
+    Column("weight", "share of chains", "{:.2f}", justify="right"),
+    Column("rwp", "best Rwp", "{:.3f}", justify="right"),
+)
+
+
+def _report_checks(output: Output, checks) -> None:  # noqa: ANN001 - SolutionChecks
+    """The checks on the best solution: the distinct structures found and the flags raised."""
+    from crystaloop.generator.posterior.solution_checks import FLAGS
+
+    rows = [{"mode": i, "formula": m.formula, "weight": m.weight, "rwp": m.rwp} for i, m in enumerate(checks.modes, start=1)]
+    output.table("modes", _MODE_COLUMNS, rows, title="distinct structures among the solutions")
+    if checks.trusted:
+        console.print("checks: no flag raised (calibration on held-out perov_5 patterns: benchmarks/RESULTS.md, bench_xrd_checks)")
+    else:
+        console.print(f"checks: {len(checks.flags)} flag(s) on the best solution; treat it with care:")
+        for name in checks.flags:
+            console.print(f"  {name}: {FLAGS[name]}")
+    output.add(flags=list(checks.flags))
 
 
 _SOLUTION_COLUMNS = (
@@ -109,7 +146,7 @@ _SOLUTION_COLUMNS = (
 )
 
 
-def _report(output: Output, out: Path, pattern: Path, measured: np.ndarray, solutions: list, samples, write_structures) -> None:  # noqa: ANN001
+def _report(output: Output, out: Path, pattern: Path, measured: np.ndarray, solutions: list, samples, write_structures, checks) -> None:  # noqa: ANN001
     import numpy as np
 
     from crystaloop.data.records import Candidate, Provenance
@@ -127,7 +164,7 @@ def _report(output: Output, out: Path, pattern: Path, measured: np.ndarray, solu
         rows.append({"rank": rank, "formula": crystal.reduced_formula, "rwp": solution.rwp, "kl": solution.kl,
                      "volume_per_atom": crystal.volume / crystal.n_sites, "space_group": group})
     output.table("solutions", _SOLUTION_COLUMNS, rows, title=f"solutions for {pattern.name} (best Rwp first)")
-    summary = {"pattern": str(pattern), "out": str(out), "mean_kl": float(np.mean(samples.kl)), "solutions": rows}
+    summary = {"pattern": str(pattern), "out": str(out), "mean_kl": float(np.mean(samples.kl)), "solutions": rows, "checks": checks.as_dict()}
     summary_path = out.with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=1))
     plot = plot_solutions(out.with_suffix(".png"), DEFAULT_GRID.two_theta(), measured, solutions)

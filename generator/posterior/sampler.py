@@ -81,6 +81,9 @@ class PosteriorConfig(BaseModel):
             through it: ~3× cheaper, weaker guidance early).
         start_fraction: guide only steps with t/T ≤ this (1 = every step).
         stop_step: end at this step and return the clean estimate there (0 = run to the end).
+        snapshot_step: also keep the clean estimate at this step while running to the end
+            (``PosteriorSamples.snapshot``; 0 = none): the early-stopped answer of every chain
+            for free, which :mod:`.solution_checks` compares with the final one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -90,6 +93,7 @@ class PosteriorConfig(BaseModel):
     through_network: bool = True
     start_fraction: float = Field(1.0, gt=0.0, le=1.0)
     stop_step: int = Field(0, ge=0)
+    snapshot_step: int = Field(0, ge=0)
 
 
 @dataclass
@@ -103,6 +107,8 @@ class PosteriorSamples:
         misfit_trace: (K, B) misfit of the clean estimate at each guided step (NaN where unguided).
         kl_trace: (K, B) each step's contribution to ``kl`` (rows follow the step grid from t = T).
         grid: the K + 1 diffusion times of the steps, descending from T.
+        snapshot: the clean estimates at ``PosteriorConfig.snapshot_step`` (same chains, same
+            order as ``raw``), or ``None`` when no snapshot was asked for.
     """
 
     raw: RawSamples
@@ -111,6 +117,7 @@ class PosteriorSamples:
     misfit_trace: np.ndarray
     kl_trace: np.ndarray
     grid: list[int]
+    snapshot: RawSamples | None = None
 
     def kl_between(self, high: float, low: float) -> np.ndarray:
         """(B,) KL accumulated over the steps starting at t/T in (low, high]: the score of one phase."""
@@ -150,8 +157,10 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
     guidance = guidance or PosteriorConfig()
     schedule = model.schedule
     grid = step_grid(schedule.timesteps, config.steps)
-    if guidance.stop_step and guidance.stop_step not in grid:
-        raise CrystaloopError(f"stop_step {guidance.stop_step} is not on the {len(grid) - 1}-step grid; choose one of {grid[1:-1]}")
+    for name in ("stop_step", "snapshot_step"):
+        step = getattr(guidance, name)
+        if step and step not in grid:
+            raise CrystaloopError(f"{name} {step} is not on the {len(grid) - 1}-step grid; choose one of {grid[1:-1]}")
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
 
@@ -167,6 +176,7 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
     evaluate = conditioned_evaluator(net, conditioned, request.guidance_scale)
 
     kl = torch.zeros(b, dtype=torch.float64, device=device)
+    snapshot: RawSamples | None = None
     trace = np.full((len(grid) - 1, b), np.nan)
     kl_trace = np.zeros((len(grid) - 1, b))
     for index, (t, s) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
@@ -203,13 +213,12 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
             with torch.no_grad():
                 out = evaluate(state.replace(t=at_t))
         with torch.no_grad():
-            if guidance.stop_step and t == guidance.stop_step:
-                lattice0, frac0, numbers = _clean_state(model, state, out, t, species_bias)
-                raw = RawSamples(lattice=lattice0.double().cpu().numpy(), frac=frac0.double().cpu().numpy(),
-                                 numbers=numbers.cpu().numpy(), num_atoms=state.num_atoms.cpu().numpy(),
-                                 seconds=time.perf_counter() - started)
-                return PosteriorSamples(raw=raw, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, raw, device, dtype),
-                                        misfit_trace=trace, kl_trace=kl_trace, grid=grid)
+            if t in (guidance.stop_step, guidance.snapshot_step):
+                estimate = _clean_raw(model, state, out, t, species_bias, time.perf_counter() - started)
+                if t == guidance.stop_step:
+                    return PosteriorSamples(raw=estimate, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, estimate, device, dtype),
+                                            misfit_trace=trace, kl_trace=kl_trace, grid=grid)
+                snapshot = estimate
             moments = step_moments(model, state, out, t, s, 1.0)
             step_kl = _transition_kl(lattice_shift, moments.lattice_std, frac_shift, moments.frac_std, state.batch, b)
             kl_trace[index] = step_kl.cpu().numpy()
@@ -222,7 +231,15 @@ def posterior_sample_batch(model: CrystalDiffusion, request: SampleRequest, conf
             on_step(index + 1, len(grid) - 1)
     raw = to_raw_samples(model, state, time.perf_counter() - started)
     return PosteriorSamples(raw=raw, kl=kl.cpu().numpy(), misfit=_final_misfit(misfit, raw, device, dtype), misfit_trace=trace,
-                            kl_trace=kl_trace, grid=grid)
+                            kl_trace=kl_trace, grid=grid, snapshot=snapshot)
+
+
+def _clean_raw(model: CrystalDiffusion, state: NoisyBatch, out: DenoiserOutput, t: int, species_bias: torch.Tensor | None,
+               seconds: float) -> RawSamples:
+    """The clean estimate at step ``t`` as samples (early stopping and snapshots)."""
+    lattice0, frac0, numbers = _clean_state(model, state, out, t, species_bias)
+    return RawSamples(lattice=lattice0.double().cpu().numpy(), frac=frac0.double().cpu().numpy(), numbers=numbers.cpu().numpy(),
+                      num_atoms=state.num_atoms.cpu().numpy(), seconds=seconds)
 
 
 def _transition_kl(lattice_shift: torch.Tensor, lattice_std: torch.Tensor, frac_shift: torch.Tensor,

@@ -31,9 +31,10 @@ from crystaloop.data.xrd_forward import pattern_misfit, powder_pattern, powder_p
 from crystaloop.data.xrd_grid import DEFAULT_GRID, PatternGrid
 from crystaloop.data.xrd_refine import RefineConfig, refine_to_pattern, smooth_patterns
 from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
+from crystaloop.generator.diffusion.sampling import RawSamples
 from crystaloop.generator.posterior.sampler import PosteriorConfig, PosteriorSamples, posterior_sample_batch
 
-__all__ = ["DEFAULT_REFINE", "XRDMisfit", "XRDSolution", "solve_pattern"]
+__all__ = ["DEFAULT_REFINE", "XRDMisfit", "XRDSolution", "rank_against_pattern", "snapshot_solutions", "solve_pattern"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,19 +142,38 @@ def solve_pattern(generator: DiffusionGenerator, pattern: np.ndarray, *, composi
     request = generator.request(num_samples, condition, np.random.default_rng(seed))
     misfit = XRDMisfit(pattern, grid, kind=misfit_kind, anneal_fwhm=anneal_fwhm)
     samples = posterior_sample_batch(generator.model, request, generator.sampler, misfit, guidance, seed=seed, on_step=on_step)
-    kept = [(index, crystal) for index, parts in enumerate(samples.raw.split())
-            if (crystal := crystal_from_sample(*parts)) is not None]
-    if len(kept) < num_samples:
-        logger.warning("dropped %d of %d samples with a collapsed or non-finite cell", num_samples - len(kept), num_samples)
-    if not kept:
-        return [], samples
-    crystals = [crystal for _, crystal in kept]
     target = misfit.measured[0] if misfit.measured.ndim == 2 else misfit.measured
+    solutions = rank_against_pattern(samples.raw, samples.kl, target.numpy(), grid, refine, seed)
+    if len(solutions) < num_samples:
+        logger.warning("dropped %d of %d samples with a collapsed or non-finite cell", num_samples - len(solutions), num_samples)
+    return solutions, samples
+
+
+def snapshot_solutions(samples: PosteriorSamples, pattern: np.ndarray, *, grid: PatternGrid = DEFAULT_GRID,
+                       refine: RefineConfig | None = DEFAULT_REFINE, seed: int = 0) -> list[XRDSolution]:
+    """The early-stopped answers of :func:`solve_pattern`'s chains (``PosteriorConfig.snapshot_step``),
+    refined and ranked like the final ones; empty when no snapshot was taken."""
+    if samples.snapshot is None:
+        return []
+    target = np.asarray(pattern, dtype=np.float64)
+    return rank_against_pattern(samples.snapshot, samples.kl, target / target.max(), grid, refine, seed)
+
+
+def rank_against_pattern(raw: RawSamples, kl: np.ndarray, target: np.ndarray, grid: PatternGrid, refine: RefineConfig | None,
+                         seed: int) -> list[XRDSolution]:
+    """Samples ``raw`` as crystals, refined against ``target`` ((P,), max 1) and ranked by Rwp
+    (best first); samples with a collapsed or non-finite cell are dropped. ``kl``: (B,) nats."""
+    kept = [(index, crystal) for index, parts in enumerate(raw.split())
+            if (crystal := crystal_from_sample(*parts)) is not None]
+    if not kept:
+        return []
+    crystals = [crystal for _, crystal in kept]
     if refine is not None:
-        refined = refine_to_pattern(crystals, target.numpy(), grid, refine)
-        crystals, fits = refined.crystals, refined.rwp_after
+        refined = refine_to_pattern(crystals, target, grid, refine)
+        crystals, fits = refined.crystals, [float(value) for value in refined.rwp_after]
     else:
-        fits = [float(rwp(torch.as_tensor(powder_pattern_of(c, grid), dtype=torch.float64), target)[0]) for c in crystals]
-    solutions = [XRDSolution(crystal=crystal, rwp=float(fit), kl=float(samples.kl[index]), simulated=powder_pattern_of(crystal, grid), seed=seed)
+        target_tensor = torch.as_tensor(target, dtype=torch.float64)
+        fits = [float(rwp(torch.as_tensor(powder_pattern_of(c, grid), dtype=torch.float64), target_tensor)[0]) for c in crystals]
+    solutions = [XRDSolution(crystal=crystal, rwp=float(fit), kl=float(kl[index]), simulated=powder_pattern_of(crystal, grid), seed=seed)
                  for (index, _), crystal, fit in zip(kept, crystals, fits, strict=True)]
-    return sorted(solutions, key=lambda s: s.rwp), samples
+    return sorted(solutions, key=lambda s: s.rwp)

@@ -130,3 +130,17 @@ def test_solve_pattern_within_a_chemical_system_draws_its_elements(perov_generat
                                        refine=None, seed=1)
     assert samples.kl.shape == (2,) and np.isfinite(samples.kl).all()
     assert solutions and all(set(s.crystal.composition) <= set(elements) for s in solutions)
+
+
+def test_a_snapshot_is_the_early_stopped_answer_of_the_same_chains_and_the_run_still_ends(model) -> None:
+    config = SamplerConfig(method="pc", steps=20)
+    stopped = posterior_sample_batch(model, _request(True), config, edge_misfit, PosteriorConfig(stop_step=10), seed=3)
+    full = posterior_sample_batch(model, _request(True), config, edge_misfit, seed=3)
+    both = posterior_sample_batch(model, _request(True), config, edge_misfit, PosteriorConfig(snapshot_step=10), seed=3)
+    assert full.snapshot is None and both.snapshot is not None
+    np.testing.assert_allclose(both.snapshot.lattice, stopped.raw.lattice)  # same chains up to the snapshot
+    np.testing.assert_array_equal(both.snapshot.numbers, stopped.raw.numbers)
+    np.testing.assert_allclose(both.raw.lattice, full.raw.lattice)  # taking a snapshot changes nothing downstream
+    np.testing.assert_allclose(both.kl, full.kl)
+    with pytest.raises(CrystaloopError, match="snapshot_step 11 is not on the 20-step grid"):
+        posterior_sample_batch(model, _request(), config, edge_misfit, PosteriorConfig(snapshot_step=11), seed=3)

@@ -13,6 +13,7 @@ from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
 from crystaloop.data.xrd_forward import powder_pattern_of
 from crystaloop.data.xrd_grid import DEFAULT_GRID
+from crystaloop.generator.posterior.solution_checks import FLAGS
 from crystaloop.multimodal.xrd_io import write_xy
 
 runner = CliRunner()
@@ -44,6 +45,10 @@ def test_solve_xrd_writes_ranked_solutions_a_plot_and_a_summary(target: Crystal,
     assert rwps == sorted(rwps) and all(0 <= r <= 1 for r in rwps)
     assert all(row["formula"] == target.reduced_formula for row in summary["solutions"]) and summary["mean_kl"] >= 0
     assert "OOD score" in result.output
+    checks = summary["checks"]  # the checks on the best solution: modes cover every solution, flags are known names
+    assert sum(len(mode["members"]) for mode in checks["modes"]) == len(rwps) and checks["modes"][0]["rwp"] == rwps[0]
+    assert set(checks["flags"]) <= set(FLAGS) and ("no flag raised" in result.output) == (not checks["flags"])
+    assert checks["early_agrees"] in (True, False)
 
 
 @pytest.mark.parametrize(
