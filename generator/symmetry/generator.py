@@ -62,14 +62,30 @@ class TemplateGenerator:
 
     @classmethod
     def from_crystals(cls, crystals: Sequence[Crystal], *, temperature: float = 0.0, criterion: FitCriterion = "match",
-                      loo_rows: int = 100, seed: int = 0, training_dataset: str | None = None) -> TemplateGenerator:
+                      loo_rows: int = 100, seed: int = 0, training_dataset: str | None = None,
+                      use_cache: bool = True) -> TemplateGenerator:
         """Describe ``crystals``, fit the volume model and the prior on them (see :meth:`from_descriptions`).
 
         A crystal with no symmetric description (spglib fails at every tolerance) is skipped and logged.
+        With ``use_cache`` the descriptions and the prior's fit are read from (or written to) the
+        template-fit cache (:mod:`.fit_cache`), keyed by the crystals and ``criterion``, ``loo_rows``
+        and ``seed``; a hit skips spglib and the leave-one-out fit and builds the same prior.
         """
+        from crystaloop.generator.symmetry.fit_cache import CachedFit, fit_key, load_fit, save_fit
+
+        key = fit_key(crystals, {"criterion": criterion, "loo_rows": loo_rows, "seed": seed}) if use_cache else None
+        cached = load_fit(key) if key is not None else None
+        if cached is not None:
+            logger.info("template generator: prior fit read from the cache (%d crystals)", len(cached.described))
+            prior = TemplatePrior(cached.described, bandwidth=cached.bandwidth, identity_weight=cached.identity_weight)
+            prior.loo_accuracy = dict(cached.loo_accuracy)
+            return cls(prior, VolumeModel(crystals), temperature=temperature, training_dataset=training_dataset)
         described = describe_training(crystals, user="template generator")
-        return cls.from_descriptions(described, VolumeModel(crystals), temperature=temperature, criterion=criterion,
-                                     loo_rows=loo_rows, seed=seed, training_dataset=training_dataset)
+        generator = cls.from_descriptions(described, VolumeModel(crystals), temperature=temperature, criterion=criterion,
+                                          loo_rows=loo_rows, seed=seed, training_dataset=training_dataset)
+        if key is not None:
+            save_fit(key, CachedFit(described, generator.prior.bandwidth, generator.prior.identity_weight, generator.prior.loo_accuracy))
+        return generator
 
     @classmethod
     def from_descriptions(cls, described: Sequence[SymmetricCrystal], volumes: VolumeModel, *, temperature: float = 0.0,

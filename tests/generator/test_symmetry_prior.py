@@ -146,3 +146,36 @@ def test_leave_one_out_fit_scores_every_grid_point_and_rejects_a_bad_criterion()
     assert generator.prior.loo_accuracy[generator.prior.bandwidth, generator.prior.identity_weight] == pytest.approx(1.0)
     with pytest.raises(CrystaloopError, match="allowed: match, template"):
         TemplateGenerator.from_crystals(crystals, criterion="energy")  # type: ignore[arg-type]
+
+
+def test_a_cached_fit_builds_the_same_generator_without_refitting_and_a_bad_entry_refits(tmp_path, monkeypatch, caplog) -> None:
+    import crystaloop.generator.symmetry.generator as template_module
+    from crystaloop.generator.symmetry.fit_cache import templates_cache_dir
+
+    monkeypatch.setenv("CRYSTALOOP_CACHE_DIR", str(tmp_path))
+    crystals = load_dataset("perov_5/train", max_rows=120).crystals
+    condition = Condition(composition={"Sr": 1, "Ti": 1, "O": 3})
+    fitted = TemplateGenerator.from_crystals(crystals, loo_rows=10)
+    entries = list(templates_cache_dir().glob("*.json"))
+    assert len(entries) == 1
+
+    def no_refit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a cache hit must not describe the training crystals again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(template_module, "describe_training", no_refit)
+        cached = TemplateGenerator.from_crystals(crystals, loo_rows=10)
+    assert (cached.prior.bandwidth, cached.prior.identity_weight) == (fitted.prior.bandwidth, fitted.prior.identity_weight)
+    assert cached.prior.loo_accuracy == fitted.prior.loo_accuracy
+    for a, b in zip(fitted.sample(4, condition, seed=1), cached.sample(4, condition, seed=1), strict=True):
+        np.testing.assert_array_equal(a.crystal.lattice, b.crystal.lattice)
+        np.testing.assert_array_equal(a.crystal.frac_coords, b.crystal.frac_coords)
+        assert a.provenance.source == b.provenance.source
+
+    TemplateGenerator.from_crystals(crystals, loo_rows=5)  # another setting is another entry
+    TemplateGenerator.from_crystals(crystals[:-1], loo_rows=10)  # so is another training set
+    assert len(list(templates_cache_dir().glob("*.json"))) == 3
+    entries[0].write_text("{not json")
+    refitted = TemplateGenerator.from_crystals(crystals, loo_rows=10)
+    assert "ignoring the unreadable template-fit cache entry" in caplog.text
+    assert refitted.prior.bandwidth == fitted.prior.bandwidth and entries[0].read_text().startswith("{\"version\"")
