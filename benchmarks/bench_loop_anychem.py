@@ -18,17 +18,22 @@ hull coverage class. Novelty has no training split to check against (none of the
 trained), so "novel" means "not matching an imported structure" and equals "evaluated" here;
 "unique" is against the campaign's earlier evaluated candidates. Rates are pooled over the seeds
 per 100 oracle calls (failed calls count in the denominator); the interval is the 2.5–97.5 %
-percentile of 4000 bootstrap resamples of the oracle calls. ``seconds`` is the campaigns' wall
-time (the shared phase build is reported on its own row). ``quick=True``: 2 seeds × 2 iterations ×
+percentile of 4000 bootstrap resamples of the oracle calls. ``seconds`` is the sum of the
+campaigns' iteration times as their reports record them (the shared phase build is reported on its
+own row). Everything lives under ``runs/bench/loop_anychem/<quick|full>-<settings hash>/`` (the
+phase cache, and per campaign its store and oracle cache), so an interrupted run resumes: the phase
+build is skipped once done, an existing oracle cache is kept, and each campaign's finished
+iterations are read back from its store (``run_campaign``); ``fresh=True`` starts over. ``quick=True``: 2 seeds × 2 iterations ×
 8 candidates × 3 oracle calls, 60 relaxation steps, 12 prototype structures per subsystem; full:
 3 seeds × 4 × 24 × 6, 200 steps, 40.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,8 @@ from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.sun import campaign_sun
 
 logger = logging.getLogger(__name__)
+
+RUNS = Path("runs/bench/loop_anychem")
 
 ELEMENTS = ("Li", "Mn", "O")
 SUBSTITUTION = {"kind": "substitution", "prototypes": True, "max_atoms": 12, "temperature": 1.0}
@@ -98,35 +105,58 @@ def _interval(k: int, n: int, rng: np.random.Generator) -> str:
     return f"{100.0 * k / n:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def run(quick: bool = False) -> list[dict]:
+def folder_for(quick: bool) -> Path:
+    """The run's folder: sizes and arm settings hashed into its name, so changed settings never resume old files."""
+    settings = json.dumps({"sizes": _sizes(quick), "arms": ARMS, "elements": ELEMENTS}, sort_keys=True, default=list)
+    return RUNS / f"{'quick' if quick else 'full'}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
+
+
+def _build_phases(cache: Path, quick: bool) -> None:
+    """Relax the elements and the prototype competing phases into the oracle cache at ``cache``."""
+    oracle = campaign("substitution", 0, cache, quick).oracle.build()
+    oracle.hull.phase_diagram(list(ELEMENTS))
+
+
+def shared_phases(folder: Path, quick: bool) -> tuple[Path, float]:
+    """The oracle cache holding the elements and prototype phases (built once; ``phases.json`` marks it done)
+    and the seconds its build took."""
+    cache, done = folder / "phases.db", folder / "phases.json"
+    if done.exists():
+        return cache, float(json.loads(done.read_text())["seconds"])
+    start = time.perf_counter()
+    _build_phases(cache, quick)
+    seconds = round(time.perf_counter() - start, 1)
+    done.write_text(json.dumps({"seconds": seconds}))
+    return cache, seconds
+
+
+def run(quick: bool = False, fresh: bool = False) -> list[dict]:
     torch.set_num_threads(1)
     sizes = _sizes(quick)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        seed_cache = folder / "phases.db"
-        start = time.perf_counter()
-        oracle = campaign("substitution", 0, seed_cache, quick).oracle.build()
-        oracle.hull.phase_diagram(list(ELEMENTS))  # elements and prototype phases, once for every arm
-        rows.append({"arm": "shared hull (elements + prototype phases)", "seeds": "", "seconds": round(time.perf_counter() - start, 1)})
-        del oracle
-        for arm in ARMS:
-            totals = []
-            failed, seconds, last_shares = 0, 0.0, []
-            for seed in sizes["seeds"]:
-                cache = folder / f"oracle-{arm.split()[0]}-{seed}.db"
+    folder = folder_for(quick)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    seed_cache, phase_seconds = shared_phases(folder, quick)
+    rows: list[dict] = [{"arm": "shared hull (elements + prototype phases)", "seeds": "", "seconds": phase_seconds}]
+    for arm in ARMS:
+        totals = []
+        failed, seconds, last_shares = 0, 0.0, []
+        for seed in sizes["seeds"]:
+            tag = f"{arm.split()[0]}-{seed}"
+            cache = folder / f"oracle-{tag}.db"
+            if not cache.exists():  # a resumed campaign keeps its own relaxations
                 _copy_db(seed_cache, cache)
-                config = campaign(arm, seed, cache, quick)
-                started = time.perf_counter()
-                with CandidateStore(f"sqlite:///{folder / f'store-{arm.split()[0]}-{seed}.db'}") as store:
-                    reports = run_campaign(build_components(config), store, config)
-                seconds += time.perf_counter() - started
-                failed += sum(r.failed for r in reports)
-                totals.append(campaign_sun(r.sun for r in reports))
-                if reports[-1].arms is not None:
-                    last_shares.append(reports[-1].arms.shares)
-                logger.info("%s seed %d: %s", arm, seed, totals[-1].describe() if totals[-1] else "no S.U.N. summary")
-            rows.append(_row(arm, sizes, [t for t in totals if t is not None], failed, seconds, last_shares))
+            config = campaign(arm, seed, cache, quick)
+            with CandidateStore(f"sqlite:///{folder / f'store-{tag}.db'}") as store:
+                reports = run_campaign(build_components(config), store, config)
+            seconds += sum(r.seconds for r in reports)
+            failed += sum(r.failed for r in reports)
+            totals.append(campaign_sun(r.sun for r in reports))
+            if reports[-1].arms is not None:
+                last_shares.append(reports[-1].arms.shares)
+            logger.info("%s seed %d: %s", arm, seed, totals[-1].describe() if totals[-1] else "no S.U.N. summary")
+        rows.append(_row(arm, sizes, [t for t in totals if t is not None], failed, seconds, last_shares))
     return rows
 
 
@@ -157,4 +187,4 @@ def _row(arm: str, sizes: dict[str, Any], totals: list, failed: int, seconds: fl
 if __name__ == "__main__":
     from benchmarks.run_all import run_standalone
 
-    run_standalone(run, __doc__)
+    run_standalone(run, __doc__, {"--fresh": {"action": "store_true", "help": "start over instead of resuming runs/bench/loop_anychem"}})
