@@ -34,16 +34,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from benchmarks.csp_arms import Sampler, csp_row, diffusion_sampler, from_generator, same_size_sampler
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
-from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.matching import structure_matcher
-from crystaloop.data.records import Condition
-from crystaloop.generator.evaluation import csp_metrics, csp_metrics_at_k
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +49,6 @@ DATASETS = ("perov_5", "carbon_24")
 CSP_ROWS, CSP_K_ROWS, K = 250, 60, 20
 INVARIANCE_ROWS = 100
 QUICK = {"train": 300, "csp": 12, "csp_k": 6, "invariance": 5}
-
-Sampler = Callable[[Sequence[Crystal], int], list[list[Crystal | None]]]
-
 
 def _representation_row(name: str, train: Sequence[Crystal], invariance_rows: int) -> tuple[dict, list]:
     from crystaloop.data import testing as rewrites
@@ -96,84 +91,8 @@ def _representation_row(name: str, train: Sequence[Crystal], invariance_rows: in
     return row, described
 
 
-def _same_size(train: Sequence[Crystal], composition: dict[str, int], k: int, rng: np.random.Generator) -> list[Crystal | None]:
-    """k distinct random train structures with the composition's per-element counts (elements swapped count for count)."""
-    wanted = sorted(composition.values())
-    pool = [c for c in train if sorted(c.composition.values()) == wanted]
-    if not pool:
-        return [None]
-    out: list[Crystal | None] = []
-    for index in rng.permutation(len(pool))[:k]:
-        parent = pool[int(index)]
-        mapping = {}
-        for count in set(wanted):
-            sources = [el for el, n in parent.composition.items() if n == count]
-            targets = [el for el, n in composition.items() if n == count]
-            mapping.update(zip(sources, rng.permutation(targets).tolist(), strict=True))
-        out.append(Crystal.from_symbols(parent.lattice, parent.frac_coords, [mapping[s] for s in parent.symbols]))
-    return out
-
-
-def _same_size_sampler(train: Sequence[Crystal], rng: np.random.Generator) -> Sampler:
-    return lambda references, k: [_same_size(train, c.composition, k, rng) for c in references]
-
-
-def _from_generator(generator) -> Sampler:  # noqa: ANN001 - any Generator
-    def sample(references: Sequence[Crystal], k: int) -> list[list[Crystal | None]]:
-        out: list[list[Crystal | None]] = []
-        for seed, reference in enumerate(references):
-            try:
-                out.append([c.crystal for c in generator.sample(k, Condition(composition=reference.composition), seed=seed)])
-            except CrystaloopError as exc:
-                logger.debug("%s: %s", reference.composition, exc)
-                out.append([None])
-        return out
-    return sample
-
-
-def _consistency(name: str) -> Sampler | None:
-    from crystaloop.generator.config import SamplerConfig
-    from crystaloop.generator.diffusion.generator import DiffusionGenerator, crystal_from_sample
-    from crystaloop.generator.shipped import shipped_generator_path
-
-    try:
-        path = shipped_generator_path(f"{name}_consistency")
-    except CrystaloopError as exc:
-        logger.info("no consistency arm for %s: %s", name, exc)
-        return None
-    generator = DiffusionGenerator.from_checkpoint(path, SamplerConfig(method="consistency", steps=2))
-
-    def sample(references: Sequence[Crystal], k: int) -> list[list[Crystal | None]]:
-        import torch
-
-        from crystaloop.generator.diffusion.sampling import SampleRequest
-
-        repeated = [c for c in references for _ in range(k)]
-        tokens = torch.cat([generator.model.normalisation.tokens(c.numbers) for c in repeated])
-        raw = generator.sample_raw(SampleRequest(num_atoms=torch.tensor([c.n_sites for c in repeated]), tokens=tokens), seed=0)
-        flat = [crystal_from_sample(*parts) for parts in raw.split()]
-        return [flat[i * k:(i + 1) * k] for i in range(len(references))]
-    return sample
-
-
 def _csp_rows(name: str, arms: dict[str, Sampler], val: Sequence[Crystal], k_rows: int) -> list[dict]:
-    rows = []
-    for arm, sampler in arms.items():
-        start = time.perf_counter()
-        single = [options[0] if options else None for options in sampler(val, 1)]
-        seconds = time.perf_counter() - start
-        one = csp_metrics(val, single)
-        start = time.perf_counter()
-        many = sampler(val[:k_rows], K)
-        seconds_k = time.perf_counter() - start
-        at_k = csp_metrics_at_k(val[:k_rows], many)
-        rows.append({"row": "csp", "data": f"{name}/val", "arm": arm, "n": one["n"], "match_k1_%": one["match_rate"],
-                     "fit_k1_%": one["fit_rate"], "rmse_k1": one["rmse"], "no_output_k1": one["invalid_samples"],
-                     "n_k20": at_k["n"], "match_k20_%": at_k["match_rate"], "fit_k20_%": at_k["fit_rate"],
-                     "mean_outputs_k20": float(np.mean([sum(c is not None for c in o) for o in many])) if many else 0.0,
-                     "structures_per_s": (len(val) + sum(len(o) for o in many)) / max(seconds + seconds_k, 1e-9)})
-        logger.info("%s", rows[-1])
-    return rows
+    return [{"row": "csp", **csp_row(f"{name}/val", arm, sampler, val, k_rows, K)} for arm, sampler in arms.items()]
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -200,12 +119,12 @@ def run(quick: bool = False) -> list[dict]:
         rows.append(representation)
         rng = np.random.default_rng(0)
         arms: dict[str, Sampler] = {
-            "template (this issue)": _from_generator(template),
-            "substitution train": _from_generator(SubstitutionGenerator(train, prototypes=False, partial=False,
+            "template (this issue)": from_generator(template),
+            "substitution train": from_generator(SubstitutionGenerator(train, prototypes=False, partial=False,
                                                                         charge_balance=name != "carbon_24")),
-            "random same-size train structure": _same_size_sampler(train, rng),
+            "random same-size train structure": same_size_sampler(train, rng),
         }
-        consistency = _consistency(name)
+        consistency = diffusion_sampler(f"{name}_consistency", "consistency", 2)
         if consistency is not None:
             arms["consistency 2 steps (shipped)"] = consistency
         rows += _csp_rows(name, arms, val, QUICK["csp_k"] if quick else CSP_K_ROWS)
