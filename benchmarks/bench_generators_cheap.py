@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 
 DATASETS = ("perov_5", "carbon_24")
 K = 20
-CSP_ROWS, CSP_K_ROWS = 100, 20
-DIFFUSION_ROWS, DIFFUSION_K_ROWS = 12, 2
+CSP_ROWS, CSP_K_ROWS = 60, 10
+DIFFUSION_ROWS, DIFFUSION_K_ROWS = 8, 1
 QUICK = {"train": 150, "csp": 4, "csp_k": 2, "k": 5, "loo": 10}
 
 
