@@ -10,7 +10,7 @@ import typer
 
 from crystaloop.commands.common import Column, FormatOption, Output, OutputFormat, console, exit_on_error, fail
 
-__all__ = ["campaign_app", "print_reports", "report_folder"]
+__all__ = ["campaign_app", "arm_rows", "print_reports", "report_folder"]
 
 campaign_app = typer.Typer(help="Closed-loop campaigns: generate, guard, select, measure, learn.", no_args_is_help=True)
 logger = logging.getLogger(__name__)
@@ -94,6 +94,33 @@ ITERATION_COLUMNS = (
 )
 """One row per campaign iteration (an :class:`~crystaloop.loop.report.IterationReport` as JSON)."""
 
+ARM_COLUMNS = (
+    Column("iteration", "iter", justify="right"),
+    Column("arm", "arm"),
+    Column("allocation", "allocation", priority=1),
+    Column("share", "share", "{:.2f}", justify="right"),
+    Column("generated", "gen", justify="right"),
+    Column("oracle_calls", "calls", justify="right"),
+    Column("hits", "hits", justify="right"),
+)
+"""One row per iteration and arm of a composite generator (from the report's ``arms``)."""
+
+
+def arm_rows(reports) -> list[dict]:  # noqa: ANN001 - list[IterationReport]
+    """Per iteration and arm: the allocation kind, the share it generated with, the candidates it
+    generated and the oracle calls and verified hits its candidates got; none without a composite generator."""
+    rows = []
+    for r in reports:
+        if r.arms is None:
+            continue
+        for arm, share in r.arms.shares.items():
+            outcome = r.arms.outcomes.get(arm)
+            rows.append({"iteration": r.iteration, "arm": arm, "allocation": r.arms.kind, "share": share,
+                         "generated": r.arms.generated.get(arm, 0), "oracle_calls": outcome.oracle_calls if outcome else 0,
+                         "hits": outcome.hits if outcome else 0})
+    return rows
+
+
 STABILITY_COLUMNS = (
     Column("id", "candidate", "{:.12}"),
     Column("formula", "formula"),
@@ -107,13 +134,18 @@ STABILITY_COLUMNS = (
 
 def print_reports(out: Output, campaign, reports) -> None:  # noqa: ANN001 - CampaignConfig, list[IterationReport]
     """One table row per iteration: generated, rejected, evaluated, hits, S.U.N. candidates (at the
-    stable / strict e_above_hull thresholds), best measured values; then the campaign's S.U.N. line."""
+    stable / strict e_above_hull thresholds), best measured values; with a composite generator, one
+    row per iteration and arm (:func:`arm_rows`); then the campaign's S.U.N. line."""
     from crystaloop.loop.sun import campaign_sun
 
     rows = [r.model_dump(mode="json") | {"rejected": sum(r.rejected_by_reason.values())} for r in reports]
     out.table("iterations", ITERATION_COLUMNS, rows,
               title=f"campaign {campaign.name} ({campaign.config_hash()}): gen = generated, rej = rejected by the guards, "
                     "meas = measured, hits = oracle-verified, pred = predicted by the surrogate only")
+    arms = arm_rows(reports)
+    if arms:
+        out.table("arms", ARM_COLUMNS, arms, title="composite generator: share each arm generated with, "
+                                                   "gen = its candidates, calls = oracle calls on them, hits = oracle-verified")
     total = campaign_sun(r.sun for r in reports)
     out.add(campaign=campaign.name, config_hash=campaign.config_hash())
     if total is not None:
