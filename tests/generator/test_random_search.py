@@ -60,3 +60,19 @@ def test_registered_in_the_loop() -> None:
 
     gen = make_generator(RandomSearchChoice(max_atoms=10, space_groups=(1, 2, 221)))
     assert isinstance(gen, RandomSearchGenerator) and gen.space_groups == (1, 2, 221)
+
+
+def test_outputs_pass_the_protocols_structural_validity() -> None:
+    """The protocol's structural check (:func:`crystaloop.data.validity.structural_validity`) and the
+    generator's own charge balance; SMACT's compositional validity is not promised (the generator's
+    common-oxidation-state balance admits averaged states such as Ti3N4O3 with N at -1.5)."""
+    from crystaloop.data.validity import structural_validity
+
+    gen = RandomSearchGenerator(max_atoms=10, space_groups=range(1, 75))
+    out = gen.sample(6, Condition(chemical_system=("Ca", "Ti", "N", "O")), seed=2)
+    out += gen.sample(3, Condition(composition={"Mg": 2, "Si": 1, "O": 4}), seed=2)
+    assert len(out) >= 6
+    for c in out:
+        assert structural_validity(c.crystal) and is_charge_balanced(c.crystal.composition), c.crystal.reduced_formula
+        check_plausible(c.crystal)
+    assert len({c.crystal.canonical_hash() for c in out}) == len(out)

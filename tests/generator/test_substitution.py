@@ -134,3 +134,20 @@ def test_registered_in_the_loop() -> None:
         TypeAdapter(GeneratorChoice).validate_python({"kind": "diffusion", "library": ["perov_5/train"]})
     with pytest.raises(ValueError, match="needs library"):
         TypeAdapter(GeneratorChoice).validate_python({"kind": "substitution", "prototypes": False})
+
+
+def test_every_ranked_substitution_is_balanced_keeps_its_parents_sites_and_is_unique(library) -> None:
+    """Not only the first few outputs: the whole ranked list of a broad system."""
+    system = ("Ba", "Ca", "Sr", "Ti", "Zr", "Mg", "O")
+    generator = SubstitutionGenerator(library, labels=["SrTiO3", "MgO", "MgAl2O4"], prototypes=False, max_atoms=16, partial_bases=10)
+    ranked = generator.ranked(Condition(chemical_system=system))
+    assert len(ranked) > 20
+    sites = dict(zip(["SrTiO3", "MgO", "MgAl2O4"], [c.n_sites for c in library], strict=True))
+    for s in ranked:
+        composition = s.crystal.composition
+        assert is_charge_balanced(composition), (s.origin, composition)
+        assert set(composition) <= set(system)
+        parent = next(label for label in sites if s.origin.startswith(label))
+        assert s.crystal.n_sites == sites[parent], (s.origin, composition)  # ion exchange keeps every site
+        check_plausible(s.crystal)
+    assert len({s.crystal.canonical_hash() for s in ranked}) == len(ranked)
