@@ -11,9 +11,13 @@ the generated ``text[]`` column ``candidates.element_array``, answered by its GI
 ``FilterTranslator.elements_index = False`` (one semi-join of ``candidate_elements`` per ``HAS ALL`` value, the SQL
 before revision 0005, which SQLite still runs). Filters: bench_optimade's ``elements_has_all``
 pairs, bench_serving's three-element ``HAS ALL`` (two cations and O, its pool probe) and its
-199-value ``HAS ALL`` probe, a ``HAS ANY`` of two cations and a ten-element ``HAS ONLY``.
+199-value ``HAS ALL`` probe, a ``HAS ANY`` of two cations and a ten-element ``HAS ONLY``. Both
+paths count every match on every request (count cache off). A third path, ``gin_index_count_cached``,
+asks each filter a second time with the count cache of :mod:`crystaloop.data.optimade.counts` on
+(the exact count reused while the store is not written, as the API does): what a repeated query
+costs, the page and the revision check but no count.
 
-Reported per filter and path: p50/p95 in ms, matches (must be equal for both paths), and whether
+Reported per filter and path: p50/p95 in ms, matches (must be equal for all paths), cache hits, and whether
 ``EXPLAIN`` of the count names the GIN index. Run ``python -m benchmarks.bench_elements_index``
 (``--quick``: 5·10³ candidates, 5 draws; full: 10⁵ candidates, 40 draws). Timings on a shared
 machine vary 2–4×: the machine and its load average go into every row.
@@ -58,7 +62,11 @@ def _explain_uses_index(engine: Any, search: Any, flt: str) -> bool:
 def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
     from crystaloop.data.optimade.search import StructureSearch
 
-    searches = {"gin_index": StructureSearch(engine), "element_probes": StructureSearch(engine)}
+    searches = {
+        "gin_index": StructureSearch(engine, count_cache_size=0),
+        "element_probes": StructureSearch(engine, count_cache_size=0),
+        "gin_index_count_cached": StructureSearch(engine),
+    }
     searches["element_probes"].translator.elements_index = False  # the SQL before revision 0005
     rows = []
     for case, make in CASES.items():
@@ -68,8 +76,11 @@ def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
         matches: dict[str, list[int]] = {name: [] for name in searches}
         for search in searches.values():
             search.search(filters[0], limit=20)  # warm: plan cache, buffers
+        hits_before = {name: search.counts.hits for name, search in searches.items()}
         for flt in filters:
             for name, search in searches.items():
+                if search.counts.enabled:
+                    search.search(flt, limit=20)  # asked before: its count is cached (the store is not written)
                 started = time.perf_counter()
                 page = search.search(flt, limit=20)
                 times[name].append((time.perf_counter() - started) * 1000)
@@ -86,6 +97,7 @@ def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
                     "mean_matches": sum(matches[name]) / draws,
                     "same_matches": matches[name] == matches["gin_index"],
                     "explain_uses_gin": _explain_uses_index(engine, search, filters[0]),
+                    "count_cache_hits": search.counts.hits - hits_before[name],
                     "machine": _machine(),
                 }
             )

@@ -322,6 +322,7 @@ def create_app(store_url: str | None = None, *, config: OptimadeConfig | None = 
         limiter=QueryLimiter(config.max_expensive, wait_s=config.expensive_wait_s, retry_after_s=config.retry_after_s),
         expensive_cost=config.expensive_cost,
         filter_limits={"max_all_values": config.max_all_values, "max_list_values": config.max_list_values, "max_probes": config.max_probes},
+        count_cache_size=config.count_cache_size,
     )
     api = _Api(search, config)
 

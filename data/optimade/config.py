@@ -52,6 +52,8 @@ class OptimadeConfig(BaseModel):
         retry_after_s: the ``Retry-After`` of overload answers, seconds.
         response_cache_ttl_s: how long a ``/structures`` answer is reused for the same query (0: never).
         response_cache_size: most answers kept.
+        count_cache_size: filters whose exact ``meta.data_returned`` is reused until the store
+            is next written (:mod:`crystaloop.data.optimade.counts`; 0: count every request).
         provider_name, provider_description, provider_homepage: ``meta.provider``; the prefix is
             always ``crystaloop`` (provider fields are ``_crystaloop_…``).
     """
@@ -78,6 +80,7 @@ class OptimadeConfig(BaseModel):
     retry_after_s: int = Field(1, ge=1)
     response_cache_ttl_s: float = Field(2.0, ge=0)
     response_cache_size: int = Field(1024, ge=1)
+    count_cache_size: int = Field(4096, ge=0)
     provider_name: str = "crystaloop"
     provider_description: str = "Candidate crystals of crystaloop closed-loop materials design campaigns"
     provider_homepage: str | None = None

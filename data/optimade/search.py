@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from crystaloop.data.errors import StoreError
+from crystaloop.data.optimade.counts import CountCache
 from crystaloop.data.optimade.entries import DEFAULT_FIELDS, structure_document, tables_for
 from crystaloop.data.optimade.errors import BadFilterError, OptimadeWarning, OverloadedError, QueryTimeoutError
 from crystaloop.data.optimade.fields import ColumnTarget, RecordTarget, resolve_field, sort_key
@@ -172,6 +173,8 @@ class StructureSearch:
         limiter: slots for expensive searches (``None``: no limit).
         expensive_cost: filter cost from which a search needs a ``limiter`` slot.
         filter_limits: cost limits passed to :class:`FilterTranslator` (``max_all_values``…).
+        count_cache_size: filters whose exact ``data_returned`` is reused until the store is
+            written (:class:`~crystaloop.data.optimade.counts.CountCache`; 0: count every time).
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class StructureSearch:
         limiter: QueryLimiter | None = None,
         expensive_cost: int = EXPENSIVE_COST,
         filter_limits: Mapping[str, int] | None = None,
+        count_cache_size: int = 4096,
     ) -> None:
         self.engine = engine
         self.translator = FilterTranslator(engine.dialect.name, max_length=max_filter_length, **(filter_limits or {}))
@@ -194,6 +198,7 @@ class StructureSearch:
         self.timeout_s = timeout_s
         self.limiter = limiter
         self.expensive_cost = expensive_cost
+        self.counts = CountCache(engine, _CANDIDATES, size=count_cache_size)
 
     def is_expensive(self, cost: int, *, sort: str | None = None, offset: int = 0) -> bool:
         """Whether a search of filter cost ``cost`` with this sort and offset needs a limiter slot."""
@@ -294,8 +299,7 @@ class StructureSearch:
         with self._connection() as conn:
             data_available = self.total(conn)
             if conditions:
-                count_stmt = select(func.count()).select_from(_CANDIDATES).where(*conditions)
-                data_returned = int(conn.execute(count_stmt).scalar_one())
+                data_returned = self.counts.count(conn, translation.where)
             else:
                 data_returned = data_available
             rows: list[dict[str, Any]] = []
