@@ -97,6 +97,7 @@ def deploy(
     paused: Annotated[bool, typer.Option("--paused", help="Register with schedules paused.")] = False,
     timezone: Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedules.")] = "UTC",
     pool: Annotated[Optional[str], typer.Option("--pool", help="Register with this process work pool (created if missing) and exit; run it with `prefect worker start --pool NAME`.")] = None,  # noqa: UP045
+    store_url_secret: Annotated[Optional[str], typer.Option("--store-url-secret", help="Name of a Prefect Secret block holding the store URL; runs load it, no URL is stored with the deployment.")] = None,  # noqa: UP045
 ) -> None:
     """Register a deployment of the campaign flow with its schedules and serve it until Ctrl-C, or
     (--pool) register it with a work pool whose workers run it."""
@@ -111,7 +112,7 @@ def deploy(
         settings = FlowSettings(runner={"kind": runner}, oracle_concurrency=oracle_concurrency)
         deployment = build_deployment(
             campaign, name=name, crons=cron or (), intervals_s=interval or (), store_url=store, settings=settings,
-            iterations_per_run=iterations_per_run or None, paused=paused, timezone=timezone,
+            iterations_per_run=iterations_per_run or None, paused=paused, timezone=timezone, store_url_secret=store_url_secret,
         )
     schedules = ", ".join([*(cron or ()), *(f"every {s:g} s" for s in interval or ())]) or "none (trigger runs by hand)"
     if pool is not None:

@@ -32,7 +32,7 @@ from crystaloop.data.errors import CrystaloopError, OracleError
 from crystaloop.data.store import resolve_store_url
 from crystaloop.flows import artifacts, tasks
 from crystaloop.flows.config import FlowSettings, RetrySettings, RunnerSettings, merge_overrides
-from crystaloop.flows.parameters import redacting, reveal_store_url
+from crystaloop.flows.parameters import redacting, reveal_store_url, secret_reference
 from crystaloop.flows.runtime import store_for
 from crystaloop.loop.campaign import ITERATION_STEPS, IterationRun, Step, iteration_candidates
 from crystaloop.loop.config import CampaignConfig
@@ -203,6 +203,7 @@ def campaign_flow(
     overrides: dict[str, Any] | None = None,
     settings: FlowSettings | None = None,
     iterations_per_run: int | None = None,
+    store_url_secret: str | None = None,
 ) -> list[IterationReport]:
     """Run the campaign's remaining iterations, one subflow each; finished ones are read back.
 
@@ -214,10 +215,17 @@ def campaign_flow(
         settings: how Prefect runs it (:class:`~crystaloop.flows.config.FlowSettings`).
         iterations_per_run: run at most this many new iterations (a nightly schedule with ``1``
             advances the campaign one iteration per night); ``None`` → all remaining.
+        store_url_secret: name of a Prefect Secret block holding the store URL (it wins over
+            ``store_url`` and the config's); subflows and tasks get only the reference
+            ``prefect-secret:NAME``, so the URL is in no flow-run parameter.
     """
     config = resolve_config(config, overrides)
     settings = settings or FlowSettings()
-    url = reveal_store_url(resolve_store_url(store_url or config.store_url))
+    if store_url_secret:
+        url = secret_reference(store_url_secret)
+        reveal_store_url(url)  # fail here, naming the block, if it cannot be read
+    else:
+        url = reveal_store_url(resolve_store_url(store_url or config.store_url))
     if settings.oracle_concurrency is not None:
         ensure_oracle_limit(settings.oracle_tag, settings.oracle_concurrency)
     done = finished_reports(url, config)

@@ -15,7 +15,8 @@ A campaign deployment is ``crystaloop-campaign/<name>``; its default parameters 
 config (JSON), the store URL, the flow settings and ``iterations_per_run`` (``1`` with a nightly
 cron advances the campaign one iteration per night; the store carries the state between runs).
 Store URLs are stored with their password hidden; the serving process keeps the real one
-(:func:`crystaloop.flows.parameters.deployment_store_url`).
+(:func:`crystaloop.flows.parameters.deployment_store_url`). For workers on other machines, name a
+Prefect Secret block holding the URL instead (``store_url_secret``): only its name is stored.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.store import resolve_store_url
 from crystaloop.flows.campaign import campaign_flow
 from crystaloop.flows.config import FlowSettings
-from crystaloop.flows.parameters import deployment_store_url, redact_parameters
+from crystaloop.flows.parameters import deployment_store_url, redact_parameters, secret_reference
 from crystaloop.loop.config import CampaignConfig
 
 __all__ = ["FLOW_NAME", "build_deployment", "serve_deployments", "register_with_pool", "set_paused", "trigger", "deployment_name"]
@@ -68,24 +69,34 @@ def build_deployment(
     iterations_per_run: int | None = 1,
     paused: bool = False,
     timezone: str = "UTC",
+    store_url_secret: str | None = None,
 ) -> Any:
     """A ``RunnerDeployment`` of :func:`~crystaloop.flows.campaign.campaign_flow` for ``config``
     with one schedule per cron expression and per interval (none → runs only when triggered).
 
+    With ``store_url_secret`` (the name of a Prefect Secret block holding the store URL) the
+    deployment stores that name and no store URL; ``store_url`` must then be unset.
+
     Raises:
-        CrystaloopError: a cron expression is invalid (named in the message).
+        CrystaloopError: a cron expression is invalid (named in the message), a bad Secret block
+            name, or both ``store_url`` and ``store_url_secret`` given.
     """
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron, Interval
 
     schedules = [Cron(_check_cron(c), timezone=timezone) for c in crons] + [Interval(float(s)) for s in intervals_s]
-    parameters = {
+    if store_url_secret is not None and store_url is not None:
+        raise CrystaloopError(f"give the store as a URL or as Secret block {store_url_secret!r}, not both")
+    parameters: dict[str, Any] = {
         "config": redact_parameters(config.explicit_settings()),
-        "store_url": deployment_store_url(resolve_store_url(store_url or config.store_url)),
+        "store_url": None if store_url_secret else deployment_store_url(resolve_store_url(store_url or config.store_url)),
         "settings": (settings or FlowSettings()).model_dump(mode="json"),
         "iterations_per_run": iterations_per_run,
     }
+    if store_url_secret is not None:
+        secret_reference(store_url_secret)  # a valid block name, or CrystaloopError
+        parameters["store_url_secret"] = store_url_secret
     return campaign_flow.to_deployment(
         name=name or config.name,
         schedules=schedules or None,

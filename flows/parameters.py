@@ -17,6 +17,13 @@ run needs the real URL. Two mechanisms, both applied by :mod:`crystaloop.flows.c
   ``serve`` starts). Inside the run :func:`reveal_store_url` maps a redacted URL back, from that map
   or from ``$CRYSTALOOP_DB_URL`` when its redaction matches.
 
+On remote workers neither helps, or the URL should not be in any parameter at all: a deployment
+can name a Prefect **Secret block** instead (``campaign deploy --store-url-secret NAME``, flow
+parameter ``store_url_secret``). The flow then passes only the reference ``prefect-secret:NAME``
+(:func:`secret_reference`) to its subflows and tasks, and :func:`reveal_store_url` loads the block
+from the Prefect API when a store is opened (once per process). The URL is in no flow-run
+parameter, redacted or not.
+
 Example::
 
     url = deployment_store_url("postgresql+psycopg://cl:s3cret@db/cl")   # 'postgresql+psycopg://cl:***@db/cl'
@@ -36,11 +43,24 @@ from sqlalchemy.exc import ArgumentError
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.store import ENV_VAR, redact_url
 
-__all__ = ["URLS_ENV_VAR", "redact_parameters", "redacting", "deployment_store_url", "reveal_store_url", "is_redacted"]
+__all__ = [
+    "URLS_ENV_VAR",
+    "SECRET_PREFIX",
+    "redact_parameters",
+    "redacting",
+    "deployment_store_url",
+    "reveal_store_url",
+    "is_redacted",
+    "secret_reference",
+    "store_url_from_secret",
+]
 
 URLS_ENV_VAR = "CRYSTALOOP_STORE_URLS"
 """JSON object ``{redacted URL: real URL}`` of the store URLs this process handed to deployments."""
 _MASK = ":***@"
+SECRET_PREFIX = "prefect-secret:"
+"""Prefix of a store-URL reference to a Prefect Secret block (``prefect-secret:my-db-url``)."""
+_SECRETS: dict[str, str] = {}  # block name -> URL, loaded once per process
 
 F = TypeVar("F")
 
@@ -113,6 +133,8 @@ def reveal_store_url(url: str) -> str:
         CrystaloopError: ``url`` is redacted and neither ``$CRYSTALOOP_STORE_URLS`` nor
             ``$CRYSTALOOP_DB_URL`` of this process holds the URL it stands for.
     """
+    if url.startswith(SECRET_PREFIX):
+        return store_url_from_secret(url[len(SECRET_PREFIX) :])
     if not is_redacted(url):
         return url
     real = _known_urls().get(url)
@@ -125,3 +147,47 @@ def reveal_store_url(url: str) -> str:
         f"the store URL {url!r} reached this flow run with its password hidden, and this process does not know the "
         f"real one; set ${ENV_VAR} to it in the environment of the process that serves the deployment"
     )
+
+
+def secret_reference(name: str) -> str:
+    """The reference ``prefect-secret:<name>`` that stands for the store URL held by Secret block ``name``.
+
+    Raises:
+        CrystaloopError: ``name`` is not a valid block name (lowercase letters, digits, dashes).
+    """
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name or ""):
+        raise CrystaloopError(f"Secret block name {name!r} is not valid; use lowercase letters, digits and dashes (e.g. 'crystaloop-db-url')")
+    return SECRET_PREFIX + name
+
+
+def store_url_from_secret(name: str) -> str:
+    """The store URL held by the Prefect Secret block ``name`` (loaded from the Prefect API once per process).
+
+    Create the block once, where the URL is known::
+
+        from prefect.blocks.system import Secret
+        Secret(value="postgresql+psycopg://cl:s3cret@db/cl").save("crystaloop-db-url")
+
+    (or ``prefect block create secret`` / the UI's *Blocks* page).
+
+    Raises:
+        CrystaloopError: no Secret block has that name, or it does not hold a string.
+    """
+    if name in _SECRETS:
+        return _SECRETS[name]
+    from prefect.blocks.system import Secret
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        value = Secret.load(name).get()  # type: ignore[union-attr]
+    except (ValueError, ObjectNotFound) as exc:
+        raise CrystaloopError(
+            f"no Prefect Secret block {name!r} holds the store URL ({exc}); create it with "
+            f"Secret(value=URL).save({name!r}) from prefect.blocks.system, or on the UI's Blocks page"
+        ) from None
+    if not isinstance(value, str) or not value.strip():
+        raise CrystaloopError(f"Prefect Secret block {name!r} holds a {type(value).__name__}, not a store URL string")
+    _SECRETS[name] = value.strip()
+    return _SECRETS[name]

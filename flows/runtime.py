@@ -52,8 +52,14 @@ def components_for(config: CampaignConfig) -> Components:
 
 
 def store_for(url: str | None) -> CandidateStore:
-    """An open store for ``url`` (resolved as the CLI does), shared by this process's threads."""
-    resolved = resolve_store_url(url)
+    """An open store for ``url`` (resolved as the CLI does), shared by this process's threads.
+
+    ``url`` may be a redacted URL or a ``prefect-secret:NAME`` reference
+    (:func:`~crystaloop.flows.parameters.reveal_store_url`).
+    """
+    from crystaloop.flows.parameters import reveal_store_url
+
+    resolved = resolve_store_url(reveal_store_url(url) if url else url)
     with _LOCK:
         store = _STORES.get(resolved)
         if store is None:

@@ -116,3 +116,40 @@ def test_flow_run_parameters_stored_by_prefect_hold_no_password(prefect_server, 
     assert stored[0]["config"]["store_url"].startswith("postgresql+psycopg://postgres:***@")
     with CandidateStore(url) as store:  # the run itself reached the store with the real URL
         assert store.count(CandidateFilter(campaign="secret-flow")) == 8
+
+
+@pytest.mark.postgres
+def test_a_store_url_from_a_prefect_secret_block_is_in_no_stored_parameter(prefect_server, replay_campaign, postgres_url_with_password, tmp_path) -> None:
+    """A run given only a Secret block's name reaches the store; Prefect stores the name, never the URL (not even redacted)."""
+    from prefect.blocks.system import Secret
+
+    from crystaloop.data.store import CandidateFilter, CandidateStore
+    from crystaloop.flows.campaign import campaign_flow
+    from crystaloop.flows.config import FlowSettings
+    from crystaloop.flows.deploy import build_deployment
+    from crystaloop.flows.runtime import close_stores
+
+    url = postgres_url_with_password
+    block = f"crystaloop-db-{uuid.uuid4().hex[:8]}"
+    Secret(value=url).save(block)
+    config = replay_campaign("secret-block", budget={"iterations": 1, "candidates_per_iteration": 8, "oracle_calls_per_iteration": 2})
+    assert config.store_url is None
+    state = campaign_flow(config, store_url_secret=block, settings=FlowSettings(report_dir=str(tmp_path), artifacts=False), return_state=True)
+    close_stores()
+    assert state.is_completed(), state.message
+    stored = asyncio.run(_stored_parameters(state.state_details.flow_run_id))
+    assert len(stored) == 2  # the campaign run and its iteration subflow
+    text = json.dumps(stored)
+    assert PASSWORD not in text and "127.0.0.1" not in text and "postgresql" not in text
+    assert stored[0]["store_url_secret"] == block and stored[1]["store_url"] == f"prefect-secret:{block}"
+    with CandidateStore(url) as store:
+        assert store.count(CandidateFilter(campaign="secret-block")) == 8
+
+    deployment = build_deployment(config, name="from-secret", store_url_secret=block)
+    assert deployment.parameters["store_url"] is None and deployment.parameters["store_url_secret"] == block
+    with pytest.raises(CrystaloopError, match="not both"):
+        build_deployment(config, store_url=url, store_url_secret=block)
+    with pytest.raises(CrystaloopError, match="no Prefect Secret block 'crystaloop-absent-block'"):
+        reveal_store_url("prefect-secret:crystaloop-absent-block")
+    with pytest.raises(CrystaloopError, match="not valid"):
+        build_deployment(config, store_url_secret="Has Spaces")
