@@ -15,7 +15,9 @@ loopback port. Then:
 * ``probe`` rows — the amplification cases of issue 22, each on one connection: a ``HAS ALL`` of
   199 repeated values, ``elements:elements_ratios HAS ALL`` with 99 pairs (repeated, and
   distinct), a 17-element ``HAS ALL``, a 309-digit integer (and whether the connection survives
-  it), and ``nsites=5`` answered while 18 expensive filters are in flight (status mix of those).
+  it), ``nsites=5`` answered while 18 expensive filters are in flight (status mix of those), and a
+  burst of 300 requests at once on their own connections, beyond every process's ``max_in_flight``
+  (64): the status mix, and how many 503 refusals carry ``Retry-After``.
 
 Run ``python -m benchmarks.bench_serving`` (``--quick``: 10³ candidates per backend, 2 s per rate;
 full: 10⁵ on SQLite, 10⁶ on PostgreSQL, 60 s per rate at 50, 100 and 200 requests/s). Timings on a
@@ -30,6 +32,7 @@ import json
 import logging
 import random
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -88,7 +91,7 @@ def _paths(seed: int, ids: list[str], count: int, salt: str = "load") -> list[st
     return paths
 
 
-def _load_row(port: int, ids: list[str], rate: float, duration: float, grace: float, backend: str, n: int) -> dict[str, Any]:
+def _load_row(port: int, ids: list[str], rate: float, duration: float, grace: float, backend: str, n: int, workers: int) -> dict[str, Any]:
     paths = _paths(SEED, ids, int(rate * duration))
     result = asyncio.run(_open_loop(port, paths, rate, connections=32, grace=grace))
     latencies = result["latencies"]
@@ -97,6 +100,7 @@ def _load_row(port: int, ids: list[str], rate: float, duration: float, grace: fl
         "case": "load",
         "backend": backend,
         "candidates": n,
+        "server_workers": workers,
         "target_rps": rate,
         "duration_s": duration,
         "requests": len(paths),
@@ -163,7 +167,50 @@ def _probe_rows(port: int, backend: str, n: int) -> list[dict[str, Any]]:
     finally:
         conn.close()
     rows.append(_pool_probe(port, backend, n))
+    rows.append(_overload_probe(port, backend, n))
     return rows
+
+
+def _overload_probe(port: int, backend: str, n: int, burst: int = 300) -> dict[str, Any]:
+    """``burst`` requests sent at once on their own connections (more than every process's
+    ``max_in_flight`` of 64): how many are refused with 503, and whether each refusal has ``Retry-After``."""
+    rng = random.Random(f"{SEED}:overload")
+    filters = [FILTERS["elements_has_all"](rng, SEED) + f" AND nsites>={i % 9}" for i in range(burst)]
+    gate = threading.Barrier(burst, timeout=60)
+
+    def one(flt: str) -> tuple[int, str | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            conn.connect()
+            gate.wait()
+            conn.request("GET", f"/v1/structures?page_limit=20&filter={quote(flt)}")
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.getheader("Retry-After")
+        except (OSError, threading.BrokenBarrierError) as exc:
+            return -1, type(exc).__name__
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(burst) as pool:
+        answers = list(pool.map(one, filters))
+    seconds = time.perf_counter() - started
+    statuses = Counter(status for status, _ in answers)
+    refused = [after for status, after in answers if status == 503]
+    row = {
+        "case": "probe:overload_burst_300",
+        "backend": backend,
+        "candidates": n,
+        "status": statuses.most_common(1)[0][0],
+        "latency_ms": seconds * 1000,
+        "expensive_statuses": " ".join(f"{k}×{v}" for k, v in sorted(statuses.items())),
+        "refused_with_retry_after": sum(after is not None for after in refused),
+        "refused_503": len(refused),
+        "machine": _machine(),
+    }
+    logger.info("%s burst of %d: %s in %.1f s; %d of %d refusals with Retry-After", backend, burst, row["expensive_statuses"], seconds, row["refused_with_retry_after"], len(refused))
+    return row
 
 
 def _pool_probe(port: int, backend: str, n: int, in_flight: int = 18) -> dict[str, Any]:
@@ -206,13 +253,13 @@ def _backend(url: str, backend: str, n: int, rates: tuple[float, ...], duration:
     with _server(url, workers) as port:
         _warm_up(port, ids)
         for rate in rates:
-            rows.append(_load_row(port, ids, rate, duration, grace, backend, n))
+            rows.append(_load_row(port, ids, rate, duration, grace, backend, n, workers))
         rows += _probe_rows(port, backend, n)
     return rows
 
 
 def run(
-    quick: bool = False, *, rates: tuple[float, ...] = RATES, duration: float | None = None, workers: int = 1
+    quick: bool = False, *, rates: tuple[float, ...] = RATES, duration: float | None = None, workers: int | None = None
 ) -> list[dict[str, Any]]:
     """Load and probe rows for SQLite and PostgreSQL.
 
@@ -221,8 +268,11 @@ def run(
             10⁵ (SQLite) / 10⁶ (PostgreSQL) and 60 s.
         rates: target request rates, requests/s.
         duration: seconds per rate (default by ``quick``).
-        workers: ``crystaloop serve --workers``.
+        workers: ``crystaloop serve --workers`` (default: what ``serve`` starts without it, one per core, 1 to 4).
     """
+    from crystaloop.data.optimade.config import default_workers
+
+    workers = workers if workers is not None else default_workers()
     n_sqlite, n_postgres = (1_000, 1_000) if quick else (100_000, 1_000_000)
     seconds = duration if duration is not None else (2.0 if quick else 60.0)
     grace = 2.0 if quick else 10.0
@@ -247,6 +297,6 @@ if __name__ == "__main__":
     options: dict[str, dict[str, Any]] = {
         "--rates": {"type": _rates, "default": RATES, "help": "comma-separated target rates, requests/s"},
         "--duration": {"type": float, "default": None, "help": "seconds per rate"},
-        "--workers": {"type": int, "default": 1, "help": "server processes"},
+        "--workers": {"type": int, "default": None, "help": "server processes (default: one per core, 1 to 4, as crystaloop serve)"},
     }
     run_standalone(run, __doc__, options)
