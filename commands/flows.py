@@ -85,6 +85,15 @@ def server_start(
                 process.wait(timeout=30)
 
 
+def _runner(kind: str, dask_address: str | None) -> dict[str, str]:
+    """The ``runner`` settings of ``--runner`` and ``--dask-address`` (an address needs ``dask``)."""
+    from crystaloop.data.errors import CrystaloopError
+
+    if dask_address is not None and kind != "dask":
+        raise CrystaloopError(f"--dask-address {dask_address!r} needs --runner dask (got --runner {kind!r})")
+    return {"kind": kind} if dask_address is None else {"kind": kind, "address": dask_address}
+
+
 def deploy(
     config: Annotated[Path, typer.Argument(help="Campaign YAML (see examples/).")],
     cron: Annotated[Optional[list[str]], typer.Option("--cron", help='Cron schedule, e.g. "0 2 * * *" (02:00 daily); repeatable for several schedules.')] = None,  # noqa: UP045
@@ -97,6 +106,7 @@ def deploy(
     paused: Annotated[bool, typer.Option("--paused", help="Register with schedules paused.")] = False,
     timezone: Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedules.")] = "UTC",
     pool: Annotated[Optional[str], typer.Option("--pool", help="Register with this process work pool (created if missing) and exit; run it with `prefect worker start --pool NAME`.")] = None,  # noqa: UP045
+    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="With --runner dask: scheduler of an existing Dask cluster (tcp://host:8786) instead of a local one.")] = None,  # noqa: UP045
     store_url_secret: Annotated[Optional[str], typer.Option("--store-url-secret", help="Name of a Prefect Secret block holding the store URL; runs load it, no URL is stored with the deployment.")] = None,  # noqa: UP045
 ) -> None:
     """Register a deployment of the campaign flow with its schedules and serve it until Ctrl-C, or
@@ -109,7 +119,7 @@ def deploy(
     adopt_prefect_logging()
     with exit_on_error(invalid="bad flow settings: "):
         campaign = load_campaign_config(config)
-        settings = FlowSettings(runner={"kind": runner}, oracle_concurrency=oracle_concurrency)
+        settings = FlowSettings(runner=_runner(runner, dask_address), oracle_concurrency=oracle_concurrency)
         deployment = build_deployment(
             campaign, name=name, crons=cron or (), intervals_s=interval or (), store_url=store, settings=settings,
             iterations_per_run=iterations_per_run or None, paused=paused, timezone=timezone, store_url_secret=store_url_secret,
@@ -170,6 +180,7 @@ def flow_run(
     overrides: SetOption = None,
     runner: Annotated[str, typer.Option("--runner", help="Task runner: threads | dask.")] = "threads",
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
+    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="With --runner dask: scheduler of an existing Dask cluster (tcp://host:8786) instead of a local one.")] = None,  # noqa: UP045
 ) -> None:
     """Run the campaign's remaining iterations through the Prefect flow now (a temporary local
     server when PREFECT_API_URL is unset)."""
@@ -188,7 +199,7 @@ def flow_run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     with exit_on_error(invalid="bad flow settings: "):
         campaign = load_campaign_config(config)
-        settings = FlowSettings(runner={"kind": runner})
+        settings = FlowSettings(runner=_runner(runner, dask_address))
         reports = campaign_flow(campaign, store_url=store, overrides=parse_overrides(overrides), settings=settings)
     for r in reports:
         sun = "" if r.sun is None else f", S.U.N. {r.sun.sun} / {r.sun.sun_strict}"

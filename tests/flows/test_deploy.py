@@ -148,3 +148,16 @@ def test_a_work_pool_deployment_runs_on_a_prefect_worker(prefect_server, replay_
 
     with pytest.raises(CrystaloopError, match="no work pool 'absent'; work pools: .*crystaloop-test-pool"):
         register_with_pool(build_deployment(config, name="x", store_url=store_url), "absent", create=False)
+
+
+def test_dask_address_points_the_runner_at_an_existing_scheduler():
+    from crystaloop.commands.flows import _runner
+    from crystaloop.flows.campaign import make_task_runner
+    from crystaloop.flows.config import FlowSettings
+
+    settings = FlowSettings(runner=_runner("dask", "tcp://10.0.0.5:8786"))
+    assert settings.runner.kind == "dask" and settings.runner.address == "tcp://10.0.0.5:8786"
+    assert make_task_runner(settings.runner).address == "tcp://10.0.0.5:8786"  # no local cluster is built
+    assert FlowSettings(runner=_runner("dask", None)).runner.address is None
+    with pytest.raises(CrystaloopError, match="--dask-address 'tcp://h:1' needs --runner dask"):
+        _runner("threads", "tcp://h:1")
