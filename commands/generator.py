@@ -317,25 +317,21 @@ def _embedding_width(model: str) -> int:
         raise CrystaloopError(f"{path} is not a readable generator checkpoint: {exc}") from None
 
 
-def _embed_query(model: str, xrd: Path | None, text: str | None, wavelength: float | None,
-                 fusion: Path | None) -> tuple[float, ...]:
-    """The fusion latent of --xrd or --text, after checking that ``model`` reads one that wide."""
+def _resolve_query(model: str, xrd: Path | None, text: str | None, wavelength: float | None, fusion: Path | None,
+                   route: str, prior: Path | None, prior_guidance: float):  # noqa: ANN202 - loop.query.QueryRoute
+    """The --xrd or --text query on its route, after checking that ``model`` reads a latent that wide."""
     from crystaloop.data.errors import CrystaloopError
-    from crystaloop.multimodal.conditioning import embedding_condition
-    from crystaloop.multimodal.fusion import load_checkpoint
-    from crystaloop.multimodal.pretrained import shipped_checkpoint
-    from crystaloop.multimodal.xrd_io import read_pattern
+    from crystaloop.loop.query import resolve_query
 
     width = _embedding_width(model)
     if width == 0:
         raise CrystaloopError(f"model {model!r} takes no embedding, so it cannot be conditioned on --xrd/--text; use "
                               "--model perov_5_multimodal (the default for them) or a checkpoint trained with --embeddings")
-    encoder, _ = load_checkpoint(fusion or shipped_checkpoint())
-    if encoder.latent_dim != width:
-        raise CrystaloopError(f"the fusion model's latent has width {encoder.latent_dim}, but model {model!r} reads "
-                              f"embeddings of width {width}; pass the --fusion checkpoint the generator was trained with")
-    pattern = read_pattern(xrd, encoder.config.grid, wavelength=wavelength) if xrd is not None else None
-    return embedding_condition(encoder, text=text, pattern=pattern).embedding or ()
+    query = resolve_query(text=text, xrd=xrd, wavelength=wavelength, route=route, fusion=fusion, prior=prior,
+                          prior_guidance=prior_guidance, width=width)
+    if route == "prior":
+        console.print(f"route: prior (one structure latent drawn from the latent prior per sample, given the {query.modality} latent)")
+    return query
 
 
 def generate(
@@ -357,6 +353,9 @@ def generate(
     prompt_constraints: Annotated[bool, typer.Option("--prompt-constraints/--no-prompt-constraints", help="Keep only samples that satisfy what --text names explicitly (drawing more when needed).")] = True,
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Radiation of --xrd in Å (default Cu Kα).")] = None,  # noqa: UP045
     fusion: Annotated[Optional[Path], typer.Option("--fusion", help="Multimodal fusion checkpoint embedding --xrd/--text (default: the shipped one).")] = None,  # noqa: UP045
+    route: Annotated[Optional[str], typer.Option("--route", help="--xrd/--text: direct (the query's latent conditions every sample; default) or prior (the latent prior draws one structure latent per sample from the query's latent).")] = None,  # noqa: UP045
+    prior: Annotated[Optional[Path], typer.Option("--prior", help="Latent prior checkpoint for --route prior (default: the shipped multimodal/shipped/prior.pt).")] = None,  # noqa: UP045
+    prior_guidance: Annotated[float, typer.Option("--prior-guidance", min=0.0, help="--route prior: classifier-free guidance of the prior (1 = plain conditional).")] = 1.0,
     kind: Annotated[str, typer.Option("--generator", help="diffusion (a trained model), substitution (ion exchange into --library and the prototypes), random_search (random symmetric crystals) or template (space group + Wyckoff templates learned from --library, structure prediction only).")] = "diffusion",
     library: Annotated[Optional[list[str]], typer.Option("--library", help="substitution: dataset spec or store:<URL> to substitute into (repeatable; default: the prototypes alone); template: the one dataset its prior learns from (default perov_5/train, carbon_24/train for carbon).")] = None,  # noqa: UP045
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="substitution, random_search: elements never used, e.g. Pb-Cd.")] = None,  # noqa: UP045
@@ -374,6 +373,14 @@ def generate(
         raise fail("give at most one of --xrd and --text (each is embedded into the same latent)")
     if wavelength is not None and xrd is None:
         raise fail("--wavelength describes the radiation of an --xrd pattern; give --xrd too")
+    if route is not None and route not in ("prior", "direct"):
+        raise fail(f"--route {route!r} is not known; allowed: prior, direct")
+    if (route is not None or prior is not None) and xrd is None and text is None:
+        raise fail("--route and --prior choose how an --xrd or --text query conditions generation; give one of them")
+    if prior is not None and route != "prior":
+        raise fail("--prior is the latent prior of --route prior; add --route prior")
+    if route == "prior" and kind != "diffusion":
+        raise fail(f"--route prior decodes the prior's latents with a latent-reading diffusion model; --generator is {kind!r}")
     with exit_on_error(invalid=""):
         comp = parse_composition(composition) if composition is not None else None
         system = parse_chemical_system(chemsys, option="--chemsys") if chemsys is not None else None
@@ -383,11 +390,16 @@ def generate(
             console.print(f"structure prediction for the prompt's formula {constraints.formula_text} (give --composition or --chemsys to choose otherwise)")
         conditioned = xrd is not None or text is not None
         name = model or _default_model(comp, system, embedding=conditioned, steps=steps, method=method)
-        embedding = _embed_query(name, xrd, text, wavelength, fusion) if conditioned else None
+        query = _resolve_query(name, xrd, text, wavelength, fusion, route or "direct", prior, prior_guidance) if conditioned else None
+        embedding = tuple(float(v) for v in query.latent) if query is not None else None
         condition = Condition(composition=comp, chemical_system=system, properties=_parse_targets(target or []),
                               guidance_scale=guidance, num_atoms=num_atoms, embedding=embedding)
         if kind == "diffusion":
             generator = _load_generator(name, steps, method)
+            if query is not None:
+                from crystaloop.loop.query import QueryGenerator
+
+                generator = QueryGenerator(generator, query)  # the route's latents; constraints are enforced below
 
             def draw(count: int, draw_seed: int) -> list:
                 batches = -(-count // generator.sampler.batch_size)

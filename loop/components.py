@@ -119,6 +119,10 @@ def build_components(config: CampaignConfig) -> Components:
     surrogate = load_surrogates(config)
     check_objectives(config, oracle, surrogate)
     generator = make_generator(config.generator)
+    if config.query is not None:
+        from crystaloop.loop.query import query_generator
+
+        generator = query_generator(generator, config.query)
     return Components(
         generator=generator,
         oracle=oracle,

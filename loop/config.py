@@ -39,6 +39,7 @@ from crystaloop.loop.guards import (
     SynthesizabilityGuardConfig,
     ValidityGuardConfig,
 )
+from crystaloop.loop.query import QueryConfig
 from crystaloop.loop.strategies import RandomConfig, StrategyChoice
 from crystaloop.surrogates.oracles.mlip import MLIPOracleChoice
 from crystaloop.surrogates.oracles.registry import OracleChoice
@@ -57,6 +58,7 @@ __all__ = [
     "SunConfig",
     "SUN_PROPERTY",
     "GeneratorChoice",
+    "QueryConfig",
     "SurrogateChoice",
     "OracleChoice",
     "CampaignConfig",
@@ -201,6 +203,7 @@ class CampaignConfig(BaseModel):
     strategy: StrategyChoice = RandomConfig()
     guards: GuardsConfig = GuardsConfig()
     generator: GeneratorChoice = DiffusionChoice()
+    query: QueryConfig | None = Field(None, description="condition generation on a text or XRD query, direct or through the latent prior")
     surrogates: tuple[SurrogateChoice, ...] = ()
     oracle: OracleChoice = MLIPOracleChoice()
     sun: SunConfig = SunConfig()
@@ -219,6 +222,9 @@ class CampaignConfig(BaseModel):
         unknown = sorted(set(self.strategy.condition_bounds) - {*names, "guidance_scale"})
         if unknown:
             raise ValueError(f"strategy.condition_bounds names {unknown}; allowed: the objectives' properties {names} and 'guidance_scale'")
+        if self.query is not None and not isinstance(self.generator, DiffusionChoice):
+            raise ValueError(f"query conditions a latent-reading diffusion generator; generator kind is {self.generator.kind!r} "
+                             "(allowed with query: 'diffusion', e.g. checkpoint perov_5_multimodal)")
         allocation = self.strategy.allocation
         if allocation.kind != "fixed" and not isinstance(self.generator, CompositeChoice):
             raise ValueError(f"strategy.allocation kind {allocation.kind!r} moves the shares of a composite generator's arms; "

@@ -93,6 +93,11 @@ class DiffusionGenerator:
     def properties(self) -> list[str]:
         return list(self.model.config.network.properties)
 
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the conditioning latent this checkpoint reads (0: none)."""
+        return int(self.model.config.network.embedding_dim)
+
     def _allowed_mask(self, system: tuple[str, ...] | None) -> torch.Tensor | None:
         if system is None:
             return None
@@ -180,13 +185,24 @@ class DiffusionGenerator:
         )
 
     def sample(self, n: int, condition: Condition | None = None, *, seed: int,
-               on_step: Callable[[int, int], None] | None = None) -> list[Candidate]:
+               on_step: Callable[[int, int], None] | None = None, embeddings: np.ndarray | None = None) -> list[Candidate]:
         """``n`` candidates (fewer when samples collapse; see ``last_dropped``), status ``generated``;
-        ``on_step(step, steps)`` is called after each sampler step of each batch."""
+        ``on_step(step, steps)`` is called after each sampler step of each batch.
+
+        ``embeddings`` (n, embedding_dim): one conditioning latent per sample (e.g. drawn from a
+        latent prior), in place of ``condition.embedding``; each candidate's condition then
+        records its own row."""
         if n <= 0:
             raise CrystaloopError(f"number of samples must be positive, got {n}")
         rng = np.random.default_rng(seed)
-        raw = self.sample_raw(self.request(n, condition, rng), seed=seed, on_step=on_step)
+        request = self.request(n, condition, rng)
+        if embeddings is not None:
+            rows = np.asarray(embeddings, dtype=np.float64)
+            if rows.shape != (n, self.embedding_dim) or self.embedding_dim == 0 or not np.isfinite(rows).all():
+                raise CrystaloopError(f"per-sample embeddings must be {n} finite rows of width {self.embedding_dim} "
+                                      f"(this model's embedding_dim), got shape {rows.shape}")
+            request.embeddings = rows
+        raw = self.sample_raw(request, seed=seed, on_step=on_step)
         crystals = [crystal_from_sample(*parts) for parts in raw.split()]
         kept = [c for c in crystals if c is not None]
         self.last_dropped = len(crystals) - len(kept)
@@ -194,4 +210,9 @@ class DiffusionGenerator:
             logger.warning("dropped %d of %d samples with a collapsed or non-finite cell", self.last_dropped, n)
         provenance = Provenance(component=f"generator.{self.name}", version=VERSION, checkpoint_hash=self.checkpoint_hash,
                                 config_hash=self.model.config.hash(), seed=seed)
-        return Candidate.from_crystals(kept, provenance, condition)
+        if embeddings is None:
+            return Candidate.from_crystals(kept, provenance, condition)
+        base = condition or Condition()
+        return [Candidate(crystal=c, provenance=provenance,
+                          condition=base.model_copy(update={"embedding": tuple(float(v) for v in row)}))
+                for c, row in zip(crystals, request.embeddings, strict=True) if c is not None]

@@ -73,3 +73,65 @@ def test_generate_from_text_with_guidance(tmp_path: Path) -> None:
                                  "--out", str(out), *FAST, "--keep-invalid"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert out.read_text().count("\ndata_") + out.read_text().startswith("data_") == 2
+
+
+@pytest.fixture(scope="module")
+def untrained_prior(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained latent prior marked as made for the shipped fusion model (the route, not its quality, is tested)."""
+    import hashlib
+
+    import torch
+
+    from crystaloop.multimodal.pretrained import shipped_checkpoint
+    from crystaloop.multimodal.prior import LatentPrior, PriorConfig, save_prior
+
+    torch.manual_seed(0)
+    prior = LatentPrior(PriorConfig(hidden=16, blocks=1, time_features=8))
+    prior.metadata = {"fusion_checkpoint_sha256": hashlib.sha256(shipped_checkpoint().read_bytes()).hexdigest()}
+    return save_prior(prior, tmp_path_factory.mktemp("prior") / "prior.pt")
+
+
+def _embeddings(out: Path) -> list[tuple[float, ...]]:
+    return [tuple(row["properties"]["crystaloop"]["condition"]["embedding"]) for row in json.loads(out.read_text())]
+
+
+def test_route_prior_conditions_each_sample_on_its_own_latent_and_direct_on_the_query_latent(
+    target: Crystal, pattern_file: Path, untrained_prior: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    common = ["generate", "--xrd", str(pattern_file), "--composition", _formula(target), "-n", "3", *FAST, "--keep-invalid"]
+    prior_out, direct_out = tmp_path / "prior.json", tmp_path / "direct.json"
+    result = runner.invoke(app, [*common, "--route", "prior", "--prior", str(untrained_prior), "--out", str(prior_out)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "route: prior" in result.output
+    drawn = _embeddings(prior_out)
+    assert len(drawn) == 3 and len(set(drawn)) == 3
+    np.testing.assert_allclose(np.linalg.norm(np.array(drawn), axis=1), 1.0, atol=1e-5)
+    result = runner.invoke(app, [*common, "--route", "direct", "--out", str(direct_out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    direct = _embeddings(direct_out)
+    assert len(set(direct)) == 1 and direct[0] not in drawn
+
+
+def test_route_options_are_checked(pattern_file: Path, untrained_prior: Path, tmp_path: Path) -> None:
+    import torch
+
+    from crystaloop.multimodal.prior import load_prior, save_prior
+
+    out = str(tmp_path / "out.cif")
+    base = ["generate", "--composition", "SrTiO3", "--out", out, *FAST]
+    bogus = runner.invoke(app, [*base, "--xrd", str(pattern_file), "--route", "sideways"])
+    assert bogus.exit_code != 0 and "allowed: prior, direct" in bogus.output
+    alone = runner.invoke(app, [*base, "--route", "prior"])
+    assert alone.exit_code != 0 and "give one of them" in alone.output
+    no_route = runner.invoke(app, [*base, "--xrd", str(pattern_file), "--prior", str(untrained_prior)])
+    assert no_route.exit_code != 0 and "add --route prior" in no_route.output
+    other, _ = load_prior(untrained_prior)
+    other.metadata = {"fusion_checkpoint_sha256": "0" * 64}
+    torch.manual_seed(0)
+    foreign = save_prior(other, tmp_path / "foreign.pt")
+    mismatch = runner.invoke(app, [*base, "--xrd", str(pattern_file), "--route", "prior", "--prior", str(foreign)])
+    assert mismatch.exit_code != 0 and "trained on the latents of fusion checkpoint 000000000000" in mismatch.output
+    assert not Path(out).exists()
