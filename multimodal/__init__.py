@@ -12,5 +12,7 @@ Modules (import what you need; nothing heavy is imported here):
 * :mod:`.features`: cached per-dataset views; :mod:`.training`: training and evaluation;
 * :mod:`.retrieval`: cosine index and recall metrics; :mod:`.store_index`: embeddings in the
   candidate store; :mod:`.pretrained`: the shipped checkpoint;
-* :mod:`.conditioning`: generation conditions (``Condition.embedding``) from any modality.
+* :mod:`.conditioning`: generation conditions (``Condition.embedding``) from any modality;
+* :mod:`.prior`: the unCLIP-style latent prior (text / XRD latent → structure latents) and its
+  checkpoints; :mod:`.prior_training`: its training pairs, training and evaluation.
 """

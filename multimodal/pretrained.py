@@ -2,7 +2,8 @@
 
 ``fusion.pt`` was trained on perov_5/train + carbon_24/train by the command in
 ``shipped/README.md``; its validation metrics are inside it (``metadata["metrics"]``) and in
-benchmarks/RESULTS.md.
+benchmarks/RESULTS.md. ``prior.pt`` is the latent prior over its structure latents
+(``shipped_checkpoint("prior")``; see :mod:`.prior` and the same README).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 
 
 def shipped_checkpoint(name: str = "fusion") -> Path:
-    """Path of a shipped checkpoint (``fusion``); raises naming the ones present if it is missing."""
+    """Path of a shipped checkpoint (``fusion``, ``prior``); raises naming the ones present if it is missing."""
     path = SHIPPED_DIR / f"{name}.pt"
     if not path.is_file():
         present = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt")) or ["none"]

@@ -9,7 +9,7 @@ and a cosine schedule (seeded); :func:`evaluate_prior` measures on a held-out sp
 prior sample per query retrieves the query's own structure, beside the query latent itself (the
 direct route), and how spread the samples for one query are.
 
-Reproduce the shipped checkpoint (≈ 5 min on one core, see ``multimodal/shipped/README.md``)::
+Reproduce the shipped checkpoint (≈ 15 min on one loaded core, see ``multimodal/shipped/README.md``)::
 
     python -m crystaloop.multimodal.prior_training --out multimodal/shipped/prior.pt --seed 0
 """
@@ -224,9 +224,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=PriorTrainConfig().epochs)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fusion", type=Path, default=None, help="fusion checkpoint (default: the shipped one)")
+    parser.add_argument("--max-minutes", type=float, default=PriorTrainConfig().max_minutes,
+                        help="stop after the epoch that passes this wall time (0: no limit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = PriorTrainConfig(seed=args.seed, epochs=args.epochs, threads=args.threads)
+    config = PriorTrainConfig(seed=args.seed, epochs=args.epochs, threads=args.threads,
+                              max_minutes=args.max_minutes or None)
     _, report = train_prior(config, args.out, fusion_path=args.fusion)
     logger.info("wrote %s: %s", args.out, {k: report[k] for k in ("epochs_run", "minutes", "parameters", "val")})
 
