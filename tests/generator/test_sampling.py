@@ -136,3 +136,15 @@ def test_collapsed_or_left_handed_cells_are_handled() -> None:
     assert crystal is not None and np.linalg.det(crystal.lattice) > 0
     right = crystal_from_sample(np.eye(3) * 3.0, frac, numbers)
     assert crystal.canonical_hash() == right.canonical_hash()
+
+
+def test_per_sample_embeddings_condition_each_sample_and_are_recorded(generator: DiffusionGenerator) -> None:
+    rows = np.random.default_rng(0).standard_normal((4, generator.embedding_dim))
+    condition = Condition(composition={"Li": 2, "O": 1}, embedding=(0.0,) * generator.embedding_dim)
+    own = generator.sample(4, condition, seed=3, embeddings=rows)
+    assert [c.condition.embedding for c in own] == [tuple(float(v) for v in row) for row in rows]
+    assert all(c.condition.composition == {"Li": 2, "O": 1} for c in own)
+    shared = generator.sample(4, condition.model_copy(update={"embedding": tuple(rows[0])}), seed=3)
+    assert own[0].id == shared[0].id and own[1].id != shared[1].id  # same row, same sample; another row, another
+    with pytest.raises(CrystaloopError, match="4 finite rows of width 4"):
+        generator.sample(4, condition, seed=3, embeddings=rows[:2])
