@@ -37,6 +37,7 @@ from crystaloop.data.matching import structure_matcher
 from crystaloop.data.xrd_forward import powder_pattern_of
 from crystaloop.generator.config import SamplerConfig
 from crystaloop.generator.diffusion.generator import DiffusionGenerator
+from crystaloop.generator.posterior.diagnostics import roc_auc
 from crystaloop.generator.posterior.sampler import PosteriorConfig
 from crystaloop.generator.posterior.solution_checks import SolutionCheckConfig, check_solutions
 from crystaloop.generator.posterior.xrd import snapshot_solutions, solve_pattern
@@ -169,11 +170,21 @@ def run(quick: bool = False) -> list[dict]:
         out.append(_row(name, threshold, direction, cal_caught, cal_doubted, evaluation, fired, caught, doubted, sizes))
     caught, doubted = _rates(evaluation, fired_any)
     out.append(_row("any flag", None, 0, np.nan, np.nan, evaluation, fired_any, caught, doubted, sizes))
+    for name, (score, _, direction) in _scores(defaults.ruled_out_rwp).items():  # threshold-free: how well each score ranks
+        out.append({"flag": f"score of {name} (ROC-AUC, wrong = positive)", "auc_evaluation": _auc(evaluation, score, direction),
+                    "auc_all_patterns": _auc(rows, score, direction)})
     out.append({"flag": "no checks (every answer trusted)", "evaluation_patterns": len(evaluation),
                 "wrong": sum(not r["right"] for r in evaluation), "top1_all_%": 100 * float(np.mean([r["right"] for r in evaluation])) if evaluation else np.nan,
                 "top1_early_%": 100 * float(np.mean([r["early_right"] for r in evaluation])) if evaluation else np.nan,
                 "truth_among_samples_%": 100 * float(np.mean([r["any_right"] for r in evaluation])) if evaluation else np.nan})
     return out
+
+
+def _auc(rows: list[dict], score, direction: int) -> float:  # noqa: ANN001
+    """ROC-AUC of ``direction * score`` separating wrong best solutions (positive) from right ones; 0.5 = no information."""
+    right = np.array([direction * score(r) for r in rows if r["right"]], dtype=float)
+    wrong = np.array([direction * score(r) for r in rows if not r["right"]], dtype=float)
+    return roc_auc(right, wrong) if right.size and wrong.size else float("nan")
 
 
 def _row(name: str, threshold: float | None, direction: int, cal_caught: float, cal_doubted: float, evaluation: list[dict],

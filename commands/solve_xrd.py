@@ -128,9 +128,10 @@ def _report_checks(output: Output, checks) -> None:  # noqa: ANN001 - SolutionCh
     rows = [{"mode": i, "formula": m.formula, "weight": m.weight, "rwp": m.rwp} for i, m in enumerate(checks.modes, start=1)]
     output.table("modes", _MODE_COLUMNS, rows, title="distinct structures among the solutions")
     if checks.trusted:
-        console.print("checks: no flag raised (calibration on held-out perov_5 patterns: benchmarks/RESULTS.md, bench_xrd_checks)")
+        console.print("checks: no flag raised. The checks are weak signals; how often they miss a wrong answer is in "
+                      "benchmarks/RESULTS.md (bench_xrd_checks)")
     else:
-        console.print(f"checks: {len(checks.flags)} flag(s) on the best solution; treat it with care:")
+        console.print(f"checks: {len(checks.flags)} flag(s) on the best solution; look closer (compare the other modes' Rwp):")
         for name in checks.flags:
             console.print(f"  {name}: {FLAGS[name]}")
     output.add(flags=list(checks.flags))
