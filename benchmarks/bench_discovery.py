@@ -24,8 +24,11 @@ picks ``batch`` of them for the oracle. Strategies:
   conditions per round; picks by al). The learning strategies have **no pretrained prior**:
   the shipped perov_5 ensembles were trained on ``perov_5/train``, most of this pool, so their
   predictions would leak labels. The strategies' residual GP learns from the campaign's own
-  labels over the loop's fingerprints (composition + distance histogram,
-  :mod:`crystaloop.loop.guards.fingerprints`); rl's reward reads that GP's posterior.
+  labels over the loop's selection features (:func:`~crystaloop.loop.guards.fingerprints.selection_features`:
+  composition + distance histogram + the composition's element-property statistics, what the
+  engine feeds the strategies without a surrogate); rl's reward reads that GP's posterior.
+  Until issue 19's fix the features had no element properties (``FEATURES`` names the version;
+  a result of another version is not read back).
 
 Budget: the calls one campaign needs so that, over all seeds, a two-sided two-proportion test at
 α = 0.05 detects a 3× rate ratio over the pool's base rate with 80 % power (row ``calls_needed``;
@@ -37,7 +40,9 @@ against random; for the learning strategies the same against the better composit
 settings match, so an interrupted run resumes.
 
 Run ``python -m benchmarks.bench_discovery`` (``--quick``: the stable campaign, 2 seeds, 30 calls, under 2 minutes;
-``--campaigns``, ``--strategies``: subsets).
+``--campaigns``, ``--strategies``: subsets). With ``CRYSTALOOP_DISCOVERY_CACHED_ONLY=1`` a run
+only reads results back: a (campaign, strategy) with a seed not yet on disk is left out of the
+table (logged), so ``run_all`` can record what background runs finished.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import functools
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,7 +68,7 @@ from crystaloop.data.datasets import CrystalDataset, load_dataset
 from crystaloop.data.records import Condition
 from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.config import Budget, CampaignConfig, Constraints, Objective
-from crystaloop.loop.guards.fingerprints import fingerprints
+from crystaloop.loop.guards.fingerprints import selection_features
 from crystaloop.loop.strategies import (
     ALConfig,
     ALStrategy,
@@ -93,6 +99,8 @@ CAMPAIGNS: dict[str, tuple[Objective, ...]] = {
     "water": (STABILITY, Objective(property="dir_gap", goal="target", window=GAP_WINDOW, units="eV")),
 }
 STRATEGIES = ("random", "rule-tolerance", "rule-electroneg", "al", "bo", "rl")
+LEARNING = ("al", "bo", "rl")
+FEATURES = "selection-v2"  # version of the learning strategies' GP inputs (v1: fingerprints only)
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,7 @@ class DiscoveryPool:
         return cls(
             crystals=combined.crystals,
             values=combined.properties,
-            features=fingerprints(combined.crystals),
+            features=selection_features(combined.crystals),
             oracle=ReplayOracle(combined, properties),
             generator=DatasetReplayGenerator.from_dataset(combined),
         )
@@ -351,14 +359,19 @@ def _result_path(sizes: Sizes, campaign: str, strategy: str, seed: int) -> Path:
     return RUNS / sizes.tag / campaign / f"{strategy}-s{seed}.json"
 
 
-def campaign_result(pool: DiscoveryPool, campaign: str, strategy: str, seed: int, sizes: Sizes, calls: int, systems: tuple[tuple[str, ...], ...], hits: np.ndarray) -> dict:
-    """One campaign's result, read back from its JSON file when the settings match, else run and written."""
+def campaign_result(pool: DiscoveryPool, campaign: str, strategy: str, seed: int, sizes: Sizes, calls: int, systems: tuple[tuple[str, ...], ...], hits: np.ndarray, *, cached_only: bool = False) -> dict | None:
+    """One campaign's result, read back from its JSON file when the settings match, else run and
+    written (``cached_only``: else ``None``)."""
     path = _result_path(sizes, campaign, strategy, seed)
     settings = {"sizes": asdict(sizes), "calls": calls, "campaign": campaign, "strategy": strategy, "seed": seed}
+    if strategy in LEARNING:
+        settings["features"] = FEATURES
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("settings") == json.loads(json.dumps(settings)):
             return saved
+    if cached_only:
+        return None
     started = time.perf_counter()
     order = run_campaign(pool, campaign, strategy, seed, sizes, calls, systems)
     result = {
@@ -397,6 +410,7 @@ def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns:
     for name in ("crystaloop.loop.strategies.rl", "crystaloop.surrogates.gp"):  # one line per round otherwise
         logging.getLogger(name).setLevel(logging.WARNING)
     sizes = QUICK if quick else FULL
+    cached_only = os.environ.get("CRYSTALOOP_DISCOVERY_CACHED_ONLY", "") == "1"
     pool = DiscoveryPool.load()
     systems = anion_systems(pool.crystals)
     rows = []
@@ -406,11 +420,18 @@ def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns:
         needed, calls = _budget(base_rate, sizes)
         rates: dict[str, list[float]] = {}
         seconds: dict[str, float] = {}
+        missing: set[str] = set()
         for seed in sizes.seeds:
             for strategy in strategies or STRATEGIES:
-                result = campaign_result(pool, campaign, strategy, seed, sizes, calls, systems, hits)
+                result = campaign_result(pool, campaign, strategy, seed, sizes, calls, systems, hits, cached_only=cached_only)
+                if result is None:
+                    missing.add(strategy)
+                    continue
                 rates.setdefault(strategy, []).append(100.0 * result["hits"] / result["calls"])
                 seconds[strategy] = seconds.get(strategy, 0.0) + result["seconds"]
+        for strategy in sorted(missing):
+            logger.warning("%s %s: %d of %d seeds on disk; left out of the table", campaign, strategy, len(rates.pop(strategy, [])), len(sizes.seeds))
+            seconds.pop(strategy, None)
         baseline = rates.get("random")
         rules = [r for r in RULES if r in rates]
         best_rule = max(rules, key=lambda r: np.mean(rates[r])) if rules else None

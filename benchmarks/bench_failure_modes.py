@@ -179,11 +179,14 @@ def surrogate_loop(
     *,
     greedy: bool = False,
     with_residuals: bool = True,
+    frozen: bool = False,
 ) -> LoopRecord:
     """Generate, screen with ``guard`` (True: refuse), pick with al, measure (replayed labels).
 
     ``values`` maps ``id(crystal)`` to its heat_all; ``with_residuals``: the guard's context
-    holds the campaign's residuals. ``greedy``: al ranks on the mean only.
+    holds the campaign's residuals. ``greedy``: al ranks on the mean only. ``frozen``: the
+    strategy sees no labels, so no residual GP corrects the surrogate (selection on the shipped
+    surrogate alone, as bo or al on a frozen model); the guard still reads the residuals.
     """
     generator = DatasetReplayGenerator(crystals, name="pool")
     acquisition = "greedy" if greedy else "ucb"
@@ -228,6 +231,8 @@ def surrogate_loop(
             np.array([[m.value for m in c.measurements if m.property == "heat_all"][0] for c in record.picks])[:, None],
             np.array([c.predictions["heat_all"][0] for c in record.picks])[:, None],
         )
+        if frozen:
+            labels = Labels.empty(1, features.shape[1])
         predictions = np.array([[c.predictions["heat_all"][:2]] for c in kept])
         for i in strategy.select(Pool(kept, features, labels), predictions, sizes.batch):
             record.picks.append(evaluate(kept[int(i)]))
@@ -249,16 +254,18 @@ def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -
     refuse = lambda c, ctx: not guard.check(c, ctx).ok  # noqa: E731
     in_trap = lambda c: TRAP in c.crystal.elements  # noqa: E731
     variants = {
-        "guard off": (None, True),
-        "guard on, as shipped (std, OOD)": (refuse, False),
-        "guard on, fixed (+ local residuals)": (refuse, True),
+        "guard off": (None, True, False),
+        "guard on, as shipped (std, OOD)": (refuse, False, False),
+        "guard on, fixed (+ local residuals)": (refuse, True, False),
+        "frozen surrogate, guard off": (None, True, True),
+        "frozen surrogate, guard on": (refuse, True, True),
     }
     rows = []
-    for name, (check, residuals) in variants.items():
+    for name, (check, residuals, frozen) in variants.items():
         trap_calls, rates, caught, trap_seen, alarms, others, calm_alarms, calm_seen = [], [], 0, 0, 0, 0, 0, 0
         for seed in sizes.seeds:
             planted = PlantedSurrogate(crystals, heat, seed=seed)
-            record = surrogate_loop(crystals, values, planted, check, sizes, seed, with_residuals=residuals)
+            record = surrogate_loop(crystals, values, planted, check, sizes, seed, with_residuals=residuals, frozen=frozen)
             trap_calls.append(sum(in_trap(c) for c in record.picks))
             rates.append(_hits_per_100(record.picks))
             first = next((i for i, c in enumerate(record.picks) if in_trap(c)), None)
@@ -268,7 +275,7 @@ def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -
             hit, total = record.refused(lambda c: not in_trap(c))
             alarms, others = alarms + hit, others + total
             if check is not None:
-                calm = surrogate_loop(crystals, values, PlantedSurrogate(crystals, heat, seed=seed, plant=0.0), check, sizes, seed, with_residuals=residuals)
+                calm = surrogate_loop(crystals, values, PlantedSurrogate(crystals, heat, seed=seed, plant=0.0), check, sizes, seed, with_residuals=residuals, frozen=frozen)
                 hit, total = calm.refused(lambda c: True)
                 calm_alarms, calm_seen = calm_alarms + hit, calm_seen + total
         rows.append({

@@ -50,7 +50,14 @@ from crystaloop.loop.allocation import ArmAllocation, arm_outcomes, thompson_sha
 from crystaloop.loop.collapse import Adjustment, assess, exploration_picks
 from crystaloop.loop.components import Components
 from crystaloop.loop.config import CampaignConfig
-from crystaloop.loop.guards import GuardContext, collapse_report, fingerprints, residual_watch, screen
+from crystaloop.loop.guards import (
+    GuardContext,
+    collapse_report,
+    fingerprints,
+    residual_watch,
+    screen,
+    selection_features,
+)
 from crystaloop.loop.guards.exploitation import ResidualHistory
 from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard
 from crystaloop.loop.online import OnlineSurrogate, fit_online, measured_matrix
@@ -320,7 +327,7 @@ def _embed(components: Components, candidates: Sequence[Candidate]) -> np.ndarra
     crystals = [c.crystal for c in candidates]
     if components.surrogate is not None:
         return components.surrogate.embed(crystals)
-    return fingerprints(crystals)
+    return selection_features(crystals)
 
 
 def _ensemble_matrix(online: OnlineSurrogate | None, candidates: Sequence[Candidate], config: CampaignConfig) -> np.ndarray:

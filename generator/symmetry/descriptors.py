@@ -1,9 +1,9 @@
 """A fixed per-element descriptor for template matching, and per-element volumes fitted on a split.
 
-:func:`element_descriptor` (6 numbers per element): period, group, Pauling electronegativity,
-atomic radius (the standardised columns of :func:`crystaloop.data.elements.element_feature_table`)
-and the highest and lowest common oxidation states (pymatgen's, standardised over Z = 1..103).
-Two elements that play the same role in a crystal (Sr and Ba on a perovskite A site) sit close.
+:func:`~crystaloop.data.elements.element_descriptor` (6 numbers per element, defined in
+:mod:`crystaloop.data.elements` and re-exported here): period, group, Pauling electronegativity,
+atomic radius and the highest and lowest common oxidation states. Two elements that play the
+same role in a crystal (Sr and Ba on a perovskite A site) sit close.
 
 :class:`VolumeModel`: the cell volume (Å³) as a sum of per-element volumes, least squares on a
 training split; an element the split never saw gets ``c · r³`` with ``c`` the median ratio of
@@ -15,45 +15,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from functools import cache
 
 import numpy as np
 
 from crystaloop.data.crystal import Crystal, atomic_number
-from crystaloop.data.elements import ELEMENT_DESCRIPTORS, element_feature_table
+from crystaloop.data.elements import N_DESCRIPTORS, element_descriptor
 from crystaloop.data.errors import CrystaloopError
 
 __all__ = ["element_descriptor", "VolumeModel", "N_DESCRIPTORS"]
-
-_TABLE_COLUMNS = ("row", "group", "X", "atomic_radius")
-N_DESCRIPTORS = len(_TABLE_COLUMNS) + 2
-
-
-@cache
-def _oxidation_table() -> np.ndarray:
-    """(119, 2) standardised (highest, lowest) common oxidation state; 0 where pymatgen lists none."""
-    from pymatgen.core.periodic_table import Element
-
-    raw = np.zeros((119, 2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for z in range(1, 104):
-            states = Element.from_Z(z).common_oxidation_states or (0,)
-            raw[z] = max(states), min(states)
-    body = raw[1:104]
-    raw[1:104] = (body - body.mean(axis=0)) / body.std(axis=0)
-    return raw
-
-
-@cache
-def element_descriptor(symbol: str) -> np.ndarray:
-    """(6,) float64 descriptor of ``symbol`` (see the module docstring); raises on an unknown symbol."""
-    z = atomic_number(symbol)
-    names = [name for name, _ in ELEMENT_DESCRIPTORS]
-    columns = [names.index(name) for name in _TABLE_COLUMNS]
-    row = np.concatenate([element_feature_table()[z, columns].astype(np.float64), _oxidation_table()[z]])
-    row.setflags(write=False)
-    return row
 
 
 def _atomic_radius(symbol: str) -> float:

@@ -22,7 +22,7 @@ from crystaloop.loop.guards.exploitation import (
     ResidualHistory,
     residual_watch,
 )
-from crystaloop.loop.guards.fingerprints import fingerprint, fingerprints, vendi_score
+from crystaloop.loop.guards.fingerprints import fingerprint, fingerprints, selection_features, vendi_score
 from crystaloop.loop.guards.novelty import Matcher, StructureIndex, StructureMatch, neighbour_profile
 from crystaloop.loop.guards.synthesizability import SynthesizabilityGuard, SynthesizabilityGuardConfig
 from crystaloop.loop.guards.validity import ConstraintGuard, ValidityGuard, ValidityGuardConfig
@@ -42,6 +42,7 @@ __all__ = [
     "residual_watch",
     "fingerprint",
     "fingerprints",
+    "selection_features",
     "vendi_score",
     "StructureIndex",
     "StructureMatch",

@@ -10,6 +10,12 @@ A fingerprint (d = 103 + 1 + 16 = 120) concatenates
 
 Euclidean distance between fingerprints is 0 for the same crystal and grows with composition
 and local-geometry differences; two compositions with nothing in common are ≥ √2 apart.
+
+:func:`selection_features` are what the strategies' residual GP works over when no surrogate
+embeds the candidates: the fingerprint plus the chemistry of the composition
+(:func:`~crystaloop.data.elements.composition_descriptor`), so labels on one composition inform
+chemically similar ones (the fingerprint alone knows only which elements are present, not how
+alike they are).
 """
 
 from __future__ import annotations
@@ -19,15 +25,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.elements import COMPOSITION_DIM, composition_descriptors
 from crystaloop.data.graphs import minimum_image_distances
 
-__all__ = ["FINGERPRINT_DIM", "fingerprint", "fingerprints", "nearest_distance", "vendi_score"]
+__all__ = ["FINGERPRINT_DIM", "SELECTION_DIM", "fingerprint", "fingerprints", "selection_features", "nearest_distance", "vendi_score"]
 
 _N_ELEMENTS = 103
 _N_BINS = 16
 _CENTRES = np.linspace(0.0, 2.0, _N_BINS)
 _WIDTH = _CENTRES[1] - _CENTRES[0]
 FINGERPRINT_DIM = _N_ELEMENTS + 1 + _N_BINS
+SELECTION_DIM = FINGERPRINT_DIM + COMPOSITION_DIM
 
 
 def fingerprint(crystal: Crystal) -> np.ndarray:
@@ -50,6 +58,14 @@ def fingerprints(crystals: Sequence[Crystal]) -> np.ndarray:
     if not crystals:
         return np.zeros((0, FINGERPRINT_DIM))
     return np.stack([fingerprint(c) for c in crystals])
+
+
+def selection_features(crystals: Sequence[Crystal]) -> np.ndarray:
+    """(n, SELECTION_DIM) fingerprints followed by composition descriptors, one row per crystal
+    (the strategies' GP inputs without a surrogate embedding; see the module docstring)."""
+    if not crystals:
+        return np.zeros((0, SELECTION_DIM))
+    return np.concatenate([fingerprints(crystals), composition_descriptors(crystals)], axis=1)
 
 
 def nearest_distance(query: np.ndarray, reference: np.ndarray) -> float:
