@@ -17,7 +17,11 @@ the guard screens them, the strategy picks ``batch`` for the oracle.
   first Zn measurement) and false alarms (others refused; and on an unprovoked run without the
   plant, everything refused). ``as shipped``: the guard sees ensemble disagreement and OOD only
   (no residual history in its context, as before this issue); ``fixed``: it also reads the
-  campaign's residuals (:class:`~crystaloop.loop.guards.exploitation.ResidualHistory`).
+  campaign's residuals (:class:`~crystaloop.loop.guards.exploitation.ResidualHistory`). al's
+  residual GP learns the offset itself, so there the guard saves calls but not hits; the
+  ``frozen surrogate`` variants give the strategy no labels (no residual GP: UCB on the planted
+  surrogate alone, as bo or al chasing a shipped model that is never corrected online), guard
+  off and on (with residuals), where only the guard stands between the strategy and the trap.
 * **collapse**: :class:`CollapsingGenerator` draws diverse pool structures at guidance ≤ 1.5 and
   near-copies (fractional jitter 0.003) of three hit structures above it; the campaign asks for
   guidance 1 for two iterations, then 2 (the push). The diversity guard refuses copies, the
@@ -248,18 +252,21 @@ def _hits_per_100(picks: Sequence[Candidate], counts: Callable[[Candidate], bool
 
 
 # ---------------------------------------------------------------------------- scenario 1: exploitation
-def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -> list[dict]:
+def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes, *, frozen_surrogate: bool = False) -> list[dict]:
+    """The exploitation scenario's rows: al with its residual GP, or (``frozen_surrogate``) on
+    the planted surrogate alone; see the module docstring."""
     values = {id(c): float(v) for c, v in zip(crystals, heat, strict=True)}
     guard = ExploitationGuard()
     refuse = lambda c, ctx: not guard.check(c, ctx).ok  # noqa: E731
     in_trap = lambda c: TRAP in c.crystal.elements  # noqa: E731
-    variants = {
-        "guard off": (None, True, False),
-        "guard on, as shipped (std, OOD)": (refuse, False, False),
-        "guard on, fixed (+ local residuals)": (refuse, True, False),
-        "frozen surrogate, guard off": (None, True, True),
-        "frozen surrogate, guard on": (refuse, True, True),
-    }
+    if frozen_surrogate:
+        variants = {"frozen surrogate, guard off": (None, True, True), "frozen surrogate, guard on (+ local residuals)": (refuse, True, True)}
+    else:
+        variants = {
+            "guard off": (None, True, False),
+            "guard on, as shipped (std, OOD)": (refuse, False, False),
+            "guard on, fixed (+ local residuals)": (refuse, True, False),
+        }
     rows = []
     for name, (check, residuals, frozen) in variants.items():
         trap_calls, rates, caught, trap_seen, alarms, others, calm_alarms, calm_seen = [], [], 0, 0, 0, 0, 0, 0
@@ -279,7 +286,7 @@ def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -
                 hit, total = calm.refused(lambda c: True)
                 calm_alarms, calm_seen = calm_alarms + hit, calm_seen + total
         rows.append({
-            "scenario": "exploitation",
+            "scenario": "exploitation (frozen surrogate)" if frozen_surrogate else "exploitation",
             "variant": name,
             "seeds": len(sizes.seeds),
             "oracle_calls": sizes.initial + sizes.rounds * sizes.batch,
@@ -457,7 +464,12 @@ def synthesizability_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Size
 
 
 # ---------------------------------------------------------------------------- entry point
-SCENARIOS = {"exploitation": exploitation_rows, "collapse": collapse_rows, "synthesizability": synthesizability_rows}
+def exploitation_frozen_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -> list[dict]:
+    """The exploitation scenario on a frozen surrogate (no residual GP in the strategy)."""
+    return exploitation_rows(crystals, heat, sizes, frozen_surrogate=True)
+
+
+SCENARIOS = {"exploitation": exploitation_rows, "exploitation_frozen": exploitation_frozen_rows, "collapse": collapse_rows, "synthesizability": synthesizability_rows}
 
 
 def run(quick: bool = False, scenarios: Sequence[str] | None = None) -> list[dict]:
