@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from crystaloop.data.crystal import Crystal
-from crystaloop.data.elements import COMPOSITION_DIM, N_DESCRIPTORS, composition_descriptor, composition_descriptors, element_descriptor
+from crystaloop.data.elements import (
+    COMPOSITION_DIM,
+    N_DESCRIPTORS,
+    composition_descriptor,
+    composition_descriptors,
+    element_descriptor,
+)
 from crystaloop.data.store.testing import perovskite
 from crystaloop.loop.guards.fingerprints import FINGERPRINT_DIM, SELECTION_DIM, fingerprints, selection_features
 
