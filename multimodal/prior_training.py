@@ -103,7 +103,7 @@ def prior_pairs(fusion: FusionModel, dataset: CrystalDataset, *, text_variants: 
     rng = np.random.default_rng(seed)
     for _ in range(xrd_augments):
         noisy = augment_patterns(views.patterns, rng, augment, fusion.config.grid)
-        conditions.append(fusion.embed("xrd", noisy))
+        conditions.append(fusion.embed("xrd", list(noisy)))
         index.append(np.arange(n))
         modality.append(np.full(n, CONDITIONS.index("xrd")))
     digest = hashlib.sha256(f"{dataset.content_hash}|{text_variants}|{xrd_augments}|{seed}".encode()).hexdigest()[:16]
@@ -160,7 +160,7 @@ def evaluate_prior(prior: LatentPrior, fusion: FusionModel, dataset: CrystalData
     structures = fusion.embed("structure", dataset.crystals)
     with torch.no_grad():
         text = fusion.encode_text_features(torch.from_numpy(views.text_features[:, 0].astype(np.float32))).numpy()
-    xrd = fusion.embed("xrd", augment_patterns(views.patterns, np.random.default_rng(seed), augment, fusion.config.grid))
+    xrd = fusion.embed("xrd", list(augment_patterns(views.patterns, np.random.default_rng(seed), augment, fusion.config.grid)))
     out: dict[str, Any] = {"n": len(dataset)}
     for name, queries in (("text", text), ("xrd", xrd)):
         drawn = prior.sample_each(queries, name, seed=seed)

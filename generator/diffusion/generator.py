@@ -196,6 +196,7 @@ class DiffusionGenerator:
             raise CrystaloopError(f"number of samples must be positive, got {n}")
         rng = np.random.default_rng(seed)
         request = self.request(n, condition, rng)
+        rows: np.ndarray | None = None
         if embeddings is not None:
             rows = np.asarray(embeddings, dtype=np.float64)
             if rows.shape != (n, self.embedding_dim) or self.embedding_dim == 0 or not np.isfinite(rows).all():
@@ -215,4 +216,4 @@ class DiffusionGenerator:
         base = condition or Condition()
         return [Candidate(crystal=c, provenance=provenance,
                           condition=base.model_copy(update={"embedding": tuple(float(v) for v in row)}))
-                for c, row in zip(crystals, request.embeddings, strict=True) if c is not None]
+                for c, row in zip(crystals, rows if rows is not None else [], strict=True) if c is not None]
