@@ -100,6 +100,8 @@ class BOStrategy:
         from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
         from botorch.acquisition.objective import GenericMCObjective
         from botorch.optim import optimize_acqf_discrete
+
+        _skip_fused_kernel_build()
         from botorch.sampling import SobolQMCNormalSampler
 
         head = gp.head
@@ -149,3 +151,26 @@ class BOStrategy:
             chosen, _ = optimize_acqf_discrete(acq, q=k, choices=x_pool, unique=True, max_batch_size=256)
         picks = torch.cdist(chosen, x_pool).argmin(dim=-1).numpy()
         return np.sort(np.unique(picks))
+
+
+FUSED_KERNEL_ENV = "CRYSTALOOP_BOTORCH_FUSED_KERNEL"
+
+
+def _skip_fused_kernel_build() -> None:
+    """Keep botorch's multi-objective qLogNEHVI on its pure-Python path unless ``$CRYSTALOOP_BOTORCH_FUSED_KERNEL=1``.
+
+    On first use botorch JIT-compiles a fused C++ kernel into ``~/.cache/torch_extensions``: it
+    needs a compiler, took about 14 minutes on the 2-core VM under load, and a process killed while
+    compiling leaves a lock file behind on which every later qLogNEHVI call waits forever (seen on
+    2026-12-03: a BO unit test hung until its timeout). The pure-Python path computes the same
+    acquisition values. botorch offers no switch for this, so the module's "load attempted" flag is
+    set; a botorch without that flag is left alone.
+    """
+    import os
+
+    if os.environ.get(FUSED_KERNEL_ENV) == "1":
+        return
+    from botorch.acquisition.multi_objective import logei
+
+    if hasattr(logei, "_load_attempted") and logei._C is None:
+        logei._load_attempted = True
