@@ -36,7 +36,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -130,7 +130,35 @@ def shared_phases(folder: Path, quick: bool) -> tuple[Path, float]:
     return cache, seconds
 
 
-def run(quick: bool = False, fresh: bool = False) -> list[dict]:
+class ArmSeedResult(NamedTuple):
+    """One campaign's outcome: its S.U.N. summary (``None`` when nothing was summarised), last arm
+    shares (``None`` without a composite), iteration seconds and failed oracle calls."""
+
+    summary: Any
+    shares: dict[str, float] | None
+    seconds: float
+    failed: int
+
+
+def _run_one(arm: str, seed: int, folder: Path, seed_cache: Path, quick: bool) -> ArmSeedResult:
+    """Run (or resume) the campaign of ``arm`` for ``seed`` in ``folder``."""
+    torch.set_num_threads(1)
+    tag = f"{arm.split()[0]}-{seed}"
+    cache = folder / f"oracle-{tag}.db"
+    if not cache.exists():  # a resumed campaign keeps its own relaxations
+        _copy_db(seed_cache, cache)
+    config = campaign(arm, seed, cache, quick)
+    with CandidateStore(f"sqlite:///{folder / f'store-{tag}.db'}") as store:
+        reports = run_campaign(build_components(config), store, config)
+    total = campaign_sun(r.sun for r in reports)
+    logger.info("%s seed %d: %s", arm, seed, total.describe() if total else "no S.U.N. summary")
+    shares = reports[-1].arms.shares if reports[-1].arms is not None else None
+    return ArmSeedResult(total, shares, sum(r.seconds for r in reports), sum(r.failed for r in reports))
+
+
+def run(quick: bool = False, fresh: bool = False, jobs: int = 1) -> list[dict]:
+    """The table; ``jobs`` campaigns run at once in separate processes (each campaign has its own store
+    and oracle cache, so they share nothing but the phase cache they were copied from)."""
     torch.set_num_threads(1)
     sizes = _sizes(quick)
     folder = folder_for(quick)
@@ -138,25 +166,22 @@ def run(quick: bool = False, fresh: bool = False) -> list[dict]:
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     seed_cache, phase_seconds = shared_phases(folder, quick)
+    tasks = [(arm, seed) for arm in ARMS for seed in sizes["seeds"]]
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_one, arm, seed, folder, seed_cache, quick) for arm, seed in tasks]
+            results = [f.result() for f in futures]
+    else:
+        results = [_run_one(arm, seed, folder, seed_cache, quick) for arm, seed in tasks]
     rows: list[dict] = [{"arm": "shared hull (elements + prototype phases)", "seeds": "", "seconds": phase_seconds}]
     for arm in ARMS:
-        totals = []
-        failed, seconds, last_shares = 0, 0.0, []
-        for seed in sizes["seeds"]:
-            tag = f"{arm.split()[0]}-{seed}"
-            cache = folder / f"oracle-{tag}.db"
-            if not cache.exists():  # a resumed campaign keeps its own relaxations
-                _copy_db(seed_cache, cache)
-            config = campaign(arm, seed, cache, quick)
-            with CandidateStore(f"sqlite:///{folder / f'store-{tag}.db'}") as store:
-                reports = run_campaign(build_components(config), store, config)
-            seconds += sum(r.seconds for r in reports)
-            failed += sum(r.failed for r in reports)
-            totals.append(campaign_sun(r.sun for r in reports))
-            if reports[-1].arms is not None:
-                last_shares.append(reports[-1].arms.shares)
-            logger.info("%s seed %d: %s", arm, seed, totals[-1].describe() if totals[-1] else "no S.U.N. summary")
-        rows.append(_row(arm, sizes, [t for t in totals if t is not None], failed, seconds, last_shares))
+        mine = [result for (name, _), result in zip(tasks, results, strict=True) if name == arm]
+        totals = [each.summary for each in mine if each.summary is not None]
+        shares = [each.shares for each in mine if each.shares is not None]
+        rows.append(_row(arm, sizes, totals, sum(each.failed for each in mine), sum(each.seconds for each in mine), shares))
     return rows
 
 
@@ -187,4 +212,5 @@ def _row(arm: str, sizes: dict[str, Any], totals: list, failed: int, seconds: fl
 if __name__ == "__main__":
     from benchmarks.run_all import run_standalone
 
-    run_standalone(run, __doc__, {"--fresh": {"action": "store_true", "help": "start over instead of resuming runs/bench/loop_anychem"}})
+    run_standalone(run, __doc__, {"--fresh": {"action": "store_true", "help": "start over instead of resuming runs/bench/loop_anychem"},
+                                  "--jobs": {"type": int, "default": 1, "help": "campaigns run at once, one process each"}})

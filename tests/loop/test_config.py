@@ -139,7 +139,9 @@ def test_a_dumped_config_validates_again(path):
     from crystaloop.loop.allocation import AllocationConfig
 
     fixed = config.strategy.model_copy(update={"allocation": AllocationConfig()})  # arm allocation needs a composite
-    replay = config.model_copy(update={"generator": DatasetReplayChoice(dataset="perov_5/val"), "strategy": fixed})
+    # a query conditions a latent-reading diffusion generator only, so the replay variant drops it
+    replay = config.model_copy(update={"generator": DatasetReplayChoice(dataset="perov_5/val"), "strategy": fixed,
+                                       "query": None})
     for each in (config, replay):
         again = CampaignConfig.model_validate(each.model_dump(mode="json"))
         assert again == each and again.config_hash() == each.config_hash()
