@@ -55,7 +55,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +100,8 @@ CAMPAIGNS: dict[str, tuple[Objective, ...]] = {
 }
 STRATEGIES = ("random", "rule-tolerance", "rule-electroneg", "al", "bo", "rl")
 LEARNING = ("al", "bo", "rl")
+PRIOR_SUFFIX = "-prior"
+"""A strategy named ``<name>-prior`` is ``<name>`` handed the pool's pretrained prior (:attr:`DiscoveryPool.prior`)."""
 FEATURES = "selection-v2"  # version of the learning strategies' GP inputs (v1: fingerprints only)
 
 
@@ -173,6 +175,9 @@ class DiscoveryPool:
     features: np.ndarray
     oracle: ReplayOracle
     generator: DatasetReplayGenerator
+    prior: dict[str, np.ndarray] = field(default_factory=dict)
+    """Objective property → (n, 2) a pretrained surrogate's mean and std at each pool structure
+    (what the ``-prior`` strategies see; empty: no prior)."""
 
     @classmethod
     def load(cls, splits: Sequence[str] = SPLITS) -> DiscoveryPool:
@@ -192,6 +197,17 @@ class DiscoveryPool:
             oracle=ReplayOracle(combined, properties),
             generator=DatasetReplayGenerator.from_dataset(combined),
         )
+
+    def predictions(self, rows: Sequence[int], objectives: Sequence[Objective], *, use_prior: bool) -> np.ndarray:
+        """(len(rows), m, 2) prior mean and std of each objective at pool ``rows``; NaN where there
+        is no prior for the objective or ``use_prior`` is false."""
+        out = np.full((len(rows), len(objectives), 2), np.nan)
+        if use_prior:
+            index = np.asarray(rows, dtype=np.int64)
+            for j, objective in enumerate(objectives):
+                if objective.property in self.prior:
+                    out[:, j] = self.prior[objective.property][index]
+        return out
 
     def hits(self, objectives: Sequence[Objective]) -> np.ndarray:
         """(n,) whether each pool structure is a hit of the campaign with ``objectives``."""
@@ -284,11 +300,12 @@ RULES: dict[str, Callable[[Crystal], float]] = {
 
 
 # ---------------------------------------------------------------------------- campaigns
-def _campaign_config(campaign: str, seed: int, sizes: Sizes, systems: tuple[tuple[str, ...], ...], calls: int) -> CampaignConfig:
+def _campaign_config(campaign: str, seed: int, sizes: Sizes, systems: tuple[tuple[str, ...], ...], calls: int,
+                     objectives: Sequence[Objective] | None = None) -> CampaignConfig:
     rounds = max(1, math.ceil((calls - sizes.initial) / sizes.batch))
     return CampaignConfig(
         name=f"discovery-{campaign}-s{seed}",
-        objectives=CAMPAIGNS[campaign],
+        objectives=tuple(objectives or CAMPAIGNS[campaign]),
         constraints=Constraints(chemical_systems=systems),
         budget=Budget(iterations=rounds, candidates_per_iteration=sizes.generated, oracle_calls_per_iteration=sizes.batch),
         strategy=RLConfig(rl_policy_dir=None, rl_target_offsets=(0.0,), rl_steps=32, mc_samples=32, min_labels=4),
@@ -298,8 +315,11 @@ def _campaign_config(campaign: str, seed: int, sizes: Sizes, systems: tuple[tupl
 
 def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any object with the Strategy port's select
     """The strategy ``name`` for one campaign (all share the config's GP settings and seed)."""
+    name = name.removesuffix(PRIOR_SUFFIX)
     if name == "random":
         return RandomStrategy(seed=config.seed)
+    if name == "surrogate-greedy":
+        return PriorGreedy(config.objectives)
     if name in RULES:
         return CompositionRule(name, RULES[name])
     if name == "al":
@@ -313,23 +333,43 @@ def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any obje
     raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
 
 
+class PriorGreedy:
+    """The no-learning-in-the-loop baseline of a pretrained surrogate: greedy top ``k`` by its
+    predicted mean of the first objective (lowest first when minimised), never updated by the
+    campaign's labels: screening with a shipped model."""
+
+    def __init__(self, objectives: Sequence[Objective]) -> None:
+        self.sign = 1.0 if objectives[0].goal == "minimise" else -1.0
+
+    def select(self, pool: Pool, predictions: np.ndarray, k: int) -> np.ndarray:
+        mean = predictions[:, 0, 0]
+        if not np.isfinite(mean).all():
+            raise ValueError("surrogate-greedy needs the pool's prior (DiscoveryPool.prior) for the first objective")
+        order = np.argsort(self.sign * mean, kind="stable")
+        return np.sort(order[: min(k, len(pool))])
+
+
 def _measure(pool: DiscoveryPool, index: int, objectives: Sequence[Objective]) -> list[float]:
     values = {m.property: m.value for m in pool.oracle.evaluate([pool.crystals[index]]) if m.status == "ok"}
     return [float(values[o.property]) if values.get(o.property) is not None else math.nan for o in objectives]
 
 
-def run_campaign(pool: DiscoveryPool, campaign: str, strategy_name: str, seed: int, sizes: Sizes, calls: int, systems: tuple[tuple[str, ...], ...]) -> list[int]:
-    """Pool indices in the order the campaign measured them (``calls`` of them)."""
-    config = _campaign_config(campaign, seed, sizes, systems, calls)
+def run_campaign(pool: DiscoveryPool, campaign: str, strategy_name: str, seed: int, sizes: Sizes, calls: int, systems: tuple[tuple[str, ...], ...],
+                 objectives: Sequence[Objective] | None = None) -> list[int]:
+    """Pool indices in the order the campaign measured them (``calls`` of them); ``objectives``
+    default to those of :data:`CAMPAIGNS` ``[campaign]``."""
+    config = _campaign_config(campaign, seed, sizes, systems, calls, objectives)
     objectives = config.objectives
     strategy = make_strategy(strategy_name, config)
+    use_prior = strategy_name.endswith(PRIOR_SUFFIX) or strategy_name == "surrogate-greedy"
+    base_name = strategy_name.removesuffix(PRIOR_SUFFIX)
     index_of = {id(c): i for i, c in enumerate(pool.crystals)}
     order = [int(i) for i in np.random.default_rng([seed, 19]).choice(len(pool.crystals), size=sizes.initial, replace=False)]
     values = [_measure(pool, i, objectives) for i in order]
     iteration = 0
     while len(order) < calls:
         state = StrategyState(config, iteration, config.iteration_seed(iteration), n_conditions=2)
-        conditions: list[Condition | None] = strategy.propose(state) if strategy_name == "rl" else [None]
+        conditions: list[Condition | None] = strategy.propose(state) if base_name == "rl" else [None]
         measured = set(order)
         candidates, rows = [], []
         for j, condition in enumerate(conditions):
@@ -340,14 +380,14 @@ def run_campaign(pool: DiscoveryPool, campaign: str, strategy_name: str, seed: i
                     continue
                 rows.append(i)
                 candidates.append(replace(candidate, provenance=candidate.provenance.model_copy(update={"campaign": config.name, "iteration": iteration})))
-        labels = Labels(pool.features[order], np.asarray(values), np.full((len(order), len(objectives)), np.nan))
+        labels = Labels(pool.features[order], np.asarray(values), pool.predictions(order, objectives, use_prior=use_prior)[..., 0])
         batch = Pool(candidates, pool.features[rows], labels)
-        no_prior = np.full((len(rows), len(objectives), 2), np.nan)
-        if strategy_name == "rl":
+        predictions = pool.predictions(rows, objectives, use_prior=use_prior)
+        if base_name == "rl":
             gp = ResidualGP(config.strategy.gp_components, config.strategy.min_labels, seed).fit(labels)
-            mean, std = gp.posterior(pool.features[rows], no_prior[..., 0], no_prior[..., 1])
+            mean, std = gp.posterior(pool.features[rows], predictions[..., 0], predictions[..., 1])
             strategy.record_rewards(batch, np.stack([mean, std], axis=-1))
-        picks = strategy.select(batch, no_prior, min(sizes.batch, calls - len(order)))
+        picks = strategy.select(batch, predictions, min(sizes.batch, calls - len(order)))
         for p in picks:
             order.append(rows[int(p)])
             values.append(_measure(pool, rows[int(p)], objectives))
@@ -359,12 +399,14 @@ def _result_path(sizes: Sizes, campaign: str, strategy: str, seed: int) -> Path:
     return RUNS / sizes.tag / campaign / f"{strategy}-s{seed}.json"
 
 
-def campaign_result(pool: DiscoveryPool, campaign: str, strategy: str, seed: int, sizes: Sizes, calls: int, systems: tuple[tuple[str, ...], ...], hits: np.ndarray, *, cached_only: bool = False) -> dict | None:
+def campaign_result(pool: DiscoveryPool, campaign: str, strategy: str, seed: int, sizes: Sizes, calls: int, systems: tuple[tuple[str, ...], ...], hits: np.ndarray, *,
+                    cached_only: bool = False, objectives: Sequence[Objective] | None = None, extra_settings: dict | None = None) -> dict | None:
     """One campaign's result, read back from its JSON file when the settings match, else run and
-    written (``cached_only``: else ``None``)."""
+    written (``cached_only``: else ``None``). ``extra_settings`` (e.g. the prior's name) join the
+    settings a saved result must match."""
     path = _result_path(sizes, campaign, strategy, seed)
-    settings = {"sizes": asdict(sizes), "calls": calls, "campaign": campaign, "strategy": strategy, "seed": seed}
-    if strategy in LEARNING:
+    settings = {"sizes": asdict(sizes), "calls": calls, "campaign": campaign, "strategy": strategy, "seed": seed, **(extra_settings or {})}
+    if strategy.removesuffix(PRIOR_SUFFIX) in LEARNING:
         settings["features"] = FEATURES
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -373,7 +415,7 @@ def campaign_result(pool: DiscoveryPool, campaign: str, strategy: str, seed: int
     if cached_only:
         return None
     started = time.perf_counter()
-    order = run_campaign(pool, campaign, strategy, seed, sizes, calls, systems)
+    order = run_campaign(pool, campaign, strategy, seed, sizes, calls, systems, objectives)
     result = {
         "settings": settings,
         "order": order,
@@ -403,59 +445,76 @@ def _budget(base_rate: float, sizes: Sizes) -> tuple[int, int]:
     return needed, min(per_seed, sizes.max_calls) if sizes.max_calls else per_seed
 
 
-def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns: Sequence[str] | None = None) -> list[dict]:
-    """One row per (campaign, strategy); see the module docstring."""
+def campaign_rows(pool: DiscoveryPool, campaign: str, objectives: Sequence[Objective], strategies: Sequence[str], sizes: Sizes,
+                  systems: tuple[tuple[str, ...], ...], *, cached_only: bool = False, extra_settings: dict | None = None,
+                  learning: Sequence[str] = LEARNING) -> list[dict]:
+    """The table rows of one campaign (one per strategy): every seed run or read back, rates,
+    intervals and paired tests against random and against the better composition rule
+    (``learning`` names the strategies compared with the rule)."""
+    hits = pool.hits(objectives)
+    base_rate = float(hits.mean())
+    needed, calls = _budget(base_rate, sizes)
+    rates: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+    missing: set[str] = set()
+    for seed in sizes.seeds:
+        for strategy in strategies:
+            result = campaign_result(pool, campaign, strategy, seed, sizes, calls, systems, hits, cached_only=cached_only,
+                                     objectives=objectives, extra_settings=extra_settings)
+            if result is None:
+                missing.add(strategy)
+                continue
+            rates.setdefault(strategy, []).append(100.0 * result["hits"] / result["calls"])
+            seconds[strategy] = seconds.get(strategy, 0.0) + result["seconds"]
+    for strategy in sorted(missing):
+        logger.warning("%s %s: %d of %d seeds on disk; left out of the table", campaign, strategy, len(rates.pop(strategy, [])), len(sizes.seeds))
+        seconds.pop(strategy, None)
+    baseline = rates.get("random")
+    rules = [r for r in RULES if r in rates]
+    best_rule = max(rules, key=lambda r: np.mean(rates[r])) if rules else None
+    rows = []
+    for strategy, values in rates.items():
+        mean, low, high = bootstrap_mean(values)
+        row = {
+            "campaign": campaign,
+            "strategy": strategy,
+            "pool": len(pool.crystals),
+            "pool_hits": int(hits.sum()),
+            "base_per_100": 100.0 * base_rate,
+            "calls_needed": needed,
+            "calls_per_seed": calls,
+            "seeds": len(values),
+            "hits_per_100": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
+            "per_seed": " ".join(f"{v:.3g}" for v in values),
+        }
+        row["ratio_to_random"], row["wilcoxon_p"] = _compare(values, baseline) if baseline is not None and strategy != "random" else ("1", "-")
+        compared = best_rule is not None and strategy in learning
+        row["vs_best_rule"], row["wilcoxon_p_rule"] = _compare(values, rates[best_rule]) if compared else ("-", "-")
+        if compared:
+            row["vs_best_rule"] = f"{row['vs_best_rule']} ({best_rule})"
+        row["s_per_campaign"] = seconds[strategy] / len(values)
+        rows.append(row)
+    return rows
+
+
+def quiet_strategy_logs() -> None:
+    """One torch thread, and no per-round lines from the strategies and GP heads."""
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=InputDataWarning)
     for name in ("crystaloop.loop.strategies.rl", "crystaloop.surrogates.gp"):  # one line per round otherwise
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run(quick: bool = False, strategies: Sequence[str] | None = None, campaigns: Sequence[str] | None = None) -> list[dict]:
+    """One row per (campaign, strategy); see the module docstring."""
+    quiet_strategy_logs()
     sizes = QUICK if quick else FULL
     cached_only = os.environ.get("CRYSTALOOP_DISCOVERY_CACHED_ONLY", "") == "1"
     pool = DiscoveryPool.load()
     systems = anion_systems(pool.crystals)
     rows = []
     for campaign in campaigns or sizes.campaigns:
-        hits = pool.hits(CAMPAIGNS[campaign])
-        base_rate = float(hits.mean())
-        needed, calls = _budget(base_rate, sizes)
-        rates: dict[str, list[float]] = {}
-        seconds: dict[str, float] = {}
-        missing: set[str] = set()
-        for seed in sizes.seeds:
-            for strategy in strategies or STRATEGIES:
-                result = campaign_result(pool, campaign, strategy, seed, sizes, calls, systems, hits, cached_only=cached_only)
-                if result is None:
-                    missing.add(strategy)
-                    continue
-                rates.setdefault(strategy, []).append(100.0 * result["hits"] / result["calls"])
-                seconds[strategy] = seconds.get(strategy, 0.0) + result["seconds"]
-        for strategy in sorted(missing):
-            logger.warning("%s %s: %d of %d seeds on disk; left out of the table", campaign, strategy, len(rates.pop(strategy, [])), len(sizes.seeds))
-            seconds.pop(strategy, None)
-        baseline = rates.get("random")
-        rules = [r for r in RULES if r in rates]
-        best_rule = max(rules, key=lambda r: np.mean(rates[r])) if rules else None
-        for strategy, values in rates.items():
-            mean, low, high = bootstrap_mean(values)
-            row = {
-                "campaign": campaign,
-                "strategy": strategy,
-                "pool": len(pool.crystals),
-                "pool_hits": int(hits.sum()),
-                "base_per_100": 100.0 * base_rate,
-                "calls_needed": needed,
-                "calls_per_seed": calls,
-                "seeds": len(values),
-                "hits_per_100": f"{mean:.2f} [{low:.2f}, {high:.2f}]",
-                "per_seed": " ".join(f"{v:.3g}" for v in values),
-            }
-            row["ratio_to_random"], row["wilcoxon_p"] = _compare(values, baseline) if baseline is not None and strategy != "random" else ("1", "-")
-            learning = best_rule is not None and strategy not in RULES and strategy != "random"
-            row["vs_best_rule"], row["wilcoxon_p_rule"] = _compare(values, rates[best_rule]) if learning else ("-", "-")
-            if learning:
-                row["vs_best_rule"] = f"{row['vs_best_rule']} ({best_rule})"
-            row["s_per_campaign"] = seconds[strategy] / len(values)
-            rows.append(row)
+        rows += campaign_rows(pool, campaign, CAMPAIGNS[campaign], strategies or STRATEGIES, sizes, systems, cached_only=cached_only)
     return rows
 
 

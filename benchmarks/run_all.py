@@ -42,7 +42,7 @@ from typing import Any
 
 logger = logging.getLogger("crystaloop.benchmarks")
 
-BENCHMARKS = ("bench_featurize", "bench_store", "bench_oracle", "bench_surrogate", "bench_optimade", "bench_loop_pool", "bench_generator", "bench_multimodal", "bench_consistency", "bench_loop_generative", "bench_flow_overhead", "bench_posterior_toy", "bench_xrd_forward", "bench_xrd_conditioned", "bench_surrogate_ablation", "bench_surrogate_scaling", "bench_hull_references", "bench_hull_dft", "bench_serving", "bench_elements_index", "bench_discovery", "bench_generators_cheap", "bench_failure_modes", "bench_xrd_inverse", "bench_xrd_checks", "bench_loop_anychem", "bench_template", "bench_prompt_constraints")
+BENCHMARKS = ("bench_featurize", "bench_store", "bench_oracle", "bench_surrogate", "bench_optimade", "bench_loop_pool", "bench_generator", "bench_multimodal", "bench_consistency", "bench_loop_generative", "bench_flow_overhead", "bench_posterior_toy", "bench_xrd_forward", "bench_xrd_conditioned", "bench_surrogate_ablation", "bench_surrogate_scaling", "bench_hull_references", "bench_hull_dft", "bench_serving", "bench_elements_index", "bench_discovery", "bench_discovery_prior", "bench_generators_cheap", "bench_failure_modes", "bench_xrd_inverse", "bench_xrd_checks", "bench_loop_anychem", "bench_template", "bench_prompt_constraints")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 RESULTS_LOG = Path(__file__).with_name("RESULTS_LOG.md")
 
