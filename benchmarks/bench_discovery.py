@@ -313,6 +313,11 @@ def _campaign_config(campaign: str, seed: int, sizes: Sizes, systems: tuple[tupl
     )
 
 
+def uses_prior(name: str) -> bool:
+    """Whether strategy ``name`` is handed the pool's prior (``-prior`` variants and ``surrogate-greedy``)."""
+    return name.endswith(PRIOR_SUFFIX) or name == "surrogate-greedy"
+
+
 def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any object with the Strategy port's select
     """The strategy ``name`` for one campaign (all share the config's GP settings and seed)."""
     name = name.removesuffix(PRIOR_SUFFIX)
@@ -330,7 +335,7 @@ def make_strategy(name: str, config: CampaignConfig):  # noqa: ANN201 - any obje
         from crystaloop.loop.strategies.rl import RLStrategy
 
         return RLStrategy(config)
-    raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+    raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, surrogate-greedy, and <name>{PRIOR_SUFFIX} of each")
 
 
 class PriorGreedy:
@@ -361,7 +366,7 @@ def run_campaign(pool: DiscoveryPool, campaign: str, strategy_name: str, seed: i
     config = _campaign_config(campaign, seed, sizes, systems, calls, objectives)
     objectives = config.objectives
     strategy = make_strategy(strategy_name, config)
-    use_prior = strategy_name.endswith(PRIOR_SUFFIX) or strategy_name == "surrogate-greedy"
+    use_prior = uses_prior(strategy_name)
     base_name = strategy_name.removesuffix(PRIOR_SUFFIX)
     index_of = {id(c): i for i, c in enumerate(pool.crystals)}
     order = [int(i) for i in np.random.default_rng([seed, 19]).choice(len(pool.crystals), size=sizes.initial, replace=False)]
