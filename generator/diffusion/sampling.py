@@ -209,11 +209,17 @@ def conditioned_evaluator(net: Callable[[NoisyBatch], DenoiserOutput], condition
 @torch.no_grad()
 def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: SamplerConfig, *, seed: int,
                  on_step: Callable[[int, int], None] | None = None,
-                 initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> RawSamples:
+                 initial: tuple[torch.Tensor, torch.Tensor] | None = None, start: int | None = None,
+                 constrain: Callable[[NoisyBatch], NoisyBatch] | None = None) -> RawSamples:
     """Run the reverse process for one batch; deterministic for a given seed (and device).
 
-    ``initial`` = (lattice (B, 3, 3) normalised, frac (N, 3)) replaces the prior draw at t = T
-    (used to check that the noise → sample map is equivariant).
+    ``initial`` = (lattice (B, 3, 3) normalised, frac (N, 3)) replaces the prior draw at the
+    first step (used to check that the noise → sample map is equivariant, and to start from a
+    noised crystal). ``start`` (≤ T, needs ``initial``): the timestep the reverse process starts
+    from, ``config.steps`` steps spread over [start, 0] (SDEdit-style refinement; default T).
+    ``constrain`` maps every state (the first one and each after a step, the corrector's too)
+    onto a constraint set, e.g. a space group's subspace
+    (:class:`~crystaloop.generator.symmetry.subspace.SymmetricSubspace`).
     """
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
@@ -224,24 +230,29 @@ def sample_batch(model: CrystalDiffusion, request: SampleRequest, config: Sample
     started = time.perf_counter()
     net = CanonicalFrame(model.denoiser, model.schedule.alpha_bar) if config.canonical_frame else model.denoiser
     schedule = model.schedule
-    state, conditioned, species_bias = prior_state(model, request, generator, schedule.timesteps, initial)
+    first = schedule.timesteps if start is None else int(start)
+    if not 0 < first <= schedule.timesteps or (start is not None and initial is None):
+        raise ValueError(f"start must be in (0, {schedule.timesteps}] and come with an initial state, got {start}")
+    state, conditioned, species_bias = prior_state(model, request, generator, first, initial)
+    keep = constrain or (lambda x: x)
+    state = keep(state)
     b, n = len(state.num_atoms), len(state.tokens)
     denovo = request.tokens is None
 
     evaluate = conditioned_evaluator(net, conditioned, request.guidance_scale)
 
     eta = 1.0 if config.method == "pc" else 0.0
-    grid = step_grid(schedule.timesteps, config.steps)
+    grid = step_grid(schedule.timesteps, config.steps) if start is None else step_grid(first, config.steps)
     for index, (t, s) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
         if config.method == "pc" and config.corrector_step > 0:
-            state = langevin_corrector(model, state, evaluate(state.replace(t=torch.full((b,), t, device=device))), t,
-                                       config.corrector_step, randn(n, 3))
+            state = keep(langevin_corrector(model, state, evaluate(state.replace(t=torch.full((b,), t, device=device))), t,
+                                            config.corrector_step, randn(n, 3)))
         out = evaluate(state.replace(t=torch.full((b,), t, device=device)))
         moments = step_moments(model, state, out, t, s, eta)
         lattice = moments.lattice_mean + moments.lattice_std * symmetric_noise(b, generator).to(device=device, dtype=dtype)
         frac = moments.frac_mean + moments.frac_std * randn(n, 3) if eta > 0 else moments.frac_mean
         tokens = reveal_species(model, state.tokens, out, t, s, species_bias, generator) if denovo else state.tokens
-        state = state.replace(lattice=lattice, frac=torch.remainder(frac, 1.0), tokens=tokens)
+        state = keep(state.replace(lattice=lattice, frac=torch.remainder(frac, 1.0), tokens=tokens))
         if on_step is not None:
             on_step(index + 1, len(grid) - 1)
 

@@ -1,7 +1,8 @@
 """`TemplateGenerator` (``generator.kind: template``): composition → templates from the learned
 prior → free coordinates and lattice from the training crystal that voted for each template,
-lattice rescaled to a volume estimate. No free parameter is learned yet (issue #17's constrained
-diffusion over them is the next step); the symmetry of every output is exact by construction.
+lattice rescaled to a volume estimate, optionally redrawn by a trained diffusion model projected
+onto the template (``free_parameters: diffusion``, :class:`~crystaloop.generator.symmetry.refine.TemplateDiffusion`);
+the symmetry of every output is exact by construction either way.
 
 For each of the ``n`` requested samples the prior gives a distinct template
 (:class:`~crystaloop.generator.symmetry.prior.TemplatePrior`); the sample copies the best-voting
@@ -12,14 +13,16 @@ volume is ``V_train × V̂(query) / V̂(train)`` (``V̂``: per-element volumes f
 packing). When the prior has fewer than ``n`` templates the remaining samples take the next
 voters of the same templates (other free parameters), and ``last_shortfall`` counts what is
 still missing. Outputs have exactly the condition's per-element counts (the primitive or
-conventional cell of the template, whichever has them).
+conventional cell of the template, whichever has them). With a refiner, the copied parameters
+are the starting point of the projected reverse process; a template with an element outside the
+diffusion model's vocabulary keeps its copied parameters, and the log says so.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import Field
 
@@ -31,6 +34,9 @@ from crystaloop.generator.base import GeneratorSettings
 from crystaloop.generator.symmetry.descriptors import VolumeModel
 from crystaloop.generator.symmetry.prior import TemplatePrior, TemplateProposal
 from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal, describe_training
+
+if TYPE_CHECKING:  # torch is imported only when a refiner is built
+    from crystaloop.generator.symmetry.refine import TemplateDiffusion
 
 __all__ = ["TemplateGenerator", "TemplateChoice", "FitCriterion"]
 
@@ -49,14 +55,15 @@ class TemplateGenerator:
         temperature: 0 → the ``n`` most probable templates; > 0 → sampled (see the prior).
         training_dataset: dataset spec the prior was fitted on (novelty reference for the loop).
         name: component name written into provenance.
+        refiner: redraws each sample's free parameters (``None``: the copied ones are kept).
     """
 
     def __init__(self, prior: TemplatePrior, volumes: VolumeModel, *, temperature: float = 0.0,
-                 training_dataset: str | None = None, name: str = "template") -> None:
+                 training_dataset: str | None = None, name: str = "template", refiner: TemplateDiffusion | None = None) -> None:
         if temperature < 0:
             raise CrystaloopError(f"temperature must be ≥ 0, got {temperature}")
         self.prior, self.volumes, self.temperature = prior, volumes, float(temperature)
-        self.training_dataset, self.name = training_dataset, name
+        self.training_dataset, self.name, self.refiner = training_dataset, name, refiner
         self.last_shortfall = 0
         self.last_dropped = 0  # the CLI's count of collapsed samples; this generator drops none
 
@@ -151,13 +158,31 @@ class TemplateGenerator:
         self.last_shortfall = n - len(picks)
         if self.last_shortfall:
             logger.info("%s: %d of %d requested structures exist for %s", self.name, len(picks), n, condition.composition)
+        built = [self.build(proposal, vote) for proposal, vote in picks]
+        refined = self._refine([(symmetric, proposal.cell == "primitive") for (_, symmetric), (proposal, _) in zip(built, picks,
+                                                                                                                  strict=True)], seed)
         out = []
-        for proposal, vote in picks:
-            crystal, symmetric = self.build(proposal, vote)
+        for (proposal, vote), (crystal, symmetric), redrawn in zip(picks, built, refined, strict=True):
             source = f"template {symmetric.space_group} {' '.join(f'{el}@{letter}' for letter, el in proposal.orbits)}; " \
                      f"from training crystal #{proposal.sources[vote]}"
+            if redrawn is not None:
+                crystal = redrawn
+                source += f"; free parameters drawn by {self.refiner.description if self.refiner else ''}"
             provenance = Provenance(component=self.name, version=__version__, seed=seed, source=source)
             out.append(Candidate(crystal=crystal, provenance=provenance, condition=condition))
+        return out
+
+    def _refine(self, templates: list[tuple[SymmetricCrystal, bool]], seed: int) -> list[Crystal | None]:
+        """The refiner's crystal per template (``None`` where there is no refiner or it cannot take the template)."""
+        if self.refiner is None or not templates:
+            return [None] * len(templates)
+        covered = [i for i, (symmetric, _) in enumerate(templates) if self.refiner.covers(symmetric)]
+        if len(covered) < len(templates):
+            logger.info("%s: %d of %d templates keep their copied free parameters: elements outside %s's vocabulary",
+                        self.name, len(templates) - len(covered), len(templates), self.refiner.name)
+        out: list[Crystal | None] = [None] * len(templates)
+        for i, (crystal, _) in zip(covered, self.refiner.refine([templates[i] for i in covered], seed=seed), strict=True):
+            out[i] = crystal
         return out
 
 
@@ -170,6 +195,14 @@ class TemplateChoice(GeneratorSettings):
         loo_rows: training crystals held out one at a time to choose the prior's bandwidth and identity weight.
         criterion: what that fit rewards (``match``: the top template's structure matches the held-out crystal).
         seed: seed of that leave-one-out subsample.
+        free_parameters: ``copy`` keeps the voting training crystal's coordinates and lattice
+            (volume rescaled); ``diffusion`` redraws them with a trained diffusion model projected
+            onto the template, starting from the copy noised to ``refine_start`` of the schedule.
+        checkpoint: that diffusion model, a shipped name or a file (default: the shipped model
+            named like the training set, ``perov_5`` for ``perov_5/train``).
+        refine_start: fraction of the noise schedule the refinement starts from, in (0, 1]
+            (1 = from the prior, forgetting the copied parameters).
+        refine_steps: reverse steps (DDIM) over that part of the schedule.
     """
 
     kind: Literal["template"] = "template"
@@ -178,10 +211,38 @@ class TemplateChoice(GeneratorSettings):
     loo_rows: int = Field(100, ge=0, description="rows held out one at a time to fit the prior")
     criterion: FitCriterion = "match"
     seed: int = 0
+    free_parameters: Literal["copy", "diffusion"] = "copy"
+    checkpoint: str | None = Field(None, min_length=1, description="diffusion model for free_parameters: diffusion")
+    refine_start: float = Field(0.1, gt=0, le=1)
+    refine_steps: int = Field(50, ge=1)
 
     def build(self) -> TemplateGenerator:
         from crystaloop.data.datasets import load_dataset
 
         crystals = load_dataset(self.training).crystals
-        return TemplateGenerator.from_crystals(crystals, temperature=self.temperature, criterion=self.criterion,
-                                               loo_rows=self.loo_rows, seed=self.seed, training_dataset=self.training)
+        generator = TemplateGenerator.from_crystals(crystals, temperature=self.temperature, criterion=self.criterion,
+                                                    loo_rows=self.loo_rows, seed=self.seed, training_dataset=self.training)
+        if self.free_parameters == "diffusion":
+            generator.refiner = self.refiner()
+        return generator
+
+    def refiner(self) -> TemplateDiffusion:
+        """The projected diffusion model ``free_parameters: diffusion`` uses.
+
+        Raises:
+            CrystaloopError: no checkpoint given and none is shipped for the training set's name.
+        """
+        from crystaloop.generator.consistency.checkpoint import load_any_model
+        from crystaloop.generator.consistency.model import ConsistencyModel
+        from crystaloop.generator.shipped import SHIPPED_GENERATORS, resolve_generator_checkpoint
+        from crystaloop.generator.symmetry.refine import TemplateDiffusion
+
+        spec = self.checkpoint or self.training.split("/")[0]
+        if self.checkpoint is None and spec not in SHIPPED_GENERATORS:
+            raise CrystaloopError(f"free_parameters: diffusion needs a checkpoint: none is shipped for {self.training!r}; "
+                                  f"shipped: {', '.join(SHIPPED_GENERATORS)}")
+        path = resolve_generator_checkpoint(spec)
+        model = load_any_model(path)
+        if isinstance(model, ConsistencyModel):
+            raise CrystaloopError(f"free_parameters: diffusion needs a diffusion teacher; {spec!r} is a distilled student")
+        return TemplateDiffusion(model.eval(), steps=self.refine_steps, start=self.refine_start, name=spec)
