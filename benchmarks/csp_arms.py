@@ -96,7 +96,9 @@ def csp_row(data: str, arm: str, sampler: Sampler, val: Sequence[Crystal], k_row
 
     Columns: ``match_k1_%``, ``fit_k1_%``, ``rmse_k1``, ``no_output_k1`` (rows with no structure),
     ``seconds_k1`` (sampling alone), then the same at k (no RMSE; ``no_output_k20`` counts rows with no
-    structure at all, ``mean_outputs_k20`` the structures per row), and ``structures_per_s`` over both.
+    structure at all, ``mean_outputs_k20`` the structures per row), ``match_k2_%`` / ``fit_k2_%``
+    from the first two of those k (a generator's two most probable answers, or any two independent
+    samples), and ``structures_per_s`` over both.
     """
     start = time.perf_counter()
     single = [options[0] if options else None for options in sampler(val, 1)]
@@ -112,7 +114,9 @@ def csp_row(data: str, arm: str, sampler: Sampler, val: Sequence[Crystal], k_row
         seconds_k = time.perf_counter() - start
         at_k = csp_metrics_at_k(val[:k_rows], many)
         outputs = [sum(c is not None for c in o) for o in many]
-        row.update({f"n_k{k}": at_k["n"], f"match_k{k}_%": at_k["match_rate"], f"fit_k{k}_%": at_k["fit_rate"],
+        at_two = csp_metrics_at_k(val[:k_rows], [options[:2] for options in many])
+        row.update({"match_k2_%": at_two["match_rate"], "fit_k2_%": at_two["fit_rate"],
+                    f"n_k{k}": at_k["n"], f"match_k{k}_%": at_k["match_rate"], f"fit_k{k}_%": at_k["fit_rate"],
                     f"no_output_k{k}": sum(o == 0 for o in outputs), f"mean_outputs_k{k}": float(np.mean(outputs)),
                     f"seconds_k{k}": round(seconds_k, 1)})
     row["structures_per_s"] = (len(val) + sum(len(o) for o in many)) / max(seconds + seconds_k, 1e-9)

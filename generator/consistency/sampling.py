@@ -40,11 +40,16 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def consistency_sample_batch(model: ConsistencyModel, request: SampleRequest, config: SamplerConfig, *, seed: int,
                              on_step: Callable[[int, int], None] | None = None,
-                             initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> RawSamples:
+                             initial: tuple[torch.Tensor, torch.Tensor] | None = None, start: int | None = None,
+                             constrain: Callable[[NoisyBatch], NoisyBatch] | None = None) -> RawSamples:
     """Sample one batch in ``config.steps`` consistency steps; deterministic for a seed (and device).
 
     ``config.midpoints`` overrides the checkpoint's validated intermediate steps. ``initial`` =
-    (lattice (B, 3, 3) normalised, frac (N, 3)) replaces the prior draw at T.
+    (lattice (B, 3, 3) normalised, frac (N, 3)) replaces the prior draw at the first step.
+    ``start`` (needs ``initial``): the first teacher step instead of T, the others evenly below it
+    (``start · (k − j)/k``). ``constrain`` maps every state onto a constraint set: the first one,
+    each clean estimate before it is re-noised, each re-noised state and the last one (as
+    :func:`~crystaloop.generator.diffusion.sampling.sample_batch` does).
     """
     if not isinstance(model, ConsistencyModel):
         raise CrystaloopError(f"method 'consistency' needs a distilled model, got {type(model).__name__}; "
@@ -58,7 +63,14 @@ def consistency_sample_batch(model: ConsistencyModel, request: SampleRequest, co
     started = time.perf_counter()
     schedule, norm = model.schedule, model.normalisation
     times = consistency_times(schedule.timesteps, config.steps, model.midpoints, config.midpoints)
+    if start is not None:
+        if not 0 < start <= schedule.timesteps or initial is None:
+            raise CrystaloopError(f"start must be in (0, {schedule.timesteps}] and come with an initial state, got {start}")
+        times = sorted({int(start), *(max(1, round(start * (config.steps - j) / config.steps)) for j in range(1, config.steps))},
+                       reverse=True)
+    keep = constrain or (lambda x: x)
     state, conditioned, species_bias = prior_state(model, request, generator, times[0], initial)
+    state = keep(state)
     b, n, num_atoms = len(state.num_atoms), len(state.tokens), state.num_atoms
     denovo = request.tokens is None
     guided = conditioned and request.guidance_scale != 1.0
@@ -85,16 +97,19 @@ def consistency_sample_batch(model: ConsistencyModel, request: SampleRequest, co
         tokens = draw_species(estimate, state.tokens) if denovo else state.tokens
         if index + 1 < len(times):
             s = times[index + 1]
+            clean = keep(state.replace(lattice=estimate.lattice, frac=estimate.frac)) if constrain else None
+            clean_lattice, clean_frac = (clean.lattice, clean.frac) if clean is not None else (estimate.lattice, estimate.frac)
             ab_s = schedule.alpha_bar[s].to(dtype)
-            lattice = ab_s.sqrt() * estimate.lattice + (1 - ab_s).sqrt() * symmetric_noise(b, generator).to(device=device, dtype=dtype)
-            frac = torch.remainder(estimate.frac + schedule.sigma[s].to(dtype) * randn(n, 3), 1.0)
+            lattice = ab_s.sqrt() * clean_lattice + (1 - ab_s).sqrt() * symmetric_noise(b, generator).to(device=device, dtype=dtype)
+            frac = torch.remainder(clean_frac + schedule.sigma[s].to(dtype) * randn(n, 3), 1.0)
             if denovo:
                 remask = torch.rand(n, generator=generator).to(device=device, dtype=dtype) < schedule.mask_rate[s].to(dtype)
                 tokens = torch.where(remask, torch.full_like(tokens, model.mask_token), tokens)
-            state = state.replace(lattice=lattice, frac=frac, tokens=tokens)
+            state = keep(state.replace(lattice=lattice, frac=frac, tokens=tokens))
         else:
             size = torch.linalg.matrix_norm(estimate.lattice).clamp(min=1e-12).view(-1, 1, 1)
-            state = state.replace(lattice=estimate.lattice * (LATTICE_CLIP / size).clamp(max=1.0), frac=estimate.frac, tokens=tokens)
+            state = keep(state.replace(lattice=estimate.lattice * (LATTICE_CLIP / size).clamp(max=1.0), frac=estimate.frac,
+                                       tokens=tokens))
         if on_step is not None:
             on_step(index + 1, len(times))
 

@@ -199,10 +199,12 @@ class TemplateChoice(GeneratorSettings):
             (volume rescaled); ``diffusion`` redraws them with a trained diffusion model projected
             onto the template, starting from the copy noised to ``refine_start`` of the schedule.
         checkpoint: that diffusion model, a shipped name or a file (default: the shipped model
-            named like the training set, ``perov_5`` for ``perov_5/train``).
+            named like the training set, ``perov_5`` for ``perov_5/train``); a distilled student
+            (``perov_5_consistency``) refines in ``refine_steps`` consistency steps (1–4).
         refine_start: fraction of the noise schedule the refinement starts from, in (0, 1]
             (1 = from the prior, forgetting the copied parameters).
-        refine_steps: reverse steps (DDIM) over that part of the schedule.
+        refine_steps: reverse steps (DDIM for a teacher, consistency steps for a student) over that
+            part of the schedule.
     """
 
     kind: Literal["template"] = "template"
@@ -243,6 +245,8 @@ class TemplateChoice(GeneratorSettings):
                                   f"shipped: {', '.join(SHIPPED_GENERATORS)}")
         path = resolve_generator_checkpoint(spec)
         model = load_any_model(path)
-        if isinstance(model, ConsistencyModel):
-            raise CrystaloopError(f"free_parameters: diffusion needs a diffusion teacher; {spec!r} is a distilled student")
-        return TemplateDiffusion(model.eval(), steps=self.refine_steps, start=self.refine_start, name=spec)
+        distilled = isinstance(model, ConsistencyModel)
+        if distilled and self.refine_steps > 4:
+            raise CrystaloopError(f"{spec!r} is a distilled student: refine_steps must be 1–4, got {self.refine_steps}")
+        return TemplateDiffusion(model.eval(), steps=self.refine_steps, start=self.refine_start,
+                                 method="consistency" if distilled else "ddim", name=spec)

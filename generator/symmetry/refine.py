@@ -47,18 +47,24 @@ class TemplateDiffusion:
         model: the trained teacher (eval mode); its vocabulary limits the templates it can refine.
         steps: reverse steps over [start · T, 0].
         start: fraction of the schedule the reverse process starts from, in (0, 1].
-        method: ``ddim`` (deterministic) or ``pc`` (ancestral with a Langevin corrector).
+        method: ``ddim`` (deterministic) or ``pc`` (ancestral with a Langevin corrector) for a
+            teacher; ``consistency`` for a distilled student (``steps`` network calls, 1–4).
         name: what provenance calls this model (a shipped name or the checkpoint file).
     """
 
     def __init__(self, model: CrystalDiffusion, *, steps: int = 50, start: float = 0.5,
-                 method: Literal["ddim", "pc"] = "ddim", name: str = "diffusion", batch_size: int = 256) -> None:
+                 method: Literal["ddim", "pc", "consistency"] = "ddim", name: str = "diffusion", batch_size: int = 256) -> None:
+        from crystaloop.generator.consistency.model import ConsistencyModel
+
         if not 0 < start <= 1:
             raise CrystaloopError(f"refine start must be in (0, 1] (a fraction of the noise schedule), got {start}")
         if steps < 1:
             raise CrystaloopError(f"refine steps must be ≥ 1, got {steps}")
-        if method not in ("ddim", "pc"):
-            raise CrystaloopError(f"refine method {method!r} is unknown; allowed: ddim, pc")
+        if method not in ("ddim", "pc", "consistency"):
+            raise CrystaloopError(f"refine method {method!r} is unknown; allowed: ddim, pc, consistency")
+        if (method == "consistency") != isinstance(model, ConsistencyModel):
+            raise CrystaloopError(f"refine method {method!r} does not fit {name}: a distilled student refines with "
+                                  "'consistency' (1–4 steps), a teacher with 'ddim' or 'pc'")
         self.model, self.steps, self.start, self.method, self.name = model, int(steps), float(start), method, name
         self.batch_size = int(batch_size)
         self._vocabulary = {int(z) for z in model.normalisation.species.tolist()}
@@ -136,8 +142,15 @@ class TemplateDiffusion:
 
         request = SampleRequest(num_atoms=num_atoms, tokens=tokens)
         config = SamplerConfig(method=self.method, steps=self.steps, canonical_frame=True, batch_size=max(len(crystals), 1))
-        raw = sample_batch(model, request, config, seed=seed, initial=(lattice0.to(dtype), frac0.to(dtype)), start=t0,
-                           constrain=constrain)
+        initial = (lattice0.to(dtype), frac0.to(dtype))
+        if self.method == "consistency":
+            from crystaloop.generator.consistency.model import ConsistencyModel
+            from crystaloop.generator.consistency.sampling import consistency_sample_batch
+
+            assert isinstance(model, ConsistencyModel)
+            raw = consistency_sample_batch(model, request, config, seed=seed, initial=initial, start=t0, constrain=constrain)
+        else:
+            raw = sample_batch(model, request, config, seed=seed, initial=initial, start=t0, constrain=constrain)
         out = []
         for subspace, (lattice, frac, _) in zip(subspaces, raw.split(), strict=True):
             symmetric = subspace.with_state(lattice, frac)

@@ -165,3 +165,26 @@ def test_template_generator_with_a_refiner_keeps_counts_symmetry_and_says_what_d
     assert "free parameters drawn" not in foreign[0].provenance.source
     with pytest.raises(CrystaloopError, match="none is shipped"):
         TemplateChoice(training="my_set/train", free_parameters="diffusion").refiner()
+
+
+def test_a_distilled_student_refines_in_one_or_two_projected_steps_and_keeps_the_group() -> None:
+    from crystaloop.generator.symmetry.generator import TemplateChoice
+
+    templates = [(s, True) for s in _described("carbon_24") if s.space_group >= 10][:3]
+    refiner = TemplateChoice(training="carbon_24/train", free_parameters="diffusion", checkpoint="carbon_24_consistency",
+                             refine_steps=2, refine_start=0.3).refiner()
+    assert refiner.method == "consistency" and "consistency" in refiner.description
+    trace: list = []
+    out = refiner.refine(templates, seed=0, trace=trace)
+    # first state, the clean estimate before re-noising, the re-noised state, the last one
+    assert all(len(states) == 4 for states in trace)
+    for (symmetric, _), states, (crystal, _) in zip(templates, trace, out, strict=True):
+        numbers = SymmetricSubspace(symmetric).crystal.numbers
+        assert all(_keeps_group(Crystal(lattice, frac, numbers), symmetric.space_group) for lattice, frac in states)
+        assert _keeps_group(crystal, symmetric.space_group)
+    with pytest.raises(CrystaloopError, match="refine_steps must be 1–4"):
+        TemplateChoice(training="carbon_24/train", free_parameters="diffusion", checkpoint="carbon_24_consistency").refiner()
+    with pytest.raises(CrystaloopError, match="does not fit"):
+        from crystaloop.generator.symmetry.refine import TemplateDiffusion
+
+        TemplateDiffusion(_carbon_model(), method="consistency")
