@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -67,7 +67,8 @@ class TemplateDiffusion:
                                   "'consistency' (1–4 steps), a teacher with 'ddim' or 'pc'")
         self.model, self.steps, self.start, self.method, self.name = model, int(steps), float(start), method, name
         self.batch_size = int(batch_size)
-        self._vocabulary = {int(z) for z in model.normalisation.species.tolist()}
+        species = cast(torch.Tensor, model.normalisation.species)  # a registered buffer: (n_species,) atomic numbers
+        self._vocabulary = {int(z) for z in species.tolist()}
 
     @property
     def description(self) -> str:
@@ -122,10 +123,10 @@ class TemplateDiffusion:
         t0 = max(1, round(self.start * schedule.timesteps))
         generator = torch.Generator().manual_seed(seed)
         clean = torch.as_tensor(np.stack([symmetric_lattice(c.lattice) / s for c, s in zip(crystals, scale, strict=True)]))
-        ab = schedule.alpha_bar[t0].double()
+        ab = cast(torch.Tensor, schedule.alpha_bar)[t0].double()
         lattice0 = ab.sqrt() * clean + (1 - ab).sqrt() * symmetric_noise(len(crystals), generator).double()
         frac0 = torch.as_tensor(np.concatenate([c.frac_coords for c in crystals]))
-        frac0 = torch.remainder(frac0 + float(schedule.sigma[t0]) * torch.randn(frac0.shape, generator=generator).double(), 1.0)
+        frac0 = torch.remainder(frac0 + float(cast(torch.Tensor, schedule.sigma)[t0]) * torch.randn(frac0.shape, generator=generator).double(), 1.0)
 
         def constrain(state: NoisyBatch) -> NoisyBatch:
             lattices = state.lattice.detach().double().cpu().numpy()
