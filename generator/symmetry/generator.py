@@ -12,7 +12,9 @@ volume is ``V_train × V̂(query) / V̂(train)`` (``V̂``: per-element volumes f
 :class:`~crystaloop.generator.symmetry.descriptors.VolumeModel`; the ratio keeps the source's
 packing). When the prior has fewer than ``n`` templates the remaining samples take the next
 voters of the same templates (other free parameters), and ``last_shortfall`` counts what is
-still missing. Outputs have exactly the condition's per-element counts (the primitive or
+still missing. With modal voting (``voting: modal``, the campaign default;
+:mod:`~crystaloop.generator.symmetry.modes`) the samples are instead the structures most of the
+votes agree on, heaviest first, each from its nearest voter. Outputs have exactly the condition's per-element counts (the primitive or
 conventional cell of the template, whichever has them). With a refiner, the copied parameters
 are the starting point of the projected reverse process; a template with an element outside the
 diffusion model's vocabulary keeps its copied parameters, and the log says so.
@@ -24,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
+import numpy as np
 from pydantic import Field
 
 from crystaloop import __version__
@@ -32,6 +35,7 @@ from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Candidate, Condition, Provenance
 from crystaloop.generator.base import GeneratorSettings
 from crystaloop.generator.symmetry.descriptors import VolumeModel
+from crystaloop.generator.symmetry.modes import ModalVoting
 from crystaloop.generator.symmetry.prior import TemplatePrior, TemplateProposal
 from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal, describe_training
 
@@ -56,14 +60,17 @@ class TemplateGenerator:
         training_dataset: dataset spec the prior was fitted on (novelty reference for the loop).
         name: component name written into provenance.
         refiner: redraws each sample's free parameters (``None``: the copied ones are kept).
+        voting: modal voting settings (:mod:`.modes`: samples are the most supported structures
+            among the votes); ``None``: the most probable templates, each from its nearest voter.
     """
 
     def __init__(self, prior: TemplatePrior, volumes: VolumeModel, *, temperature: float = 0.0,
-                 training_dataset: str | None = None, name: str = "template", refiner: TemplateDiffusion | None = None) -> None:
+                 training_dataset: str | None = None, name: str = "template", refiner: TemplateDiffusion | None = None,
+                 voting: ModalVoting | None = None) -> None:
         if temperature < 0:
             raise CrystaloopError(f"temperature must be ≥ 0, got {temperature}")
         self.prior, self.volumes, self.temperature = prior, volumes, float(temperature)
-        self.training_dataset, self.name, self.refiner = training_dataset, name, refiner
+        self.training_dataset, self.name, self.refiner, self.voting = training_dataset, name, refiner, voting
         self.last_shortfall = 0
         self.last_dropped = 0  # the CLI's count of collapsed samples; this generator drops none
 
@@ -149,16 +156,14 @@ class TemplateGenerator:
         if condition is None or condition.composition is None:
             raise CrystaloopError("generator kind 'template' does structure prediction: give a condition with a composition "
                                   "(de novo from a chemical system is not supported yet)")
-        proposals = self.prior.sample(condition.composition, n, temperature=self.temperature, seed=seed)
-        picks = [(p, 0) for p in proposals]
-        depth = 1
-        while len(picks) < n and any(depth < len(p.sources) for p in proposals):
-            picks += [(p, depth) for p in proposals if depth < len(p.sources)][: n - len(picks)]
-            depth += 1
+        if self.voting is not None:
+            picks, built = self._modal_picks(condition.composition, n, seed)
+        else:
+            picks = self._nearest_picks(condition.composition, n, seed)
+            built = [self.build(proposal, vote) for proposal, vote in picks]
         self.last_shortfall = n - len(picks)
         if self.last_shortfall:
             logger.info("%s: %d of %d requested structures exist for %s", self.name, len(picks), n, condition.composition)
-        built = [self.build(proposal, vote) for proposal, vote in picks]
         refined = self._refine([(symmetric, proposal.cell == "primitive") for (_, symmetric), (proposal, _) in zip(built, picks,
                                                                                                                   strict=True)], seed)
         out = []
@@ -171,6 +176,40 @@ class TemplateGenerator:
             provenance = Provenance(component=self.name, version=__version__, seed=seed, source=source)
             out.append(Candidate(crystal=crystal, provenance=provenance, condition=condition))
         return out
+
+    def _nearest_picks(self, composition: dict[str, int], n: int, seed: int) -> list[tuple[TemplateProposal, int]]:
+        """(proposal, voter rank) per sample: ``n`` distinct templates, each from its nearest
+        voter, then the next voters of the same templates while samples are missing."""
+        proposals = self.prior.sample(composition, n, temperature=self.temperature, seed=seed)
+        picks = [(p, 0) for p in proposals]
+        depth = 1
+        while len(picks) < n and any(depth < len(p.sources) for p in proposals):
+            picks += [(p, depth) for p in proposals if depth < len(p.sources)][: n - len(picks)]
+            depth += 1
+        return picks
+
+    def _modal_picks(self, composition: dict[str, int], n: int,
+                     seed: int) -> tuple[list[tuple[TemplateProposal, int]], list[tuple[Crystal, SymmetricCrystal]]]:
+        """(proposal, voter rank) and built crystal per sample: the founders of the ``n``
+        heaviest groups of structurally equal votes (:mod:`.modes`), or ``n`` groups drawn with
+        probability ∝ mass^(1/T) at temperature T > 0."""
+        from crystaloop.generator.symmetry.modes import group_votes, structure_fingerprint
+
+        voting = self.voting
+        assert voting is not None  # noqa: S101 (callers check)
+        proposals = self.prior.proposals(composition)[: voting.templates]
+        votes = sorted(((p.distances[rank], p, rank) for p in proposals for rank in range(len(p.sources))),
+                       key=lambda vote: vote[0])[: voting.voters]
+        built = [self.build(p, rank) for _, p, rank in votes]
+        h2 = 2.0 * self.prior.bandwidth**2
+        weights = [float(np.exp(-(d - votes[0][0]) / h2)) for d, _, _ in votes]
+        groups = group_votes([structure_fingerprint(crystal) for crystal, _ in built], weights, voting.radius)
+        if self.temperature > 0 and len(groups) > 1:
+            logits = np.log([g.mass for g in groups]) / self.temperature
+            order = np.argsort(-(logits + np.random.default_rng(seed).gumbel(size=len(groups))), kind="stable")
+            groups = [groups[i] for i in order]
+        chosen = [g.founder for g in groups[:n]]
+        return [(votes[i][1], votes[i][2]) for i in chosen], [built[i] for i in chosen]
 
     def _refine(self, templates: list[tuple[SymmetricCrystal, bool]], seed: int) -> list[Crystal | None]:
         """The refiner's crystal per template (``None`` where there is no refiner or it cannot take the template)."""
@@ -205,6 +244,10 @@ class TemplateChoice(GeneratorSettings):
             (1 = from the prior, forgetting the copied parameters).
         refine_steps: reverse steps (DDIM for a teacher, consistency steps for a student) over that
             part of the schedule.
+        voting: ``modal`` answers with the structures most of the votes agree on (:mod:`.modes`:
+            votes of the ``modal_templates`` most probable templates, the ``modal_voters`` nearest
+            of them, grouped within fingerprint distance ``modal_radius``); ``nearest``: the most
+            probable templates, each filled from its nearest voter.
     """
 
     kind: Literal["template"] = "template"
@@ -217,6 +260,10 @@ class TemplateChoice(GeneratorSettings):
     checkpoint: str | None = Field(None, min_length=1, description="diffusion model for free_parameters: diffusion")
     refine_start: float = Field(0.1, gt=0, le=1)
     refine_steps: int = Field(50, ge=1)
+    voting: Literal["modal", "nearest"] = "modal"
+    modal_templates: int = Field(40, ge=1)
+    modal_voters: int = Field(200, ge=1)
+    modal_radius: float = Field(0.05, ge=0)
 
     def build(self) -> TemplateGenerator:
         from crystaloop.data.datasets import load_dataset
@@ -224,6 +271,8 @@ class TemplateChoice(GeneratorSettings):
         crystals = load_dataset(self.training).crystals
         generator = TemplateGenerator.from_crystals(crystals, temperature=self.temperature, criterion=self.criterion,
                                                     loo_rows=self.loo_rows, seed=self.seed, training_dataset=self.training)
+        if self.voting == "modal":
+            generator.voting = ModalVoting(self.modal_templates, self.modal_voters, self.modal_radius)
         if self.free_parameters == "diffusion":
             generator.refiner = self.refiner()
         return generator

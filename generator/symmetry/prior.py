@@ -65,6 +65,7 @@ class TemplateProposal:
             query's counts.
         sources: indices of the training crystals voting for it, best vote first.
         assignments: per source, training element → query element.
+        distances: per source, its descriptor distance ``D`` to the query (the vote's cost).
     """
 
     space_group: int
@@ -73,6 +74,7 @@ class TemplateProposal:
     cell: str
     sources: tuple[int, ...]
     assignments: tuple[dict[str, str], ...]
+    distances: tuple[float, ...] = ()
 
     @property
     def key(self) -> tuple[int, tuple[tuple[str, str], ...]]:
@@ -289,7 +291,7 @@ def _proposals(votes: list, bandwidth: float, limit: int | None = None) -> list[
     for i in np.argsort(-scores, kind="stable")[:limit]:
         members = sorted(groups[keys[i]], key=lambda vote: vote[4])
         out.append(TemplateProposal(keys[i][0], keys[i][1], float(scores[i]), members[0][1], tuple(m[2] for m in members),
-                                    tuple(m[3] for m in members)))
+                                    tuple(m[3] for m in members), tuple(m[4] for m in members)))
     return out
 
 

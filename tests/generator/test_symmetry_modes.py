@@ -1,0 +1,71 @@
+"""Modal voting: the structure fingerprint ignores frame, order and cell choice and tells structures
+apart; groups are heaviest first; the modal template generator keeps the composition's counts and
+answers with distinct structures."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from crystaloop.data.crystal import Crystal
+from crystaloop.data.datasets import load_dataset
+from crystaloop.data.errors import CrystaloopError
+from crystaloop.data.records import Condition
+from crystaloop.data.testing import assert_invariant, random_crystal
+from crystaloop.generator.symmetry.descriptors import VolumeModel
+from crystaloop.generator.symmetry.generator import TemplateGenerator
+from crystaloop.generator.symmetry.modes import ModalVoting, fingerprint_distance, group_votes, structure_fingerprint
+from crystaloop.generator.symmetry.prior import TemplatePrior
+from crystaloop.generator.symmetry.representation import describe_training
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fingerprint_is_invariant_to_frame_order_and_cell(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    crystal = random_crystal(rng, n_sites=5)
+    assert_invariant(structure_fingerprint, crystal, rng=rng)
+
+
+def test_fingerprint_ignores_isotropic_scaling_and_separates_a_site_swap() -> None:
+    perovskite = Crystal.from_symbols(np.eye(3) * 3.9, [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+                                      ["Sr", "Ti", "O", "O", "O"])
+    scaled = Crystal.from_symbols(perovskite.lattice * 1.07, perovskite.frac_coords, perovskite.symbols)
+    swapped = Crystal.from_symbols(perovskite.lattice, perovskite.frac_coords, ["Ti", "Sr", "O", "O", "O"])
+    reference = structure_fingerprint(perovskite)
+    assert fingerprint_distance(reference, structure_fingerprint(scaled)) < 1e-9
+    assert fingerprint_distance(reference, structure_fingerprint(swapped)) > 0.05  # Ti on A: another structure
+    assert fingerprint_distance(reference, structure_fingerprint(perovskite, neighbours=4)) == float("inf")
+
+
+def test_groups_are_heaviest_first_and_founded_by_the_first_vote() -> None:
+    a, b = np.zeros(6), np.ones(6)
+    groups = group_votes([a, b, b + 0.01, a + 0.02, b], [1.0, 0.5, 0.5, 0.2, 0.5], radius=0.05)
+    assert [g.members for g in groups] == [(1, 2, 4), (0, 3)]
+    assert groups[0].mass == pytest.approx(1.5) and groups[0].founder == 1
+    with pytest.raises(CrystaloopError, match="weights"):
+        group_votes([a], [1.0, 2.0], radius=0.1)
+    with pytest.raises(CrystaloopError, match="radius"):
+        ModalVoting(radius=-1)
+
+
+@cache
+def _generator(dataset: str) -> TemplateGenerator:
+    train = list(load_dataset(f"{dataset}/train", max_rows=120).crystals)
+    prior = TemplatePrior(describe_training(train[20:], user="test"), bandwidth=1.0)
+    return TemplateGenerator(prior, VolumeModel(train[20:]), voting=ModalVoting(templates=10, voters=40, radius=0.05))
+
+
+@pytest.mark.parametrize("dataset", ["perov_5", "carbon_24"])
+def test_modal_samples_keep_the_counts_and_are_distinct_structures(dataset: str) -> None:
+    generator = _generator(dataset)
+    for reference in load_dataset(f"{dataset}/train", max_rows=4).crystals:
+        samples = [c.crystal for c in generator.sample(3, Condition(composition=reference.composition), seed=0)]
+        assert 1 <= len(samples) <= 3
+        assert all(s.composition == reference.composition for s in samples)
+        for i in range(len(samples)):
+            for j in range(i):
+                assert fingerprint_distance(structure_fingerprint(samples[i]), structure_fingerprint(samples[j])) > 0.05
+        again = [c.crystal for c in generator.sample(3, Condition(composition=reference.composition), seed=0)]
+        assert [s.canonical_hash() for s in again] == [s.canonical_hash() for s in samples]
