@@ -15,10 +15,14 @@ pairs, bench_serving's three-element ``HAS ALL`` (two cations and O, its pool pr
 paths count every match on every request (count cache off). A third path, ``gin_index_count_cached``,
 asks each filter a second time with the count cache of :mod:`crystaloop.data.optimade.counts` on
 (the exact count reused while the store is not written, as the API does): what a repeated query
-costs, the page and the revision check but no count.
+costs, the page and the revision check but no count. A fourth path, ``element_sets``, counts
+from the element-set summary of revision 0006 (:mod:`crystaloop.data.optimade.element_sets`:
+``sum(n)`` over the distinct element lists that satisfy the filter, exact, no visit of the
+matches), count cache off: what a first-time element filter costs in the API now; the other
+three paths count the matches (``element_sets=False``).
 
-Reported per filter and path: p50/p95 in ms, matches (must be equal for all paths), cache hits, and whether
-``EXPLAIN`` of the count names the GIN index. Run ``python -m benchmarks.bench_elements_index``
+Reported per filter and path: p50/p95 in ms, matches (must be equal for all paths), cache hits, whether
+``EXPLAIN`` of the count names the GIN index, and the number of summary rows (distinct element lists). Run ``python -m benchmarks.bench_elements_index``
 (``--quick``: 5·10³ candidates, 5 draws; full: 10⁵ candidates, 40 draws). Timings on a shared
 machine vary 2–4×: the machine and its load average go into every row.
 """
@@ -51,8 +55,12 @@ CASES: dict[str, Callable[[random.Random], str]] = {
 
 
 def _explain_uses_index(engine: Any, search: Any, flt: str) -> bool:
-    where = search.translator.translate(flt).where
-    stmt = select(func.count()).where(where)
+    """Whether ``EXPLAIN`` of the count ``search`` runs for ``flt`` names the GIN index."""
+    from crystaloop.data.optimade.element_sets import element_set_condition, element_set_count
+
+    translation = search.translator.translate(flt)
+    summary = element_set_condition(translation, engine.dialect.name) if search.element_sets else None
+    stmt = element_set_count(summary) if summary is not None else select(func.count()).where(translation.where)
     compiled = stmt.compile(engine, compile_kwargs={"literal_binds": True})
     with engine.connect() as conn:
         plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
@@ -60,13 +68,17 @@ def _explain_uses_index(engine: Any, search: Any, flt: str) -> bool:
 
 
 def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
+    from crystaloop.data.optimade.element_sets import ELEMENT_SETS
     from crystaloop.data.optimade.search import StructureSearch
 
     searches = {
-        "gin_index": StructureSearch(engine, count_cache_size=0),
-        "element_probes": StructureSearch(engine, count_cache_size=0),
-        "gin_index_count_cached": StructureSearch(engine),
+        "gin_index": StructureSearch(engine, count_cache_size=0, element_sets=False),
+        "element_probes": StructureSearch(engine, count_cache_size=0, element_sets=False),
+        "gin_index_count_cached": StructureSearch(engine, element_sets=False),
+        "element_sets": StructureSearch(engine, count_cache_size=0, element_sets=True),
     }
+    with engine.connect() as conn:
+        summary_rows = int(conn.execute(select(func.count()).select_from(ELEMENT_SETS)).scalar_one())
     searches["element_probes"].translator.elements_index = False  # the SQL before revision 0005
     rows = []
     for case, make in CASES.items():
@@ -98,6 +110,7 @@ def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
                     "same_matches": matches[name] == matches["gin_index"],
                     "explain_uses_gin": _explain_uses_index(engine, search, filters[0]),
                     "count_cache_hits": search.counts.hits - hits_before[name],
+                    "element_sets_rows": summary_rows,
                     "machine": _machine(),
                 }
             )
@@ -106,7 +119,7 @@ def _rows_for(engine: Any, n: int, draws: int) -> list[dict[str, Any]]:
 
 
 def run(quick: bool = False, *, candidates: int | None = None, draws: int | None = None) -> list[dict[str, Any]]:
-    """Rows per filter and path (GIN index, ``candidate_elements`` probes) on PostgreSQL.
+    """Rows per filter and path (GIN index, ``candidate_elements`` probes, count cache, element-set summary) on PostgreSQL.
 
     Args:
         quick: 5·10³ candidates and 5 draws per filter instead of 10⁵ and 40.

@@ -138,7 +138,7 @@ class _Rhs:
 
 @dataclass
 class Translation:
-    """A translated filter: the WHERE expression (``None``: no filter), its warnings and cost.
+    """A translated filter: the WHERE expression (``None``: no filter), its warnings, cost and parse tree.
 
     ``cost`` counts the probes of child tables (elements, verdicts, records) plus two for each
     construct that can only be answered by scanning candidates (CONTAINS, LENGTH of guard lists,
@@ -148,6 +148,8 @@ class Translation:
     where: ColumnElement[bool] | None
     warnings: list[OptimadeWarning] = field(default_factory=list)
     cost: int = 0
+    tree: Any = field(default=None, repr=False, compare=False)
+    """The parse tree the expression came from (:mod:`~crystaloop.data.optimade.element_sets` reads it again)."""
 
 
 class FilterTranslator:
@@ -232,7 +234,7 @@ class FilterTranslator:
             raise BadFilterError("filter is nested too deeply", parameter="filter") from None
         if isinstance(where, FieldSpec | _Rhs) or (where is not None and not isinstance(where, ColumnElement)):
             raise BadFilterError(f"filter {text[:200]!r} is not a boolean expression", parameter="filter")
-        return Translation(where, transformer.warnings, transformer.cost)
+        return Translation(where, transformer.warnings, transformer.cost, tree=tree)
 
 
 def _unescape(token: str) -> str:

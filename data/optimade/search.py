@@ -15,6 +15,12 @@ sort by a record field or skip ``expensive_offset`` rows) first take a slot of t
 searches always find one. A pool without a free connection within the pool timeout answers
 :class:`OverloadedError` (503, ``Retry-After``).
 
+Counts (``meta.data_returned``) are exact. A filter made of element predicates alone (``elements
+HAS ALL/ANY/ONLY``, ``nelements``, ``LENGTH elements`` and their AND/OR/NOT) is counted from the
+element-set summary of revision 0006 (:mod:`crystaloop.data.optimade.element_sets`), one row per
+distinct element list; any other filter by ``count(*)`` of its matches. Either count is reused
+while the store is not written (:mod:`crystaloop.data.optimade.counts`).
+
 Example::
 
     engine = open_readonly_engine("sqlite:///runs/demo/store.db")
@@ -32,12 +38,13 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, func, select, text
+from sqlalchemy import Connection, Engine, Table, event, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from crystaloop.data.errors import StoreError
 from crystaloop.data.optimade.counts import CountCache
+from crystaloop.data.optimade.element_sets import ELEMENT_SETS, element_set_condition, element_set_total
 from crystaloop.data.optimade.entries import DEFAULT_FIELDS, structure_document, tables_for
 from crystaloop.data.optimade.errors import BadFilterError, OptimadeWarning, OverloadedError, QueryTimeoutError
 from crystaloop.data.optimade.fields import ColumnTarget, RecordTarget, resolve_field, sort_key
@@ -175,6 +182,10 @@ class StructureSearch:
         filter_limits: cost limits passed to :class:`FilterTranslator` (``max_all_values``…).
         count_cache_size: filters whose exact ``data_returned`` is reused until the store is
             written (:class:`~crystaloop.data.optimade.counts.CountCache`; 0: count every time).
+        element_sets: count filters made of element predicates alone (and ``data_available``)
+            from the element-set summary of revision 0006
+            (:mod:`~crystaloop.data.optimade.element_sets`), exact without visiting every match;
+            ``None``: wherever the store has the summary table, ``False``: count the matches.
     """
 
     def __init__(
@@ -188,6 +199,7 @@ class StructureSearch:
         expensive_cost: int = EXPENSIVE_COST,
         filter_limits: Mapping[str, int] | None = None,
         count_cache_size: int = 4096,
+        element_sets: bool | None = None,
     ) -> None:
         self.engine = engine
         self.translator = FilterTranslator(engine.dialect.name, max_length=max_filter_length, **(filter_limits or {}))
@@ -199,6 +211,12 @@ class StructureSearch:
         self.limiter = limiter
         self.expensive_cost = expensive_cost
         self.counts = CountCache(engine, _CANDIDATES, size=count_cache_size)
+        if element_sets is None:
+            try:
+                element_sets = inspect(engine).has_table(ELEMENT_SETS.name)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"store {redact_url(str(engine.url))}: {exc}") from exc
+        self.element_sets = element_sets
 
     def is_expensive(self, cost: int, *, sort: str | None = None, offset: int = 0) -> bool:
         """Whether a search of filter cost ``cost`` with this sort and offset needs a limiter slot."""
@@ -256,7 +274,8 @@ class StructureSearch:
         if conn is None:
             with self._connection() as own:
                 return self.total(own)
-        value = int(conn.execute(select(func.count()).select_from(_CANDIDATES)).scalar_one())
+        stmt = element_set_total() if self.element_sets else select(func.count()).select_from(_CANDIDATES)
+        value = int(conn.execute(stmt).scalar_one())
         with self._lock:
             self._total = (now, value)
         return value
@@ -299,7 +318,8 @@ class StructureSearch:
         with self._connection() as conn:
             data_available = self.total(conn)
             if conditions:
-                data_returned = self.counts.count(conn, translation.where)
+                summary = element_set_condition(translation, self.engine.dialect.name) if self.element_sets else None
+                data_returned = self.counts.count(conn, translation.where, element_sets=summary)
             else:
                 data_returned = data_available
             rows: list[dict[str, Any]] = []

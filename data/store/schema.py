@@ -34,6 +34,14 @@ with a GIN index, so that ``elements HAS ALL`` (``@>``), ``HAS ANY`` (``&&``) an
 not part of these models (SQLite has no array type and keeps answering element filters from
 ``candidate_elements``): :data:`POSTGRES_ONLY` names it, :func:`include_object` keeps alembic's
 comparisons off it, and :func:`element_array` is its SQL expression.
+
+Revision 0006 added ``candidate_element_sets`` (:class:`ElementSetRow`): one row per distinct
+element list (``candidates.elements``) in the store with the number of candidates that have it,
+kept exact by triggers on ``candidates`` (every insert, delete and change of ``elements``,
+whatever writes it), so that the exact count of a filter made of element predicates alone is a
+sum over a few thousand rows instead of a visit of every match
+(:mod:`crystaloop.data.optimade.element_sets`). The triggers are not part of these models;
+:data:`ELEMENT_SET_TRIGGERS` names them.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -74,6 +83,8 @@ __all__ = [
     "IterationRow",
     "CandidateRow",
     "CandidateElementRow",
+    "ElementSetRow",
+    "ELEMENT_SET_TRIGGERS",
     "ELEMENT_ARRAY_COLUMN",
     "ELEMENT_ARRAY_INDEX",
     "POSTGRES_ONLY",
@@ -254,6 +265,33 @@ class CandidateElementRow(Base):
     element: Mapped[str] = mapped_column(String(3), primary_key=True)
     count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ElementSetRow(Base):
+    """One distinct element list of the stored candidates and how many candidates have it (revision 0006).
+
+    ``elements`` is ``candidates.elements`` (sorted symbols joined by commas, ``"O,Sr,Ti"``),
+    ``nelements`` its number of symbols, ``n`` the number of candidates with exactly this list
+    (≥ 1; a list no candidate has any more is deleted). Written only by the triggers of
+    :data:`ELEMENT_SET_TRIGGERS`, in the transaction that writes the candidates, so in any
+    snapshot ``sum(n)`` over the rows whose list satisfies an element predicate equals the
+    ``count(*)`` of the candidates that satisfy it.
+    """
+
+    __tablename__ = "candidate_element_sets"
+
+    elements: Mapped[str] = mapped_column(Text, primary_key=True)
+    nelements: Mapped[int] = mapped_column(Integer, nullable=False)
+    n: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+ELEMENT_SET_TRIGGERS: tuple[str, ...] = (
+    "candidate_element_sets_insert",
+    "candidate_element_sets_delete",
+    "candidate_element_sets_update",
+    "candidate_element_sets_truncate",
+)
+"""Triggers on ``candidates`` that keep :class:`ElementSetRow` exact (revision 0006; no truncate trigger on SQLite)."""
 
 
 class PredictionRow(Base):
