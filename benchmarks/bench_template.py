@@ -12,18 +12,21 @@ Per dataset (the development splits: fitted on ``<name>/train``, measured on ``<
   distinct (space group, Wyckoff letter multiset) among the rows; ``bandwidth``, ``identity_weight``
   and ``loo_match_%``: the prior's kernel width and identity term, fitted by leave-one-out on
   100 training rows, and how often the top template's structure then matched the held-out row;
-* ``csp`` rows, one per arm, the same val rows for all arms: ``template`` (this issue's
-  generator: templates from the learned prior, free coordinates and lattice from the voting
-  training crystal, volume rescaled; the top template at k=1, the 20 most probable distinct
-  templates at k=20), ``substitution train`` (the existing
+* ``csp`` rows, one per arm, the same val rows for all arms: ``template, nearest voter`` (this
+  issue's generator: templates from the learned prior, free coordinates and lattice from the
+  nearest voting training crystal, volume rescaled; the top template at k=1, the 20 most
+  probable distinct templates at k=20), ``template, modal voting`` (the campaign default: the k
+  structures most of the votes agree on, :mod:`crystaloop.generator.symmetry.modes`), ``substitution train`` (the existing
   :class:`~crystaloop.generator.substitution.SubstitutionGenerator` over the train split, no
   prototypes: the composition-to-template rule), ``random same-size train structure``
   (baseline: k training structures drawn at random among those with the composition's
   per-element counts, elements swapped count for count) and ``consistency 2 steps`` (the shipped
   distilled diffusion model, k independent samples), ``template + projected diffusion`` (the
   template arm with its free parameters redrawn by the shipped teacher, every reverse state
-  projected onto the template: ``free_parameters: diffusion``, start ``REFINE_START`` of the
-  schedule, ``REFINE_STEPS`` DDIM steps; chosen on 150 training rows held out of the prior, not on val);
+  projected onto the template: ``free_parameters: diffusion``, modal voting, start ``REFINE_START``
+  of the schedule, ``REFINE_STEPS`` DDIM steps; chosen on 150 training rows held out of the prior,
+  not on val) and ``template modal + projected student`` (the same with the shipped distilled
+  student, ``STUDENT_STEPS`` consistency steps);
 * ``same composition`` (datasets with more than one element): how often one composition has
   two different structures. The training rows that share a composition are compared with the
   CSP matcher, and so is every val row whose composition the training split holds. perov_5
@@ -60,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 DATASETS = ("perov_5", "carbon_24")
 CSP_ROWS, CSP_K_ROWS, K = 250, 60, 20
-REFINE_START, REFINE_STEPS = 0.1, 50
+REFINE_START, REFINE_STEPS, STUDENT_STEPS = 0.1, 50, 2
 PEROV_5_ROWS = 18_928  # the whole perov_5 set (Xie et al., ICLR 2022)
 INVARIANCE_ROWS = 100
 QUICK = {"train": 300, "csp": 12, "csp_k": 6, "invariance": 5}
@@ -142,6 +145,7 @@ def run(quick: bool = False) -> list[dict]:
     from crystaloop.generator.substitution import SubstitutionGenerator
     from crystaloop.generator.symmetry.descriptors import VolumeModel
     from crystaloop.generator.symmetry.generator import TemplateChoice, TemplateGenerator
+    from crystaloop.generator.symmetry.modes import ModalVoting
 
     torch.set_num_threads(1)
     rows = []
@@ -159,8 +163,11 @@ def run(quick: bool = False) -> list[dict]:
         representation["loo_match_%"] = 100.0 * prior.loo_accuracy.get((prior.bandwidth, prior.identity_weight), float("nan"))
         rows.append(representation)
         rng = np.random.default_rng(0)
+        modal = ModalVoting()
         arms: dict[str, Sampler] = {
-            "template (this issue)": from_generator(template),
+            "template, nearest voter": from_generator(template),
+            "template, modal voting": from_generator(TemplateGenerator(template.prior, template.volumes, voting=modal,
+                                                                       training_dataset=f"{name}/train")),
             "substitution train": from_generator(SubstitutionGenerator(train, prototypes=False, partial=False,
                                                                         charge_balance=name != "carbon_24")),
             "random same-size train structure": same_size_sampler(train, rng),
@@ -170,8 +177,12 @@ def run(quick: bool = False) -> list[dict]:
             arms["consistency 2 steps (shipped)"] = consistency
         refiner = TemplateChoice(training=f"{name}/train", free_parameters="diffusion", refine_start=REFINE_START,
                                  refine_steps=4 if quick else REFINE_STEPS).refiner()
-        arms[f"template + projected diffusion (start {REFINE_START:g})"] = from_generator(
-            TemplateGenerator(template.prior, template.volumes, training_dataset=f"{name}/train", refiner=refiner))
+        arms[f"template modal + projected diffusion (start {REFINE_START:g})"] = from_generator(
+            TemplateGenerator(template.prior, template.volumes, training_dataset=f"{name}/train", refiner=refiner, voting=modal))
+        student = TemplateChoice(training=f"{name}/train", free_parameters="diffusion", checkpoint=f"{name}_consistency",
+                                 refine_start=REFINE_START, refine_steps=STUDENT_STEPS).refiner()
+        arms[f"template modal + projected student ({STUDENT_STEPS} steps)"] = from_generator(
+            TemplateGenerator(template.prior, template.volumes, training_dataset=f"{name}/train", refiner=student, voting=modal))
         rows += _csp_rows(name, arms, val, QUICK["csp_k"] if quick else CSP_K_ROWS)
         same = _same_composition_row(name, train, load_dataset(f"{name}/val", max_rows=QUICK["csp"] if quick else None).crystals)
         if same is not None:

@@ -192,7 +192,8 @@ class TemplateGenerator:
                      seed: int) -> tuple[list[tuple[TemplateProposal, int]], list[tuple[Crystal, SymmetricCrystal]]]:
         """(proposal, voter rank) and built crystal per sample: the founders of the ``n``
         heaviest groups of structurally equal votes (:mod:`.modes`), or ``n`` groups drawn with
-        probability ∝ mass^(1/T) at temperature T > 0."""
+        probability ∝ mass^(1/T) at temperature T > 0; when there are fewer groups than ``n``,
+        the nearest-voter picks of further templates (or further voters) fill the rest."""
         from crystaloop.generator.symmetry.modes import group_votes, structure_fingerprint
 
         voting = self.voting
@@ -209,7 +210,14 @@ class TemplateGenerator:
             order = np.argsort(-(logits + np.random.default_rng(seed).gumbel(size=len(groups))), kind="stable")
             groups = [groups[i] for i in order]
         chosen = [g.founder for g in groups[:n]]
-        return [(votes[i][1], votes[i][2]) for i in chosen], [built[i] for i in chosen]
+        picks = [(votes[i][1], votes[i][2]) for i in chosen]
+        crystals = [built[i] for i in chosen]
+        if len(picks) < n:  # fewer structures than samples: the plain generator's picks fill the rest
+            taken = {(p.key, rank) for p, rank in picks}
+            extra = [(p, rank) for p, rank in self._nearest_picks(composition, n + len(picks), seed) if (p.key, rank) not in taken]
+            picks += extra[: n - len(picks)]
+            crystals += [self.build(p, rank) for p, rank in extra[: n - len(crystals)]]
+        return picks, crystals
 
     def _refine(self, templates: list[tuple[SymmetricCrystal, bool]], seed: int) -> list[Crystal | None]:
         """The refiner's crystal per template (``None`` where there is no refiner or it cannot take the template)."""

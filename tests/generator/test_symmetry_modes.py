@@ -67,5 +67,9 @@ def test_modal_samples_keep_the_counts_and_are_distinct_structures(dataset: str)
         for i in range(len(samples)):
             for j in range(i):
                 assert fingerprint_distance(structure_fingerprint(samples[i]), structure_fingerprint(samples[j])) > 0.05
+        many = generator.sample(12, Condition(composition=reference.composition), seed=0)
+        nearest = TemplateGenerator(generator.prior, generator.volumes).sample(12, Condition(composition=reference.composition), seed=0)
+        assert len(many) == len(nearest)  # fewer structures than samples: the nearest-voter picks fill the rest
+        assert [c.crystal.canonical_hash() for c in many[: len(samples)]] == [s.canonical_hash() for s in samples]
         again = [c.crystal for c in generator.sample(3, Condition(composition=reference.composition), seed=0)]
         assert [s.canonical_hash() for s in again] == [s.canonical_hash() for s in samples]
