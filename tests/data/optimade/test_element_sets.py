@@ -15,18 +15,17 @@ import random
 import threading
 
 import pytest
-from sqlalchemy import MetaData, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 
 from crystaloop.data.optimade.element_sets import element_set_condition, element_set_count
 from crystaloop.data.optimade.filters import FilterTranslator
 from crystaloop.data.optimade.search import StructureSearch, open_readonly_engine
-from crystaloop.data.store import CandidateStore, upgrade
-from crystaloop.data.store import rows as R
+from crystaloop.data.store import CandidateStore
 from crystaloop.data.store.engine import create_store_engine, write_transaction
-from crystaloop.data.store.schema import CandidateRow, ElementSetRow, utcnow
+from crystaloop.data.store.schema import CandidateRow, ElementSetRow
 from crystaloop.data.store.testing import make_candidates
 
-from .test_elements_index import SYMBOLS, fuzzed_filters
+from .test_elements_index import SYMBOLS, fuzzed_filters, write_at_revision
 
 NON_ELEMENT = ("nsites<=3", "_crystaloop_status=\"scored\"", "elements_ratios HAS > 0.5", "elements HAS > \"M\"")
 
@@ -179,17 +178,7 @@ def test_store_written_at_0005_gets_the_summary_on_upgrade(store_url: str) -> No
     candidates = make_candidates(21, seed=41)
     engine = create_store_engine(store_url)
     try:
-        upgrade(engine, "0005")
-        tables = MetaData()
-        tables.reflect(engine)
-        now = utcnow()
-        rows = [R.candidate_row(c, c.id, now, compute_spacegroup=False) for c in candidates]
-        with write_transaction(engine) as conn:  # what revision-0005 code writes
-            conn.execute(tables.tables["candidates"].insert(), rows)
-            conn.execute(
-                tables.tables["candidate_elements"].insert(),
-                [e for c, r in zip(candidates, rows, strict=True) for e in R.element_rows(c.id, r["elements"], c.crystal.composition)],
-            )
+        tables = write_at_revision(engine, "0005", candidates)
         assert "candidate_element_sets" not in tables.tables
     finally:
         engine.dispose()

@@ -107,21 +107,27 @@ def _has_array(engine) -> bool:
     return column
 
 
+def write_at_revision(engine, revision: str, candidates: list) -> MetaData:
+    """Migrate ``engine``'s store to ``revision`` and write ``candidates`` as that revision's code did; its tables."""
+    upgrade(engine, revision)
+    tables = MetaData()
+    tables.reflect(engine)
+    now = utcnow()
+    rows = [R.candidate_row(c, c.id, now) for c in candidates]
+    with write_transaction(engine) as conn:
+        conn.execute(tables.tables["candidates"].insert(), rows)
+        conn.execute(
+            tables.tables["candidate_elements"].insert(),
+            [e for c, r in zip(candidates, rows, strict=True) for e in R.element_rows(c.id, r["elements"], c.crystal.composition)],
+        )
+    return tables
+
+
 def test_store_written_at_0004_upgrades_to_0005_keeping_every_row(store_url: str) -> None:
     candidates = make_candidates(12, seed=41)
     engine = create_store_engine(store_url)
     try:
-        upgrade(engine, "0004")
-        tables = MetaData()
-        tables.reflect(engine)
-        now = utcnow()
-        rows = [R.candidate_row(c, c.id, now) for c in candidates]
-        with write_transaction(engine) as conn:  # what revision-0004 code writes
-            conn.execute(tables.tables["candidates"].insert(), rows)
-            conn.execute(
-                tables.tables["candidate_elements"].insert(),
-                [e for c, r in zip(candidates, rows, strict=True) for e in R.element_rows(c.id, r["elements"], c.crystal.composition)],
-            )
+        write_at_revision(engine, "0004", candidates)
         before = _snapshot(engine)
         assert not _has_array(engine)
     finally:
