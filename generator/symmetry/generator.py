@@ -145,18 +145,22 @@ class TemplateGenerator:
         return symmetric.to_crystal(primitive=primitive), symmetric
 
     def sample(self, n: int, condition: Condition | None = None, *, seed: int) -> list[Candidate]:
-        """``n`` structures for ``condition.composition``, one per distinct template while there are enough.
+        """``n`` structures for ``condition.composition``, one per distinct template (or modal
+        structure) while there are enough; with only ``condition.chemical_system``, ``n`` distinct
+        de novo crystals whose elements are a subset of it (:mod:`.de_novo`).
 
         Raises:
-            CrystaloopError: no composition in the condition (de novo is not supported yet), ``n < 1``.
-            NoTemplateError: no training template hosts the composition.
+            CrystaloopError: neither a composition nor a chemical system in the condition, ``n < 1``.
+            NoTemplateError: no training template hosts the composition (or has as few elements as the system).
         """
         if n < 1:
             raise CrystaloopError(f"n must be ≥ 1, got {n}")
-        if condition is None or condition.composition is None:
-            raise CrystaloopError("generator kind 'template' does structure prediction: give a condition with a composition "
-                                  "(de novo from a chemical system is not supported yet)")
-        if self.voting is not None:
+        if condition is None or (condition.composition is None and not condition.chemical_system):
+            raise CrystaloopError("generator kind 'template' needs a condition with a composition (structure prediction) "
+                                  "or a chemical system (de novo)")
+        if condition.composition is None:
+            picks, built = self._de_novo_picks(tuple(condition.chemical_system or ()), n, seed)
+        elif self.voting is not None:
             picks, built = self._modal_picks(condition.composition, n, seed)
         else:
             picks = self._nearest_picks(condition.composition, n, seed)
@@ -176,6 +180,30 @@ class TemplateGenerator:
             provenance = Provenance(component=self.name, version=__version__, seed=seed, source=source)
             out.append(Candidate(crystal=crystal, provenance=provenance, condition=condition))
         return out
+
+    def _de_novo_picks(self, chemical_system: tuple[str, ...], n: int,
+                       seed: int) -> tuple[list[tuple[TemplateProposal, int]], list[tuple[Crystal, SymmetricCrystal]]]:
+        """``n`` distinct crystals from training templates dressed with the system's elements
+        (:mod:`.de_novo`), drawn without replacement with probability ∝ p^(1/T) (T = the
+        generator's temperature, 1 when it is 0: de novo samples, it does not rank)."""
+        from crystaloop.generator.symmetry.de_novo import de_novo_proposals
+
+        proposals = de_novo_proposals(self.prior, chemical_system)
+        logits = np.array([p.log_probability for p in proposals]) / (self.temperature or 1.0)
+        order = np.argsort(-(logits + np.random.default_rng(seed).gumbel(size=len(proposals))), kind="stable")
+        picks: list[tuple[TemplateProposal, int]] = []
+        built: list[tuple[Crystal, SymmetricCrystal]] = []
+        seen: set[str] = set()
+        for i in order:
+            crystal, symmetric = self.build(proposals[i])
+            key = crystal.canonical_hash()
+            if key not in seen:
+                seen.add(key)
+                picks.append((proposals[i], 0))
+                built.append((crystal, symmetric))
+                if len(picks) == n:
+                    break
+        return picks, built
 
     def _nearest_picks(self, composition: dict[str, int], n: int, seed: int) -> list[tuple[TemplateProposal, int]]:
         """(proposal, voter rank) per sample: ``n`` distinct templates, each from its nearest

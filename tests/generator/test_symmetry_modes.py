@@ -17,7 +17,7 @@ from crystaloop.data.testing import assert_invariant, random_crystal
 from crystaloop.generator.symmetry.descriptors import VolumeModel
 from crystaloop.generator.symmetry.generator import TemplateGenerator
 from crystaloop.generator.symmetry.modes import ModalVoting, fingerprint_distance, group_votes, structure_fingerprint
-from crystaloop.generator.symmetry.prior import TemplatePrior
+from crystaloop.generator.symmetry.prior import NoTemplateError, TemplatePrior
 from crystaloop.generator.symmetry.representation import describe_training
 
 
@@ -73,3 +73,22 @@ def test_modal_samples_keep_the_counts_and_are_distinct_structures(dataset: str)
         assert [c.crystal.canonical_hash() for c in many[: len(samples)]] == [s.canonical_hash() for s in samples]
         again = [c.crystal for c in generator.sample(3, Condition(composition=reference.composition), seed=0)]
         assert [s.canonical_hash() for s in again] == [s.canonical_hash() for s in samples]
+
+
+def test_de_novo_samples_stay_in_the_chemical_system_with_the_templates_symmetry() -> None:
+    """Sr-Ti-O from perov_5 templates: distinct, valid crystals, elements ⊆ system, each with a training
+    template's space group; seeded."""
+    from crystaloop.data.validity import structural_validity
+
+    generator = _generator("perov_5")
+    condition = Condition(chemical_system=("Sr", "Ti", "O"))
+    samples = [c.crystal for c in generator.sample(6, condition, seed=1)]
+    assert len(samples) == 6 and len({s.canonical_hash() for s in samples}) == 6
+    for crystal in samples:
+        assert set(crystal.composition) <= {"Sr", "Ti", "O"}
+        assert structural_validity(crystal)
+        assert crystal.spacegroup_number() in {e.symmetric.space_group for e in generator.prior.examples}
+    assert [c.crystal.canonical_hash() for c in generator.sample(6, condition, seed=1)] == [s.canonical_hash() for s in samples]
+    assert [c.crystal.canonical_hash() for c in generator.sample(6, condition, seed=2)] != [s.canonical_hash() for s in samples]
+    with pytest.raises(NoTemplateError, match="at most 1 elements"):  # perov_5 holds ternaries only
+        generator.sample(2, Condition(chemical_system=("Sr",)), seed=0)
