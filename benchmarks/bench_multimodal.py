@@ -7,7 +7,8 @@ In one run, with torch on one thread:
   ``describe`` (our describer), and the shipped fusion model's ``embed`` for structures, patterns
   and texts (texts include the frozen MiniLM forward);
 * retrieval among all structures of each val split (``training.evaluate``): recall@1/5/10 of
-  text→structure, clean XRD→structure and augmented XRD→structure (the default
+  text→structure (the latent alone, and with the description's parsed constraints as a hard
+  filter: :func:`crystaloop.multimodal.prompt.admissible_targets`), clean XRD→structure and augmented XRD→structure (the default
   ``AugmentConfig``, seed 1), beside the expected recall of a random ranking and of a
   composition-only ranker (same reduced formula first, random among equals);
 * brute-force search latency: one query against 10⁵ random unit vectors of the model's width.
@@ -84,6 +85,7 @@ def run(quick: bool = False) -> list[dict]:
         metrics = evaluate(model, evaluated)
         for query in (
             "text_to_structure",
+            "text_to_structure_constrained",
             "xrd_to_structure",
             "augmented_xrd_to_structure",
             "composition_only",

@@ -272,7 +272,10 @@ def search(
     fmt: FormatOption = OutputFormat.TABLE,
     as_json: Annotated[bool, typer.Option("--json", hidden=True, help="The same as --format json.")] = False,
 ) -> None:
-    """Rank the store's candidates by similarity to a text, an XRD pattern or a structure."""
+    """Rank the store's candidates by similarity to a text, an XRD pattern or a structure.
+
+    Elements, formulas and symmetry words a --text names outright are a filter: only candidates
+    that satisfy them are listed (the rest rank by similarity)."""
     from crystaloop.data.records import CandidateStatus
     from crystaloop.data.store import CandidateStore
     from crystaloop.multimodal.store_index import embedding_name, index_store, search_store
@@ -289,13 +292,35 @@ def search(
                 added = index_store(candidates, fusion, name, progress=True)
                 if added:
                     err_console.print(f"embedded {added} new candidates", highlight=False)
-                hits = search_store(candidates, name, query, top=top)
+                stated = _stated_constraints(text)
+                hits = search_store(candidates, name, query, top=top if stated is None else top * STATED_OVERFETCH)
+                found = [(hit, candidates.get(hit.key)) for hit in hits]
+                if stated is not None:  # what the words state outright is a filter, the latent ranks what passes
+                    found = [(hit, c) for hit, c in found if not stated.violations(c.crystal)][:top]
                 rows = [
-                    {"rank": h.rank + 1, "score": h.score, "formula": c.crystal.reduced_formula, "sites": c.crystal.n_sites,
+                    {"rank": rank + 1, "score": h.score, "formula": c.crystal.reduced_formula, "sites": c.crystal.n_sites,
                      "status": CandidateStatus(c.status).value, "id": h.key}
-                    for h, c in ((hit, candidates.get(hit.key)) for hit in hits)
+                    for rank, (h, c) in enumerate(found)
                 ]  # fmt: skip
         output.table("hits", _HIT_COLUMNS, rows, title=f"top {len(rows)} by cosine similarity ({' '.join(given)})")
+
+
+STATED_OVERFETCH = 50
+"""With stated constraints, ``--top`` × this many nearest candidates are fetched before filtering."""
+
+
+def _stated_constraints(text: str | None):  # noqa: ANN202 - PromptConstraints or None
+    """The constraints a ``--text`` query states outright (shown on stderr), or ``None``."""
+    if text is None:
+        return None
+    from crystaloop.multimodal.prompt import parse_prompt
+
+    constraints = parse_prompt(text)
+    if constraints.empty:
+        return None
+    err_console.print(f"the text was read to require: {constraints.describe()}; only candidates that satisfy it are listed",
+                      highlight=False)
+    return constraints
 
 
 _HIT_COLUMNS = (

@@ -33,10 +33,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 
-__all__ = ["CHEMICAL_WORDS", "CRYSTAL_SYSTEMS", "PromptConstraints", "parse_prompt", "crystal_system_of", "formula_text", "sample_satisfying", "snap_to_symmetry"]
+__all__ = ["CHEMICAL_WORDS", "CRYSTAL_SYSTEMS", "PromptConstraints", "parse_prompt", "crystal_system_of", "formula_text", "sample_satisfying", "snap_to_symmetry",
+           "admissible_targets"]
 
 logger = logging.getLogger("crystaloop.multimodal.prompt")
 
@@ -424,3 +427,27 @@ def sample_satisfying(draw: Callable[[int, int], Sequence[Any]], n: int, constra
         if len(kept) >= n:
             break
     return kept, reasons
+
+
+def admissible_targets(prompts: Sequence[PromptConstraints], crystals: Sequence[Crystal], *,
+                       symprec: float = 0.1) -> np.ndarray:
+    """(len(prompts), len(crystals)) bool: ``[i, j]`` True when crystal j satisfies every
+    constraint prompt i states (elements, formula, oxidation states, space group, crystal system).
+
+    Each crystal's space group is found once (spglib at ``symprec`` Å), not once per prompt.
+    """
+    symmetric = any(p.needs_symmetry for p in prompts)
+    numbers = [(crystal.spacegroup_number(symprec) or 1) if symmetric else 1 for crystal in crystals]
+    out = np.ones((len(prompts), len(crystals)), dtype=bool)
+    for i, prompt in enumerate(prompts):
+        if prompt.empty:
+            continue
+        for j, crystal in enumerate(crystals):
+            ok = not prompt.composition_violations(crystal)
+            if ok and prompt.space_group is not None:
+                ok = numbers[j] == prompt.space_group
+            if ok and prompt.crystal_system is not None:
+                ok = crystal_system_of(numbers[j]) == prompt.crystal_system
+            out[i, j] = ok
+    return out
+

@@ -82,23 +82,34 @@ class EmbeddingIndex:
         return results
 
 
-def _ranks(queries: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """(n,) 0-based rank of target i among all targets for query i (ties count against it)."""
+def _ranks(queries: np.ndarray, targets: np.ndarray, admissible: np.ndarray | None = None) -> np.ndarray:
+    """(n,) 0-based rank of target i among all targets for query i (ties count against it);
+    with ``admissible`` (n, n) bool, the targets query i admits rank before all others."""
     scores = np.asarray(queries, dtype=np.float64) @ np.asarray(targets, dtype=np.float64).T
+    if admissible is not None:
+        if admissible.shape != scores.shape:
+            raise QueryError(f"admissible mask {admissible.shape} must be (queries, targets) = {scores.shape}")
+        spread = float(scores.max() - scores.min()) + 1.0 if scores.size else 1.0
+        scores = scores + spread * admissible  # every admitted target above every other
     own = np.diag(scores)
     return (scores > own[:, None]).sum(axis=1) + ((scores == own[:, None]).sum(axis=1) - 1)
 
 
-def recall_at_k(queries: np.ndarray, targets: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def recall_at_k(queries: np.ndarray, targets: np.ndarray, ks: Sequence[int] = (1, 5, 10),
+                admissible: np.ndarray | None = None) -> dict[str, float]:
     """Fraction of queries whose own target (same row) is among the ``k`` most similar targets.
 
     Args:
         queries: (n, d) unit vectors (e.g. XRD embeddings).
         targets: (n, d) unit vectors (e.g. structure embeddings), row i the answer to query i.
+        admissible: optional (n, n) bool, ``[i, j]`` True when target j satisfies what query i
+            states outright (a prompt's parsed constraints,
+            :func:`~crystaloop.multimodal.prompt.admissible_targets`): admitted targets rank first,
+            by similarity, then the rest.
     """
     if queries.shape != targets.shape:
         raise QueryError(f"queries {queries.shape} and targets {targets.shape} must have one shape")
-    ranks = _ranks(queries, targets)
+    ranks = _ranks(queries, targets, admissible)
     out = {f"recall@{k}": float((ranks < k).mean()) for k in ks}
     out["mean_rank"] = float(ranks.mean() + 1)
     return out

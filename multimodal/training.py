@@ -33,6 +33,7 @@ from crystaloop.data.progress import progress_bar
 from crystaloop.data.seeding import restores_torch_rng, restores_torch_threads
 from crystaloop.multimodal.features import DatasetViews, prepare_views
 from crystaloop.multimodal.fusion import FusionConfig, FusionModel, clip_loss, save_checkpoint
+from crystaloop.multimodal.prompt import admissible_targets, parse_prompt
 from crystaloop.multimodal.retrieval import composition_baseline_recall, random_recall, recall_at_k
 from crystaloop.multimodal.xrd import AugmentConfig, augment_patterns
 
@@ -259,7 +260,9 @@ def evaluate(
     """Retrieval among all structures of a split: text→structure and XRD→structure (clean and augmented).
 
     Returns recall@1/5/10 and mean rank of each, the random-ranking expectation and the
-    composition-only baseline, all over the same n structures. ``config`` supplies the
+    composition-only baseline, all over the same n structures. ``text_to_structure_constrained``
+    ranks first the structures that satisfy what each description states outright (its parsed
+    prompt constraints: elements, formula, symmetry words), by similarity, then the rest. ``config`` supplies the
     augmentation of the augmented-XRD queries (default ``AugmentConfig()``).
     """
     augment = (config or TrainConfig()).augment
@@ -273,9 +276,11 @@ def evaluate(
     )
     text = model.encode_text_features(torch.from_numpy(views.text_features[:, 0].astype(np.float32))).numpy()
     formulas = [c.reduced_formula for c in dataset.crystals]
+    stated = admissible_targets([parse_prompt(texts[0]) for texts in views.texts], dataset.crystals)
     return {
         "n": len(dataset),
         "text_to_structure": recall_at_k(text, structures),
+        "text_to_structure_constrained": recall_at_k(text, structures, admissible=stated),
         "xrd_to_structure": recall_at_k(xrd, structures),
         "augmented_xrd_to_structure": recall_at_k(noisy, structures),
         "random": random_recall(len(dataset)),

@@ -57,3 +57,26 @@ def test_composition_baseline_counts_formula_ties() -> None:
     baseline = composition_baseline_recall(formulas, ks=(1, 5))
     assert baseline["recall@1"] == pytest.approx((10 * 0.1 + 2) / 12)
     assert baseline["recall@5"] == pytest.approx((10 * 0.5 + 2) / 12)
+
+
+def test_stated_constraints_rank_admitted_targets_first() -> None:
+    """Unrelated latents: recall is near random; with each query admitting only its own formula,
+    the own target ranks within the structures of that formula, and the mask never admits a
+    structure that lacks a named element."""
+    from crystaloop.data.crystal import Crystal
+    from crystaloop.multimodal.prompt import admissible_targets, parse_prompt
+
+    cubic = np.eye(3) * 4.0
+    formulas = [("Sr", "Ti", "O"), ("Ba", "Ti", "O"), ("Ca", "Zr", "O"), ("Sr", "Zr", "O")]
+    crystals = [Crystal.from_symbols(cubic, [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+                                     [a, b, o, o, o]) for a, b, o in formulas]
+    prompts = [parse_prompt(f"cubic perovskite {a}{b}{o}3") for a, b, o in formulas]
+    mask = admissible_targets(prompts, crystals)
+    assert (mask == np.eye(4, dtype=bool)).all()
+    only_ti = admissible_targets([parse_prompt("a titanium oxide")], crystals)[0]
+    assert only_ti.tolist() == ["Ti" in c.composition for c in crystals]
+    rng = np.random.default_rng(0)
+    queries, targets = rng.standard_normal((4, 8)), rng.standard_normal((4, 8))
+    assert recall_at_k(queries, targets, ks=(1,), admissible=mask)["recall@1"] == 1.0
+    with pytest.raises(QueryError, match="admissible"):
+        recall_at_k(queries, targets, admissible=mask[:2])

@@ -120,3 +120,15 @@ def test_eval_command_writes_recall_next_to_baselines(
     for key in ("text_to_structure", "xrd_to_structure", "augmented_xrd_to_structure", "composition_only"):
         assert 0.0 <= metrics[key]["recall@1"] <= metrics[key]["recall@5"] == 1.0  # 5 ≥ n: always found
     assert metrics["data"] == data and len(metrics["checkpoint_hash"]) == 64
+
+
+def test_text_search_lists_only_candidates_with_the_named_elements(setup: tuple[Path, str, list], app: typer.Typer) -> None:
+    checkpoint, url, candidates = setup
+    result = CliRunner().invoke(app, ["search", "--text", "a titanium oxide", "--top", "12", "--model", str(checkpoint),
+                                      "--store", url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)["hits"]
+    holding = {c.id for c in candidates if {"Ti", "O"} <= set(c.crystal.composition)}
+    assert 0 < len(holding) < len(candidates)  # the fixture has both kinds
+    assert {h["id"] for h in hits} == holding and [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    assert "contains O, Ti" in result.stderr
