@@ -33,10 +33,10 @@ from crystaloop import __version__
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.errors import CrystaloopError
 from crystaloop.data.records import Candidate, Condition, Provenance
-from crystaloop.generator.base import GeneratorSettings
+from crystaloop.generator.base import Generator, GeneratorSettings
 from crystaloop.generator.symmetry.descriptors import VolumeModel
 from crystaloop.generator.symmetry.modes import ModalVoting
-from crystaloop.generator.symmetry.prior import TemplatePrior, TemplateProposal
+from crystaloop.generator.symmetry.prior import NoTemplateError, TemplatePrior, TemplateProposal
 from crystaloop.generator.symmetry.representation import Orbit, SymmetricCrystal, describe_training
 
 if TYPE_CHECKING:  # torch is imported only when a refiner is built
@@ -66,11 +66,12 @@ class TemplateGenerator:
 
     def __init__(self, prior: TemplatePrior, volumes: VolumeModel, *, temperature: float = 0.0,
                  training_dataset: str | None = None, name: str = "template", refiner: TemplateDiffusion | None = None,
-                 voting: ModalVoting | None = None) -> None:
+                 voting: ModalVoting | None = None, fallback: Generator | None = None) -> None:
         if temperature < 0:
             raise CrystaloopError(f"temperature must be ≥ 0, got {temperature}")
         self.prior, self.volumes, self.temperature = prior, volumes, float(temperature)
         self.training_dataset, self.name, self.refiner, self.voting = training_dataset, name, refiner, voting
+        self.fallback = fallback
         self.last_shortfall = 0
         self.last_dropped = 0  # the CLI's count of collapsed samples; this generator drops none
 
@@ -151,20 +152,29 @@ class TemplateGenerator:
 
         Raises:
             CrystaloopError: neither a composition nor a chemical system in the condition, ``n < 1``.
-            NoTemplateError: no training template hosts the composition (or has as few elements as the system).
+            NoTemplateError: no training template hosts the composition (or has as few elements as the
+                system) and there is no fallback generator.
         """
         if n < 1:
             raise CrystaloopError(f"n must be ≥ 1, got {n}")
         if condition is None or (condition.composition is None and not condition.chemical_system):
             raise CrystaloopError("generator kind 'template' needs a condition with a composition (structure prediction) "
                                   "or a chemical system (de novo)")
-        if condition.composition is None:
-            picks, built = self._de_novo_picks(tuple(condition.chemical_system or ()), n, seed)
-        elif self.voting is not None:
-            picks, built = self._modal_picks(condition.composition, n, seed)
-        else:
-            picks = self._nearest_picks(condition.composition, n, seed)
-            built = [self.build(proposal, vote) for proposal, vote in picks]
+        try:
+            if condition.composition is None:
+                picks, built = self._de_novo_picks(tuple(condition.chemical_system or ()), n, seed)
+            elif self.voting is not None:
+                picks, built = self._modal_picks(condition.composition, n, seed)
+            else:
+                picks = self._nearest_picks(condition.composition, n, seed)
+                built = [self.build(proposal, vote) for proposal, vote in picks]
+        except NoTemplateError as exc:
+            if self.fallback is None:
+                raise
+            logger.warning("%s: %s; falling back to %s (free coordinates, no template symmetry)", self.name, exc,
+                           getattr(self.fallback, "name", type(self.fallback).__name__))
+            self.last_shortfall = 0
+            return self.fallback.sample(n, condition, seed=seed)
         self.last_shortfall = n - len(picks)
         if self.last_shortfall:
             logger.info("%s: %d of %d requested structures exist for %s", self.name, len(picks), n, condition.composition)
@@ -261,6 +271,19 @@ class TemplateGenerator:
         return out
 
 
+class _BuiltOnFirstUse:
+    """A generator built from its settings when first asked to sample (the fallback model loads only when needed)."""
+
+    def __init__(self, settings: GeneratorSettings, *, name: str) -> None:
+        self.settings, self.name = settings, name
+        self._generator: Generator | None = None
+
+    def sample(self, n: int, condition: Condition | None = None, *, seed: int) -> list[Candidate]:
+        if self._generator is None:
+            self._generator = self.settings.build()
+        return self._generator.sample(n, condition, seed=seed)
+
+
 class TemplateChoice(GeneratorSettings):
     """A campaign's ``template`` generator (``generator: {kind: template, training: perov_5/train}``).
 
@@ -284,6 +307,9 @@ class TemplateChoice(GeneratorSettings):
             votes of the ``modal_templates`` most probable templates, the ``modal_voters`` nearest
             of them, grouped within fingerprint distance ``modal_radius``); ``nearest``: the most
             probable templates, each filled from its nearest voter.
+        fallback: the free-coordinate diffusion model a composition no template hosts goes to
+            (``shipped``: the shipped model named like the training set, if any; a name or path;
+            ``None``: refuse with the :class:`NoTemplateError`). Built when first needed.
     """
 
     kind: Literal["template"] = "template"
@@ -300,6 +326,9 @@ class TemplateChoice(GeneratorSettings):
     modal_templates: int = Field(40, ge=1)
     modal_voters: int = Field(200, ge=1)
     modal_radius: float = Field(0.05, ge=0)
+    fallback: str | None = Field("shipped", description="free-coordinate diffusion model for compositions no template hosts: "
+                                 "'shipped' (the shipped model named like the training set, when there is one), "
+                                 "a shipped name or checkpoint path, or null (refuse)")
 
     def build(self) -> TemplateGenerator:
         from crystaloop.data.datasets import load_dataset
@@ -309,9 +338,22 @@ class TemplateChoice(GeneratorSettings):
                                                     loo_rows=self.loo_rows, seed=self.seed, training_dataset=self.training)
         if self.voting == "modal":
             generator.voting = ModalVoting(self.modal_templates, self.modal_voters, self.modal_radius)
+        generator.fallback = self.fallback_generator()
         if self.free_parameters == "diffusion":
             generator.refiner = self.refiner()
         return generator
+
+    def fallback_generator(self) -> Generator | None:
+        """The diffusion generator ``fallback`` names (``None`` when it is null, or ``shipped`` and none is shipped)."""
+        from crystaloop.generator.config import DiffusionChoice
+        from crystaloop.generator.shipped import SHIPPED_GENERATORS
+
+        if self.fallback is None:
+            return None
+        checkpoint = self.training.split("/")[0] if self.fallback == "shipped" else self.fallback
+        if self.fallback == "shipped" and checkpoint not in SHIPPED_GENERATORS:
+            return None
+        return _BuiltOnFirstUse(DiffusionChoice(checkpoint=checkpoint), name=f"diffusion ({checkpoint})")
 
     def refiner(self) -> TemplateDiffusion:
         """The projected diffusion model ``free_parameters: diffusion`` uses.

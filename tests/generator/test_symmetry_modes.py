@@ -92,3 +92,32 @@ def test_de_novo_samples_stay_in_the_chemical_system_with_the_templates_symmetry
     assert [c.crystal.canonical_hash() for c in generator.sample(6, condition, seed=2)] != [s.canonical_hash() for s in samples]
     with pytest.raises(NoTemplateError, match="at most 1 elements"):  # perov_5 holds ternaries only
         generator.sample(2, Condition(chemical_system=("Sr",)), seed=0)
+
+
+def test_a_composition_no_template_hosts_falls_back_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """perov_5 has ternaries only: Si₂ goes to the fallback generator, logged; without one the
+    NoTemplateError names the composition."""
+    from crystaloop.generator.random_search import RandomSearchGenerator
+
+    plain = _generator("perov_5")
+    with pytest.raises(NoTemplateError, match="Si"):
+        plain.sample(2, Condition(composition={"Si": 2}), seed=0)
+    fallback = RandomSearchGenerator(charge_balance=False)
+    generator = TemplateGenerator(plain.prior, plain.volumes, voting=plain.voting, fallback=fallback)
+    with caplog.at_level("WARNING"):
+        samples = generator.sample(2, Condition(composition={"Si": 2}), seed=0)
+    assert samples and all(c.crystal.composition == {"Si": 2} for c in samples)
+    assert all(c.provenance.component != "template" for c in samples)
+    assert "falling back" in caplog.text and "Si" in caplog.text
+    hosted = generator.sample(1, Condition(composition={"Sr": 1, "Ti": 1, "O": 3}), seed=0)
+    assert hosted[0].provenance.component == "template"
+
+
+def test_the_campaign_fallback_is_the_shipped_free_coordinate_model_built_on_first_use() -> None:
+    from crystaloop.generator.symmetry.generator import TemplateChoice
+
+    shipped = TemplateChoice(training="perov_5/train").fallback_generator()
+    assert shipped is not None and "perov_5" in shipped.name and shipped._generator is None  # nothing loaded yet
+    assert TemplateChoice(training="perov_5/train", fallback=None).fallback_generator() is None
+    with pytest.raises(Exception, match="extra|not permitted"):
+        TemplateChoice(training="perov_5/train", fallbak="shipped")
