@@ -21,15 +21,16 @@ from crystaloop.commands.common import (
     parse_composition,
     progress_bar,
     read_yaml_mapping,
-    task_callback,
 )
 from crystaloop.commands.distill import distill
 from crystaloop.commands.files import write_candidates
+from crystaloop.commands.generator_eval import evaluate
 
 __all__ = ["generator_app"]
 
 generator_app = typer.Typer(help="Train, evaluate, distil and list crystal diffusion generators.", no_args_is_help=True)
 generator_app.command("distill")(distill)
+generator_app.command("eval")(evaluate)
 logger = logging.getLogger(__name__)
 
 
@@ -161,112 +162,6 @@ def list_generators(fmt: FormatOption = OutputFormat.TABLE) -> None:
                 "reproduce": command.format(epochs="?" if epochs is None else epochs),
             })  # fmt: skip
         out.table("generators", _LIST_COLUMNS, rows, title="shipped generators")
-
-
-@generator_app.command("eval")
-def evaluate(
-    model: Annotated[str, typer.Option("--model", help="Checkpoint file or shipped name (perov_5, carbon_24).")],
-    data: Annotated[str, typer.Option("--data", help="Test data: any CDVAE CSV, folder, extxyz or shipped name/split.")],
-    out: Annotated[Path, typer.Option("--out", help="metrics.json to write (a .md table is written beside it).")],
-    mode: Annotated[str, typer.Option("--mode", help="csp (composition given) or dng (de novo).")] = "csp",
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N test structures (csp) / draw N samples (dng).")] = None,  # noqa: UP045
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Reverse steps (default: 1000 for a teacher, 2 for a distilled model).")] = None,  # noqa: UP045
-    method: Annotated[Optional[str], typer.Option("--method", help="pc (predictor-corrector), ddim, or consistency (distilled checkpoints).")] = None,  # noqa: UP045
-    coverage_limit: Annotated[int, typer.Option("--coverage-limit", min=0, help="Structures used for COV-R/COV-P (fingerprints are slow; 0 skips).")] = 300,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
-    fmt: FormatOption = OutputFormat.TABLE,
-) -> None:
-    """Evaluate a generator: CSP match rate / RMSE, or de novo validity, coverage and distances."""
-    import json
-
-    import numpy as np
-    import torch
-
-    from crystaloop.data.datasets import load_dataset
-    from crystaloop.generator.diffusion.generator import crystal_from_sample
-    from crystaloop.generator.diffusion.sampling import SampleRequest
-    from crystaloop.generator.evaluation import csp_metrics, dng_metrics, markdown_table
-
-    if mode not in ("csp", "dng"):
-        raise fail(f"--mode must be csp or dng, got {mode!r}")
-    with Output(fmt) as output:
-        torch.set_num_threads(threads)
-        with exit_on_error(invalid=""):
-            generator = _load_generator(model, steps, method)
-            sampler = generator.sampler
-            steps, method = sampler.steps, sampler.method
-            test = load_dataset(data)
-        references = test.crystals[:limit] if (limit and mode == "csp") else test.crystals
-        rng = np.random.default_rng(seed)
-        with exit_on_error():
-            if mode == "csp":
-                tokens = torch.cat([generator.model.normalisation.tokens(c.numbers, where=f"{data} item {i}") for i, c in enumerate(references)])
-                request = SampleRequest(num_atoms=torch.tensor([c.n_sites for c in references]), tokens=tokens)
-            else:
-                request = generator.request(limit or len(references), None, rng)
-        total_steps = steps * ((len(request.num_atoms) + sampler.batch_size - 1) // sampler.batch_size)
-        with progress_bar(remaining=False) as bar:
-            task = bar.add_task(f"sampling ({method}, {steps} steps)", total=total_steps)
-            done = [0]
-
-            def on_step(step: int, total: int) -> None:
-                done[0] += 1
-                bar.update(task, completed=done[0])
-
-            raw = generator.sample_raw(request, seed=seed, on_step=on_step)
-            samples = [crystal_from_sample(*parts) for parts in raw.split()]
-            on_score = task_callback(bar, "scoring")
-            if mode == "csp":
-                metrics = csp_metrics(references, samples, progress=on_score)
-            else:
-                metrics = dng_metrics(samples, references, dataset=data, coverage_limit=coverage_limit, seed=seed, progress=on_score)
-        metrics.update({"mode": mode, "data": data, "model": model, "steps": steps, "method": method, "seed": seed,
-                        "sampling_seconds": raw.seconds, "structures_per_second": len(samples) / raw.seconds, "threads": threads})
-        overlap_warning = _check_training_overlap(generator, references, samples if mode == "csp" else None, metrics, csp_metrics)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2))
-        title = f"{mode.upper()} — {model} on {data} ({steps} {method} steps)"
-        out.with_suffix(".md").write_text(markdown_table(metrics, title))
-        rows = [{"metric": k, "value": v} for k, v in metrics.items() if isinstance(v, int | float | str) or v is None]
-        output.table("metrics", _METRIC_COLUMNS, rows, title=title)
-        if overlap_warning:
-            err_console.print(f"[yellow]warning[/] {overlap_warning}", highlight=False)
-        console.print(f"metrics: [bold]{out}[/] (and {out.with_suffix('.md').name})")
-        output.add(metrics_file=str(out))
-
-
-_METRIC_COLUMNS = (Column("metric", "metric"), Column("value", "value", lambda v: f"{v:.4g}" if isinstance(v, float) else str(v), justify="right"))
-
-
-def _check_training_overlap(generator, references: list, samples: list | None, metrics: dict, csp_metrics) -> str | None:  # noqa: ANN001
-    """Add ``training_overlap`` (and, for CSP, the ``held_out_*`` figures of the test items the
-    generator did not train on) to ``metrics``; return the warning to print, if any."""
-    import numpy as np
-
-    from crystaloop.data.datasets import CrystalDataset
-    from crystaloop.data.datasets.overlap import training_overlap
-
-    source = getattr(generator.model.config, "dataset", None)
-    test = CrystalDataset(name="test", crystals=list(references), ids=[str(i) for i in range(len(references))],
-                          sources=[""] * len(references))
-    overlap = training_overlap(test, source=source)
-    metrics["training_overlap"] = {"items_in_training": None if overlap.seen is None else overlap.count,
-                                   "items": len(references), "basis": overlap.basis}
-    if overlap.seen is None:
-        return f"cannot check the test data against the generator's training data: {overlap.basis}"
-    if not overlap.count:
-        return None
-    share = overlap.count / max(len(references), 1)
-    note = f"{overlap.count} of {len(references)} test structures ({share:.0%}) are in the generator's training data ({overlap.basis})"
-    if samples is None:
-        return note + ": coverage and distances compare against structures it trained on"
-    rows = np.flatnonzero(~overlap.seen)
-    metrics["n_held_out"] = int(rows.size)
-    if rows.size:
-        held = csp_metrics([references[i] for i in rows], [samples[i] for i in rows])
-        metrics.update({f"held_out_{k}": v for k, v in held.items() if isinstance(v, int | float)})
-    return note + f": the figures are optimistic; held_out_* rows use the other {rows.size}"
 
 
 def _parse_targets(targets: list[str]) -> dict[str, float]:

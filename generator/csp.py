@@ -39,7 +39,7 @@ from crystaloop.data.records import Candidate, Condition, Provenance
 from crystaloop.generator.evaluation import csp_metrics, csp_metrics_at_k
 
 __all__ = ["Sampler", "ArmResult", "SameSizeGenerator", "same_size", "same_size_sampler", "template_rule",
-           "from_generator", "diffusion_sampler", "evaluate_arm", "csp_row", "BASELINE_RULE", "BASELINE_RANDOM"]
+           "from_generator", "diffusion_sampler", "evaluate_arm", "csp_row", "refined", "BASELINE_RULE", "BASELINE_RANDOM"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,23 @@ def evaluate_arm(data: str, arm: str, sampler: Sampler, val: Sequence[Crystal], 
     row["structures_per_s"] = (len(val) + sum(len(o) for o in many)) / max(seconds + seconds_k, 1e-9)
     logger.info("%s", row)
     return ArmResult(row, single)
+
+
+def refined(crystal: Crystal, symprec: float = 0.1) -> Crystal:
+    """``crystal`` made exactly symmetric: spglib's refined (standard conventional) cell at ``symprec``
+    Å (angle tolerance 5°), so a CIF written with that space group's operations parses back with the
+    same sites; the crystal itself when spglib finds no symmetry dataset."""
+    import warnings
+
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Crystal.from_pymatgen(SpacegroupAnalyzer(crystal.to_pymatgen(), symprec=symprec).get_refined_structure())
+    except Exception as exc:  # spglib fails on degenerate cells; the cell as given (P1) is still a valid answer
+        logger.debug("no refined cell for %s: %s", crystal.reduced_formula, exc)
+        return crystal
 
 
 def csp_row(data: str, arm: str, sampler: Sampler, val: Sequence[Crystal], k_rows: int, k: int = 20) -> dict:

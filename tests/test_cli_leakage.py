@@ -70,10 +70,12 @@ def test_generator_eval_warns_and_reports_the_held_out_items(tmp_path: Path) -> 
     header, *train_rows = _rows("perov_5", "train")
     _, *val_rows = _rows("perov_5", "val")
     mixed = _write(tmp_path / "mixed.csv", header, train_rows[:6] + val_rows[:6])
-    out = tmp_path / "csp.json"
-    result = _invoke("generator", "eval", "--model", "perov_5_consistency", "--data", str(mixed), "--mode", "csp", "--out", str(out))
+    out = tmp_path / "csp"
+    result = _invoke("generator", "eval", "--model", "perov_5_consistency", "--data", str(mixed), "--mode", "csp", "--k", "1",
+                     "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "6 of 12 test structures (50%) are in the generator's training data" in result.output
-    metrics = json.loads(out.read_text())
+    assert "6 of 12 test structures are in the baselines' training split perov_5/train" in result.output
+    metrics = json.loads((out / "results.json").read_text())
     assert metrics["training_overlap"]["items_in_training"] == 6 and metrics["n_held_out"] == 6
-    assert "held_out_match_rate" in metrics and "held_out_match_rate" in out.with_suffix(".md").read_text()
+    assert "held_out_match_rate" in metrics and "held_out_match_rate" in (out / "results.md").read_text()

@@ -94,17 +94,19 @@ def test_missing_checkpoint_and_bad_extension(tmp_path: Path) -> None:
 
 
 def test_eval_writes_metrics_and_a_markdown_table(checkpoint: Path, tmp_path: Path) -> None:
-    out = tmp_path / "csp.json"
-    result = _invoke("generator", "eval", "--model", str(checkpoint), "--data", "perov_5/val", "--mode", "csp", "--limit", "4",
-                     "--steps", "5", "--out", str(out))
+    out = tmp_path / "csp"
+    result = _invoke("generator", "eval", "--model", str(checkpoint), "--data", "perov_5/val", "--mode", "csp", "--rows", "4",
+                     "--k", "2", "--train", str(checkpoint.parent / "small.csv"), "--steps", "5", "--out", str(out))
     assert result.exit_code == 0, result.output
-    metrics = json.loads(out.read_text())
-    assert metrics["n"] == 4 and 0.0 <= metrics["match_rate"] <= 100.0 and metrics["structures_per_second"] > 0
-    assert "| match_rate |" in out.with_suffix(".md").read_text()
-    dng = tmp_path / "dng.json"
+    report = json.loads((out / "results.json").read_text())
+    assert [arm["n"] for arm in report["arms"]] == [4, 4, 4] and report["steps"] == 5
+    model = report["arms"][0]
+    assert 0.0 <= model["match_k1_%"] <= model["match_k2_%"] <= 100.0 and model["structures_per_s"] > 0
+    assert "| match k=1 % |" in (out / "results.md").read_text()
+    dng = tmp_path / "dng"
     result = _invoke("generator", "eval", "--model", str(checkpoint), "--data", "perov_5/val", "--mode", "dng", "--limit", "6",
                      "--steps", "5", "--coverage-limit", "0", "--out", str(dng))
     assert result.exit_code == 0, result.output
-    metrics = json.loads(dng.read_text())
+    metrics = json.loads((dng / "results.json").read_text())
     assert metrics["n"] == 6 and 0.0 <= metrics["structural_validity"] <= 100.0 and metrics["smact_version"]
     assert _invoke("generator", "eval", "--model", str(checkpoint), "--data", "perov_5/val", "--mode", "xyz", "--out", str(dng)).exit_code == 2
