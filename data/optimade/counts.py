@@ -15,9 +15,9 @@ a token that changes whenever a write to the store commits:
   so a count filed under it is at least as new as the revision.
 * Other stores (in-memory SQLite): no revision; nothing is cached.
 
-Counts are never estimated: a cached count equals what a fresh ``count(*)`` would return. A
-filter made of element predicates alone is counted from the element-set summary
-(:mod:`crystaloop.data.optimade.element_sets`): the same exact number, without visiting every match.
+Counts are never estimated: a cached count equals what a fresh ``count(*)`` would return. (A
+filter made of element predicates alone does not come here: the search sums the element-set
+summary instead, :mod:`crystaloop.data.optimade.element_sets`, as cheap as a revision check.)
 
 Example::
 
@@ -35,8 +35,6 @@ from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, func, literal_column, select, text
-
-from crystaloop.data.optimade.element_sets import element_set_count
 
 __all__ = ["CountCache"]
 
@@ -89,17 +87,9 @@ class CountCache:
             except sqlite3.Error:
                 return None
 
-    def count(self, conn: Connection, where: Any, *, element_sets: Any = None) -> int:
-        """Rows of ``table`` matching ``where``, counted on ``conn`` or reused from the same revision.
-
-        ``element_sets``: the same filter as a condition on ``candidate_element_sets``
-        (:func:`~crystaloop.data.optimade.element_sets.element_set_condition`); the count is then
-        the sum of the matching summary rows, equal to the ``count(*)`` and not a visit of every match.
-        """
-        if element_sets is not None:
-            stmt = element_set_count(element_sets)
-        else:
-            stmt = select(func.count()).select_from(self.table).where(where)
+    def count(self, conn: Connection, where: Any) -> int:
+        """Rows of ``table`` matching ``where``, counted on ``conn`` or reused from the same revision."""
+        stmt = select(func.count()).select_from(self.table).where(where)
         if not self.enabled:
             return int(conn.execute(stmt).scalar_one())
         key = self._key(where)

@@ -18,8 +18,10 @@ searches always find one. A pool without a free connection within the pool timeo
 Counts (``meta.data_returned``) are exact. A filter made of element predicates alone (``elements
 HAS ALL/ANY/ONLY``, ``nelements``, ``LENGTH elements`` and their AND/OR/NOT) is counted from the
 element-set summary of revision 0006 (:mod:`crystaloop.data.optimade.element_sets`), one row per
-distinct element list; any other filter by ``count(*)`` of its matches. Either count is reused
-while the store is not written (:mod:`crystaloop.data.optimade.counts`).
+distinct element list, and on PostgreSQL its page (in id order) by reading the first ids of each
+matching list from the index on ``(elements, id)`` when that takes fewer rows than a walk; any other
+filter is counted by ``count(*)`` of its matches, reused while the store is not written
+(:mod:`crystaloop.data.optimade.counts`).
 
 Example::
 
@@ -44,7 +46,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from crystaloop.data.errors import StoreError
 from crystaloop.data.optimade.counts import CountCache
-from crystaloop.data.optimade.element_sets import ELEMENT_SETS, element_set_condition, element_set_total
+from crystaloop.data.optimade.element_sets import (
+    ELEMENT_SETS,
+    element_set_condition,
+    element_set_lists,
+    element_set_total,
+    first_ids_page,
+)
 from crystaloop.data.optimade.entries import DEFAULT_FIELDS, structure_document, tables_for
 from crystaloop.data.optimade.errors import BadFilterError, OptimadeWarning, OverloadedError, QueryTimeoutError
 from crystaloop.data.optimade.fields import ColumnTarget, RecordTarget, resolve_field, sort_key
@@ -70,6 +78,8 @@ _IN_CHUNK = 500
 _PROGRESS_STEPS = 2000  # SQLite virtual-machine steps between deadline checks (~0.1 ms)
 EXPENSIVE_COST = 3
 """Filter cost from which a search takes an expensive-query slot (three probes, or a scan and a probe)."""
+MAX_LIST_ENTRIES = 20_000
+"""Most index entries (element lists × (offset + limit)) a page read list by list may take (PostgreSQL)."""
 EXPENSIVE_OFFSET = 10_000
 """``page_offset`` from which a search takes an expensive-query slot (the skipped rows are read)."""
 
@@ -317,9 +327,14 @@ class StructureSearch:
         conditions = [translation.where] if translation.where is not None else []
         with self._connection() as conn:
             data_available = self.total(conn)
-            if conditions:
-                summary = element_set_condition(translation, self.engine.dialect.name) if self.element_sets else None
-                data_returned = self.counts.count(conn, translation.where, element_sets=summary)
+            summary = element_set_condition(translation, self.engine.dialect.name) if self.element_sets and conditions else None
+            lists: list[str] = []
+            if summary is not None:  # element-only filter: exact count from the summary
+                matched = conn.execute(element_set_lists(summary)).all()
+                lists = [str(e) for e, _ in matched]
+                data_returned = int(sum(n for _, n in matched))
+            elif conditions:
+                data_returned = self.counts.count(conn, translation.where)
             else:
                 data_returned = data_available
             rows: list[dict[str, Any]] = []
@@ -327,9 +342,22 @@ class StructureSearch:
                 # A walk in sort order meets `offset + limit` of M matches among N rows after about
                 # (offset + limit) * N / M rows; materialising fetches the M rows at random, ~16x the
                 # cost per row (measured at 10⁶): only worth it for rare matches, where it bounds the
-                # worst case (a whole-index walk) to M row fetches.
+                # worst case (a whole-index walk) to M row fetches. An element-only filter matching k
+                # element lists can instead read (offset + limit) ids per list from an index: cheaper
+                # than the walk when k < N / M.
+                by_lists = (
+                    self._postgres
+                    and bool(lists)
+                    and len(order) == 1
+                    and order[0].compare(CandidateRow.id.asc())
+                    and len(lists) * (offset + limit) <= MAX_LIST_ENTRIES
+                    and len(lists) * data_returned <= data_available
+                )
                 selective = self._postgres and bool(conditions) and 16 * data_returned**2 <= (offset + limit) * data_available
-                stmt = _page(conditions, order, limit, offset, materialize=selective)
+                if by_lists:
+                    stmt = first_ids_page(lists, limit, offset)
+                else:
+                    stmt = _page(conditions, order, limit, offset, materialize=selective)
                 self._arm(conn)
                 rows = [dict(r._mapping) for r in conn.execute(stmt)]
             records = self._records(conn, [r["id"] for r in rows], tables_for(fields))

@@ -42,6 +42,10 @@ whatever writes it), so that the exact count of a filter made of element predica
 sum over a few thousand rows instead of a visit of every match
 (:mod:`crystaloop.data.optimade.element_sets`). The triggers are not part of these models;
 :data:`ELEMENT_SET_TRIGGERS` names them.
+
+Revision 0007 replaced the index on ``candidates.elements`` with one on ``(elements, id)``: the
+first page of an element-only filter is then the first ids of each matching element list, read
+from the index, instead of a visit and sort of every match.
 """
 
 from __future__ import annotations
@@ -197,6 +201,9 @@ class CandidateRow(Base):
         Index("ix_candidates_nelements_nsites", "nelements", "nsites"),
         # OPTIMADE: chemical_formula_reduced = x, its first page already in id order.
         Index("ix_candidates_chemical_formula_reduced_id", "chemical_formula_reduced", "id"),
+        # Chemical-system lookups (elements IN (...)); the first page of one element list in id
+        # order, from the index alone (element-only filters, revision 0007).
+        Index("ix_candidates_elements_id", "elements", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -207,7 +214,7 @@ class CandidateRow(Base):
     chemical_formula_anonymous: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
     chemical_formula_reduced: Mapped[str | None] = mapped_column(Text, nullable=True)
     chemical_formula_descriptive: Mapped[str | None] = mapped_column(Text, nullable=True)
-    elements: Mapped[str] = mapped_column(Text, nullable=False, index=True)  # "O,Sr,Ti": chemical-system lookups
+    elements: Mapped[str] = mapped_column(Text, nullable=False)  # "O,Sr,Ti": indexed with id, see __table_args__
     nelements: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     nsites: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     spacegroup_number: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)

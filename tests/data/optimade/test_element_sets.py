@@ -202,3 +202,37 @@ def test_bulk_copy_load_with_replica_role_keeps_it_exact(postgres_url: str) -> N
         assert sum(_exact(engine).values()) == 900
     finally:
         engine.dispose()
+
+
+def test_pages_of_element_filters_are_the_matches_in_id_order(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crystaloop.benchmarks.optimade_rows import bulk_load
+    from crystaloop.data.optimade import search as search_module
+
+    bulk_load(store_url, 700, seed=9)
+    calls: list[int] = []
+
+    def spy(lists, limit, offset):
+        calls.append(len(lists))
+        return element_sets_module.first_ids_page(lists, limit, offset)
+
+    from crystaloop.data.optimade import element_sets as element_sets_module
+
+    monkeypatch.setattr(search_module, "first_ids_page", spy)
+    engine = open_readonly_engine(store_url)
+    try:
+        search = StructureSearch(engine, count_cache_size=0)
+        filters = [f for f in element_filters(60, seed=5) if element_set_condition(search.translator.translate(f), engine.dialect.name) is not None]
+        filters += ['elements HAS ALL "Ba","Ti","O"', 'elements HAS ONLY "Ga","As"', 'elements HAS ANY "Ga","Zn" AND nelements=2']
+        with engine.connect() as conn:
+            for flt in filters:
+                where = search.translator.translate(flt).where
+                expected = list(conn.execute(select(CandidateRow.id).where(where).order_by(CandidateRow.id)).scalars())
+                for offset, limit in ((0, 20), (7, 5), (len(expected) - 2, 20)):
+                    if offset < 0:
+                        continue
+                    page = search.search(flt, limit=limit, offset=offset, fields=("id",))
+                    assert [d["id"] for d in page.documents] == expected[offset : offset + limit], (flt, offset)
+                    assert page.data_returned == len(expected)
+    finally:
+        engine.dispose()
+    assert bool(calls) == store_url.startswith("postgresql")  # the list-by-list page runs on PostgreSQL only
