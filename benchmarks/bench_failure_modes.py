@@ -41,6 +41,10 @@ the guard screens them, the strategy picks ``batch`` for the oracle.
   (hull value only) and ``fixed`` (hull value and composition), false alarms on the unplanted
   stable structures, and reference hits (stable and SMACT-valid) per 100 calls.
 
+Every guarded row also gives ``guarded_minus_unguarded_hits_per_100``: the hit rate with the
+guard on minus off, paired by seed (same seeds, same pool), its 95 % bootstrap interval over the
+seeds and how many seeds rose.
+
 Run ``python -m benchmarks.bench_failure_modes`` (``--quick``: 2 seeds, fewer rounds).
 """
 
@@ -104,6 +108,15 @@ def _prov(name: str) -> Provenance:
 
 def _rate(values: Sequence[float]) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
+
+
+def _paired(on: Sequence[float], off: Sequence[float], *, resamples: int = 10_000) -> str:
+    """Guard on minus guard off, paired by seed: mean difference of hits per 100 calls, its 95 %
+    bootstrap interval over seeds, and how many seeds rose (the sign test's count)."""
+    diff = np.asarray(on, dtype=float) - np.asarray(off, dtype=float)
+    means = np.random.default_rng(0).choice(diff, size=(resamples, len(diff)), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return f"{diff.mean():+.1f} [{low:+.1f}, {high:+.1f}], {int((diff > 0).sum())}/{len(diff)} seeds up"
 
 
 def _fraction(hit: int, total: int) -> str:
@@ -267,7 +280,7 @@ def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes, *
             "guard on, as shipped (std, OOD)": (refuse, False, False),
             "guard on, fixed (+ local residuals)": (refuse, True, False),
         }
-    rows = []
+    rows, unguarded = [], None
     for name, (check, residuals, frozen) in variants.items():
         trap_calls, rates, caught, trap_seen, alarms, others, calm_alarms, calm_seen = [], [], 0, 0, 0, 0, 0, 0
         for seed in sizes.seeds:
@@ -295,7 +308,9 @@ def exploitation_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes, *
             "caught": _fraction(caught, trap_seen) if check else "-",
             "false_alarms": _fraction(alarms, others) if check else "-",
             "false_alarms_unprovoked": _fraction(calm_alarms, calm_seen) if check else "-",
+            "guarded_minus_unguarded_hits_per_100": _paired(rates, unguarded) if check and unguarded else "-",
         })
+        unguarded = unguarded or (rates if check is None else None)
     return rows
 
 
@@ -343,16 +358,18 @@ def _collapse_run(generator: CollapsingGenerator, heat: np.ndarray, sizes: Sizes
 
 def collapse_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Sizes) -> list[dict]:
     modes = [int(i) for i in np.flatnonzero(heat <= STABLE_HEAT)[:3]]
-    rows = []
+    rows, rates = [], {}
     for guarded in (False, True):
         runs = [_collapse_run(CollapsingGenerator(crystals, modes), heat, sizes, seed, guarded=guarded, push=True) for seed in sizes.seeds]
+        rates[guarded] = [100.0 * r["hits"] / max(r["calls"], 1) for r in runs]
         row = {
             "scenario": "collapse",
             "variant": "guard + monitor on" if guarded else "guard + monitor off",
             "seeds": len(sizes.seeds),
             "oracle_calls": f"{np.mean([r['calls'] for r in runs]):.0f}",
             "distinct_per_batch": " ".join(f"{np.mean(col):.0f}" for col in zip(*(r["distinct"] for r in runs), strict=True)),
-            "hits_per_100": _rate([100.0 * r["hits"] / max(r["calls"], 1) for r in runs]),
+            "hits_per_100": _rate(rates[guarded]),
+            "guarded_minus_unguarded_hits_per_100": _paired(rates[True], rates[False]) if guarded else "-",
         }
         if guarded:
             detect, recover = [], []
@@ -421,7 +438,7 @@ def synthesizability_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Size
     refuse = lambda c, ctx: not guard.check(c, ctx).ok  # noqa: E731
     is_planted = lambda c: id(c.crystal) in kinds  # noqa: E731
     reference = lambda c: smact_default_validity(c.crystal.reduced_formula)  # noqa: E731
-    rows = []
+    rows, unguarded = [], None
     for name, check in (("guard off", None), ("guard on", refuse)):
         rates, naive, planted_calls, caught, seen, alarms, valid_stable = [], [], [], 0, 0, 0, 0
         shipped_pass, fixed_pass, measured_planted = 0, 0, 0
@@ -459,7 +476,9 @@ def synthesizability_rows(crystals: list[Crystal], heat: np.ndarray, sizes: Size
             "measured_planted_passing_fixed": _fraction(fixed_pass, measured_planted),
             "reported_hits_per_100": _rate(naive),
             "hits_per_100": _rate(rates),
+            "guarded_minus_unguarded_hits_per_100": _paired(rates, unguarded) if check and unguarded else "-",
         })
+        unguarded = unguarded or (rates if check is None else None)
     return rows
 
 
