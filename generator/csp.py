@@ -65,7 +65,7 @@ def same_size(train: Sequence[Crystal], composition: dict[str, int], k: int, rng
     out: list[Crystal | None] = []
     for index in rng.permutation(len(pool))[:k]:
         parent = pool[int(index)]
-        mapping = {}
+        mapping: dict[str, str] = {}
         for count in set(wanted):
             sources = [el for el, n in parent.composition.items() if n == count]
             targets = [el for el, n in composition.items() if n == count]
