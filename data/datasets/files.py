@@ -17,7 +17,8 @@ Writers (:func:`write_structure_file`, by extension):
 
 * **CIF**: one ``data_`` block per structure, symmetrised with pymatgen's ``CifWriter``
   (spglib, ``symprec`` Å, angle tolerance 5°; the cell is kept as given, P1 when spglib finds
-  nothing), each block carrying ``# key: value`` comment lines (generator, checkpoint, seed ...).
+  nothing or when the symmetrised text would not read back to the same sites: a cell only
+  nearly symmetric at ``symprec``), each block carrying ``# key: value`` comment lines (generator, checkpoint, seed ...).
 * **extxyz**: one frame per structure; scalar ``info`` per frame (status, ids, provenance) and,
   where given, ``energy`` (eV), ``forces`` (eV/Å, per atom) and ``stress`` (eV/Å³, Voigt) as
   ASE calculator results, which ``ase.io.read`` returns on ``atoms.calc``.
@@ -266,12 +267,31 @@ def _cif_block(crystal: Crystal, ident: str, facts: Mapping[str, Any], symprec: 
     except Exception as exc:  # spglib can fail on degenerate cells; P1 is still a valid CIF
         note = f"P1 (spglib failed: {type(exc).__name__})"
         text = str(CifWriter(structure))
+    else:
+        if not _reads_back(text, structure):  # a nearly symmetric cell: exact operations would move or add atoms
+            note = f"P1 (the cell is not symmetric enough to be written with operations at symprec={symprec} A)"
+            text = str(CifWriter(structure))
     name = re.sub(r"\s+", "_", str(ident)) or crystal.reduced_formula
     comments = [f"# crystaloop id: {ident}", f"# symmetry: {note}"]
     comments += [f"# {key}: {_comment_value(value)}" for key, value in facts.items() if value is not None]
     lines = text.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("data_"))
     return "\n".join([f"data_{name}", *comments, *lines[head + 1:]]) + "\n"
+
+
+def _reads_back(text: str, structure: Any) -> bool:
+    """True when the CIF ``text`` parses to the sites of ``structure`` (same count and composition)."""
+    import warnings
+
+    from pymatgen.io.cif import CifParser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = CifParser.from_str(text).parse_structures(primitive=False)
+    except Exception:  # noqa: BLE001 - any parse failure means the symmetrised text is unusable
+        return False
+    return len(parsed) == 1 and len(parsed[0]) == len(structure) and parsed[0].composition == structure.composition
 
 
 def _comment_value(value: Any) -> str:

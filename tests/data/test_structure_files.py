@@ -101,3 +101,15 @@ def test_cif_metadata_blocks_are_not_bad_structures(fixtures_dir: Path, tmp_path
     dataset = load_dataset(path, use_cache=False)
     assert [c.reduced_formula for c in dataset.crystals] == ["SrTiO3"] and not dataset.errors
     assert dataset.ids == ["with_global"]
+
+
+def test_a_nearly_symmetric_cell_is_written_so_it_reads_back_with_its_own_atoms(tmp_path) -> None:
+    """perov_5/val row 0 (CdCuN3) is only nearly Pm-3m at 0.1 Å: written with exact operations it
+    read back as Cd5Cu6N5. Every written block must parse to the crystal's own sites."""
+    from pymatgen.core import Structure
+
+    for i, crystal in enumerate(load_dataset("perov_5/val", max_rows=12).crystals):
+        path = tmp_path / f"row{i}.cif"
+        write_structure_file(path, [crystal])
+        back = Structure.from_file(str(path))
+        assert len(back) == crystal.n_sites and {str(el): int(n) for el, n in back.composition.items()} == crystal.composition
