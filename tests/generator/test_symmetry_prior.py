@@ -121,7 +121,9 @@ def test_errors_name_the_problem() -> None:
         prior.sample({"Sr": 1, "Ti": 1, "O": 3}, 0)
     generator = TemplateGenerator(prior, VolumeModel([_perovskite()]))
     with pytest.raises(CrystaloopError, match="needs? a condition with a composition|give a condition with a composition"):
-        generator.sample(1, Condition(chemical_system=("Sr", "Ti", "O")), seed=0)
+        generator.sample(1, Condition(), seed=0)
+    with pytest.raises(CrystaloopError, match="needs? a condition with a composition|give a condition with a composition"):
+        generator.sample(1, None, seed=0)
     with pytest.raises(CrystaloopError, match="bandwidth"):
         TemplatePrior([describe(_perovskite())[0]], bandwidth=0)
 
