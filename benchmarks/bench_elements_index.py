@@ -18,8 +18,9 @@ asks each filter a second time with the count cache of :mod:`crystaloop.data.opt
 costs, the page and the revision check but no count. A fourth path, ``element_sets``, counts
 from the element-set summary of revision 0006 (:mod:`crystaloop.data.optimade.element_sets`:
 ``sum(n)`` over the distinct element lists that satisfy the filter, exact, no visit of the
-matches), count cache off: what a first-time element filter costs in the API now; the other
-three paths count the matches (``element_sets=False``).
+matches; on PostgreSQL its page read list by list from the index on ``(elements, id)`` of
+revision 0007 where that is cheaper), count cache off: what a first-time element filter costs in
+the API now; the other three paths count the matches (``element_sets=False``).
 
 Reported per filter and path: p50/p95 in ms, matches (must be equal for all paths), cache hits, whether
 ``EXPLAIN`` of the count names the GIN index, and the number of summary rows (distinct element lists). Run ``python -m benchmarks.bench_elements_index``
