@@ -34,7 +34,7 @@ def untrained_generator(kind: str, *, library: list[str] | None, exclude: str | 
     from crystaloop.generator.registry import GENERATOR_CHOICES
 
     if kind not in UNTRAINED_KINDS:
-        raise UnknownComponentError("generator", kind, ("diffusion", *UNTRAINED_KINDS))
+        raise UnknownComponentError("generator", kind, ("auto", "diffusion", *UNTRAINED_KINDS))
     fields: dict = {"kind": kind}
     if kind == "template":
         if exclude or max_atoms is not None:

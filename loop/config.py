@@ -202,7 +202,11 @@ class CampaignConfig(BaseModel):
     budget: Budget = Budget()
     strategy: StrategyChoice = RandomConfig()
     guards: GuardsConfig = GuardsConfig()
-    generator: GeneratorChoice = DiffusionChoice()
+    generator: GeneratorChoice = Field(
+        DiffusionChoice(),
+        description="left out: the template generator learned from perov_5/train (carbon_24/train when the constraints allow only C), "
+                    "when the constraints name elements or chemical systems",
+    )
     query: QueryConfig | None = Field(None, description="condition generation on a text or XRD query, direct or through the latent prior")
     surrogates: tuple[SurrogateChoice, ...] = ()
     oracle: OracleChoice = MLIPOracleChoice()
@@ -213,6 +217,29 @@ class CampaignConfig(BaseModel):
         True,
         description="refit the surrogate's residual GP on all labels every iteration; false: only after the residual watch flags over-prediction",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_generator(cls, data: Any) -> Any:
+        """A campaign without a ``generator`` section that names its chemistry (constraints'
+        elements or chemical systems) gets the template generator, the one with the best strict
+        fit on the held-out splits (bench_template): learned from ``carbon_24/train`` when only
+        carbon is allowed, else ``perov_5/train``; compositions no template hosts fall back to
+        that set's shipped diffusion model. Without a chemistry (and without ``query``, which
+        needs a latent-reading model) the section stays required, as before."""
+        if not isinstance(data, dict) or "generator" in data or data.get("query") is not None:
+            return data
+        try:
+            constraints = Constraints.model_validate(data.get("constraints") or {})
+        except ValidationError:
+            return data  # reported by the field's own validation, with its location
+        allowed = set(constraints.elements or ()) | {el for system in constraints.chemical_systems or () for el in system}
+        if not allowed:
+            return data
+        from crystaloop.generator.symmetry.generator import TemplateChoice
+
+        training = "carbon_24/train" if allowed == {"C"} else "perov_5/train"
+        return {**data, "generator": TemplateChoice(training=training)}
 
     @model_validator(mode="after")
     def _distinct_objectives(self) -> CampaignConfig:

@@ -116,14 +116,33 @@ def test_screen_uses_the_campaign_validity_guard() -> None:
     assert all(c.status.value == "rejected" for c in implausible)
 
 
-def test_default_generate_uses_the_distilled_model_and_the_bar_moves_per_step(tmp_path: Path) -> None:
-    out = tmp_path / "d.cif"
-    result = _invoke("generate", "--composition", "SrTiO3", "-n", "4", "--out", str(out))
+def test_default_generate_is_the_template_generator_for_plain_structure_prediction(tmp_path: Path) -> None:
+    """``--generator auto``: a plain --composition request goes to the template generator (its
+    structures carry the composition asked for); --generator diffusion, or an option only the
+    diffusion model reads (--steps/--method), takes the distilled model or its teacher, whose
+    progress bar moves per step."""
+    from pymatgen.io.cif import CifParser
+
+    out = tmp_path / "t.cif"
+    result = _invoke("generate", "--composition", "SrTiO3", "-n", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert "perov_5_consistency, 2 consistency steps" in result.output and "2/2" in result.output
-    teacher = _invoke("generate", "--composition", "SrTiO3", "-n", "2", "--out", str(out), "--steps", "3", "--method", "ddim", "--keep-invalid")
+    assert "generator: template" in result.output and "--generator diffusion" in result.output
+    written = CifParser(str(out)).parse_structures(primitive=False)
+    assert len(written) == 2 and all(s.composition.reduced_formula == "SrTiO3" for s in written)
+    distilled = _invoke("generate", "--composition", "SrTiO3", "-n", "4", "--out", str(tmp_path / "d.cif"), "--generator", "diffusion")
+    assert distilled.exit_code == 0, distilled.output
+    assert "perov_5_consistency, 2 consistency steps" in distilled.output and "2/2" in distilled.output
+    assert "generator: template" not in distilled.output
+    teacher = _invoke("generate", "--composition", "SrTiO3", "-n", "2", "--out", str(tmp_path / "s.cif"), "--steps", "3", "--method", "ddim", "--keep-invalid")
     assert teacher.exit_code == 0, teacher.output
     assert "perov_5, 3 ddim steps" in teacher.output and "3/3" in teacher.output
+
+
+def test_auto_generator_refuses_a_library_it_would_not_use(tmp_path: Path) -> None:
+    result = _invoke("generate", "--composition", "SrTiO3", "--num-atoms", "5", "--library", "perov_5/train", "--out", str(tmp_path / "x.cif"))
+    assert result.exit_code != 0
+    assert "--library feeds --generator substitution or template" in result.output and "--num-atoms" in result.output
+    assert not (tmp_path / "x.cif").exists()
 
 
 def test_sample_reports_every_step_of_every_batch() -> None:

@@ -195,3 +195,25 @@ def test_every_guard_config_has_one_registered_guard_in_run_order():
     off = GuardsConfig.model_validate({"exploitation": {"enabled": False}})
     assert [g.name for g in build_guards(off)] == ["constraints", "validity", "synthesizability", "diversity"]
     assert [g.name for g in build_guards(GuardsConfig()) if g.context_free] == ["constraints", "validity"]
+
+
+def test_a_campaign_without_a_generator_section_gets_the_template_generator_of_its_chemistry():
+    from crystaloop.generator.config import DiffusionChoice
+    from crystaloop.generator.symmetry.generator import TemplateChoice
+
+    objective = {"property": "e_above_hull", "goal": "minimise"}
+    perovskite = CampaignConfig.model_validate({"name": "p", "objectives": [objective], "constraints": {"chemical_systems": ["Sr-Ti-O"]}})
+    assert isinstance(perovskite.generator, TemplateChoice) and perovskite.generator.training == "perov_5/train"
+    carbon = CampaignConfig.model_validate({"name": "c", "objectives": [objective], "constraints": {"elements": ["C"]}})
+    assert isinstance(carbon.generator, TemplateChoice) and carbon.generator.training == "carbon_24/train"
+    # the default is written into the campaign's identity: a dumped config validates to the same hash
+    again = CampaignConfig.model_validate(perovskite.model_dump(mode="json"))
+    assert again.config_hash() == perovskite.config_hash() and again.generator == perovskite.generator
+    # an explicit section is kept; without a chemistry the section stays required, as before
+    chosen = CampaignConfig.model_validate({"name": "d", "objectives": [objective], "constraints": {"elements": ["C"]},
+                                            "generator": {"kind": "diffusion", "checkpoint": "carbon_24"}})
+    assert isinstance(chosen.generator, DiffusionChoice) and chosen.generator.checkpoint == "carbon_24"
+    bare = CampaignConfig.model_validate({"name": "b", "objectives": [objective]})
+    assert isinstance(bare.generator, DiffusionChoice)
+    with pytest.raises(CrystaloopError, match="needs checkpoint"):
+        bare.generator.build()
