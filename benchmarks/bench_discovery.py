@@ -452,10 +452,12 @@ def _budget(base_rate: float, sizes: Sizes) -> tuple[int, int]:
 
 def campaign_rows(pool: DiscoveryPool, campaign: str, objectives: Sequence[Objective], strategies: Sequence[str], sizes: Sizes,
                   systems: tuple[tuple[str, ...], ...], *, cached_only: bool = False, extra_settings: dict | None = None,
-                  learning: Sequence[str] = LEARNING) -> list[dict]:
+                  learning: Sequence[str] = LEARNING, screening: str | None = None) -> list[dict]:
     """The table rows of one campaign (one per strategy): every seed run or read back, rates,
     intervals and paired tests against random and against the better composition rule
-    (``learning`` names the strategies compared with the rule)."""
+    (``learning`` names the strategies compared with the rule); with ``screening`` (a strategy
+    name, e.g. ``surrogate-greedy``), the ``learning`` strategies are also compared with it
+    (``vs_screening``, ``wilcoxon_p_screening``)."""
     hits = pool.hits(objectives)
     base_rate = float(hits.mean())
     needed, calls = _budget(base_rate, sizes)
@@ -497,6 +499,9 @@ def campaign_rows(pool: DiscoveryPool, campaign: str, objectives: Sequence[Objec
         row["vs_best_rule"], row["wilcoxon_p_rule"] = _compare(values, rates[best_rule]) if compared else ("-", "-")
         if compared:
             row["vs_best_rule"] = f"{row['vs_best_rule']} ({best_rule})"
+        if screening is not None:
+            against = screening in rates and strategy in learning and strategy != screening
+            row["vs_screening"], row["wilcoxon_p_screening"] = _compare(values, rates[screening]) if against else ("-", "-")
         row["s_per_campaign"] = seconds[strategy] / len(values)
         rows.append(row)
     return rows
