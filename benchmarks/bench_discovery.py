@@ -65,6 +65,7 @@ from scipy import stats
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import CrystalDataset, load_dataset
+from crystaloop.data.elements import element_presence
 from crystaloop.data.records import Condition
 from crystaloop.generator.replay import DatasetReplayGenerator
 from crystaloop.loop.config import Budget, CampaignConfig, Constraints, Objective
@@ -102,7 +103,7 @@ STRATEGIES = ("random", "rule-tolerance", "rule-electroneg", "al", "bo", "rl")
 LEARNING = ("al", "bo", "rl")
 PRIOR_SUFFIX = "-prior"
 """A strategy named ``<name>-prior`` is ``<name>`` handed the pool's pretrained prior (:attr:`DiscoveryPool.prior`)."""
-FEATURES = "selection-v2"  # version of the learning strategies' GP inputs (v1: fingerprints only)
+FEATURES = "selection-v2+element-offsets"  # version of the learning strategies' GP inputs (v1: fingerprints only; v2: + composition descriptors; + the residual GP's per-element term)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ class DiscoveryPool:
     crystals: list[Crystal]
     values: dict[str, np.ndarray]
     features: np.ndarray
+    elements: np.ndarray
+    """(n, 119) element presence of every pool crystal (the residual GP's per-element term)."""
     oracle: ReplayOracle
     generator: DatasetReplayGenerator
     prior: dict[str, np.ndarray] = field(default_factory=dict)
@@ -194,6 +197,7 @@ class DiscoveryPool:
             crystals=combined.crystals,
             values=combined.properties,
             features=selection_features(combined.crystals),
+            elements=element_presence(combined.crystals),
             oracle=ReplayOracle(combined, properties),
             generator=DatasetReplayGenerator.from_dataset(combined),
         )
@@ -385,12 +389,13 @@ def run_campaign(pool: DiscoveryPool, campaign: str, strategy_name: str, seed: i
                     continue
                 rows.append(i)
                 candidates.append(replace(candidate, provenance=candidate.provenance.model_copy(update={"campaign": config.name, "iteration": iteration})))
-        labels = Labels(pool.features[order], np.asarray(values), pool.predictions(order, objectives, use_prior=use_prior)[..., 0])
-        batch = Pool(candidates, pool.features[rows], labels)
+        labels = Labels(pool.features[order], np.asarray(values), pool.predictions(order, objectives, use_prior=use_prior)[..., 0],
+                        pool.elements[order])
+        batch = Pool(candidates, pool.features[rows], labels, elements=pool.elements[rows])
         predictions = pool.predictions(rows, objectives, use_prior=use_prior)
         if base_name == "rl":
-            gp = ResidualGP(config.strategy.gp_components, config.strategy.min_labels, seed).fit(labels)
-            mean, std = gp.posterior(pool.features[rows], predictions[..., 0], predictions[..., 1])
+            gp = ResidualGP.for_strategy(config.strategy, seed).fit(labels)
+            mean, std = gp.posterior(pool.features[rows], predictions[..., 0], predictions[..., 1], pool.elements[rows])
             strategy.record_rewards(batch, np.stack([mean, std], axis=-1))
         picks = strategy.select(batch, predictions, min(sizes.batch, calls - len(order)))
         for p in picks:

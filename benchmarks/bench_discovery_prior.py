@@ -17,7 +17,7 @@ GP learns ``measured heat_all − prior`` from the campaign's own labels. Strate
 
 A second campaign, ``stable-val-wrong-prior``, is the same with the prior **wrong somewhere**:
 at every crystal holding one of the three most frequent elements of the pool that no hit
-contains (Zn, Ru, Ir on perov_5/val: 104 of the 757 cells, none a hit) the prior's mean is
+contains (Zn, Ru, Ir on perov_5/val: 102 of the 757 cells, none a hit) the prior's mean is
 planted 1.5 eV too low (too stable), its std unchanged, as a shipped model that extrapolates
 badly to one corner of chemistry would be. Screening spends its calls there; the loop's
 residual GP can learn the offset from the first labels it buys there. Its rows compare the

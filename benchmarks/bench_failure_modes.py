@@ -61,6 +61,7 @@ import torch
 
 from crystaloop.data.crystal import Crystal
 from crystaloop.data.datasets import load_dataset
+from crystaloop.data.elements import element_presence
 from crystaloop.data.records import Candidate, Condition, Measurement, Provenance
 from crystaloop.data.validity import smact_default_validity
 from crystaloop.generator.replay import DatasetReplayGenerator
@@ -247,11 +248,12 @@ def surrogate_loop(
             fingerprints([c.crystal for c in record.picks]),
             np.array([[m.value for m in c.measurements if m.property == "heat_all"][0] for c in record.picks])[:, None],
             np.array([c.predictions["heat_all"][0] for c in record.picks])[:, None],
+            element_presence([c.crystal for c in record.picks]),
         )
         if frozen:
             labels = Labels.empty(1, features.shape[1])
         predictions = np.array([[c.predictions["heat_all"][:2]] for c in kept])
-        for i in strategy.select(Pool(kept, features, labels), predictions, sizes.batch):
+        for i in strategy.select(Pool(kept, features, labels, elements=element_presence([c.crystal for c in kept])), predictions, sizes.batch):
             record.picks.append(evaluate(kept[int(i)]))
     return record
 

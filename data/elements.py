@@ -18,7 +18,7 @@ import numpy as np
 
 from crystaloop.data.crystal import MAX_ATOMIC_NUMBER, Crystal, atomic_number
 
-__all__ = ["ELEMENT_DESCRIPTORS", "element_feature_table", "n_element_features", "element_descriptor", "N_DESCRIPTORS", "composition_descriptor", "composition_descriptors", "COMPOSITION_DIM"]
+__all__ = ["ELEMENT_DESCRIPTORS", "element_feature_table", "n_element_features", "element_descriptor", "N_DESCRIPTORS", "composition_descriptor", "composition_descriptors", "COMPOSITION_DIM", "element_presence"]
 
 # name of each descriptor (pymatgen Element attribute) and its units, in column order
 ELEMENT_DESCRIPTORS: tuple[tuple[str, str], ...] = (
@@ -132,3 +132,13 @@ def composition_descriptors(crystals: Sequence[Crystal]) -> np.ndarray:
     if not crystals:
         return np.zeros((0, COMPOSITION_DIM))
     return np.stack([composition_descriptor(c) for c in crystals])
+
+
+def element_presence(crystals: Sequence[Crystal]) -> np.ndarray:
+    """(n, MAX_ATOMIC_NUMBER + 1) float64: 1 at column Z where element Z is in the cell, else 0
+    (column 0 unused). The inputs of a per-element term: a model linear in these columns learns
+    one offset per element, shared by every composition that holds it."""
+    out = np.zeros((len(crystals), MAX_ATOMIC_NUMBER + 1))
+    for i, crystal in enumerate(crystals):
+        out[i, np.unique(crystal.numbers)] = 1.0
+    return out

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from crystaloop.data.elements import element_presence
 from crystaloop.data.records import Candidate, CandidateStatus, Condition, Measurement, Verdict
 from crystaloop.data.store import CandidateFilter, CandidateStore
 from crystaloop.generator.composite import CompositeGenerator, split_by_batch
@@ -362,12 +363,14 @@ def select_candidates(components: Components, store: CandidateStore, config: Cam
         embeddings=_embed(components, history) if history else np.zeros((0, embeddings.shape[1])),
         values=with_sun_labels(_objective_matrix(history, config, "measured"), history, config, _sun_ids(store, config, index)),
         prior=_ensemble_matrix(online, history, config)[..., 0],
+        elements=element_presence([c.crystal for c in history]),
     )
     adjustment = adjustment_for_iteration(store, config, index)
     pool = Pool(pool_candidates, embeddings, labels, exploration=adjustment.beta_factor)
     if picked:
         pool.pending = _embed(components, picked)
         pool.pending_prior = _ensemble_matrix(online, picked, config)[..., 0]
+        pool.pending_elements = element_presence([c.crystal for c in picked])
     n_random = exploration_picks(config.budget.oracle_calls_per_iteration, adjustment)
     n_random = min(k, max(0, n_random - sum(_is_exploration_pick(store, c.id) for c in picked)))
     predictions = _ensemble_matrix(online, pool_candidates, config)

@@ -10,7 +10,7 @@ flow task on another worker, builds the same one):
   (the exploitation guard's residual watch triggers the retrain), none before a flag.
 * **correction**: :class:`~crystaloop.loop.strategies.posterior.ResidualGP` with the strategy's
   settings (``gp_components``, ``min_labels``, the campaign seed) on ``measured − ensemble mean``
-  over the ensemble's embeddings; the prediction is ensemble mean + GP mean with the GP's std
+  over the ensemble's embeddings, plus one offset per element (``gp_element_offsets``); the prediction is ensemble mean + GP mean with the GP's std
   for each property with enough labels, the ensemble's own elsewhere. bo and al fit the very
   same GP on the raw ensemble predictions during selection, so what the store holds is what
   they believe.
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crystaloop.data.crystal import Crystal
+from crystaloop.data.elements import element_presence
 from crystaloop.data.records import Candidate, Prediction
 from crystaloop.loop.config import CampaignConfig
 from crystaloop.loop.report import SurrogateUpdate
@@ -113,7 +114,7 @@ class OnlineSurrogate:
         mean, std = raw.mean, raw.std
         if self.gp is not None and self.gp.fitted and len(crystals):
             embeddings = self.surrogate.embed(crystals) if embeddings is None else embeddings
-            mean, std = self.gp.posterior(embeddings, raw.mean, raw.std)
+            mean, std = self.gp.posterior(embeddings, raw.mean, raw.std, element_presence(crystals) if self.gp.uses_elements else None)
         return Prediction(mean, self._scaled(std, raw.properties), raw.properties, raw.units, self.name)
 
     def embed(self, crystals: Sequence[Crystal]) -> np.ndarray:
@@ -147,8 +148,9 @@ def fit_online(surrogate: EmbeddingSurrogate, labelled: Sequence[Candidate], con
         raw = surrogate.predict(crystals)
         embeddings = surrogate.embed(crystals)
         s = config.strategy
-        gp = ResidualGP(s.gp_components, s.min_labels, config.seed).fit(Labels(embeddings, values, raw.mean))
-        mean = gp.posterior(embeddings, raw.mean, raw.std)[0] if gp.fitted else raw.mean
+        elements = element_presence(crystals)
+        gp = ResidualGP.for_strategy(s, config.seed).fit(Labels(embeddings, values, raw.mean, elements))
+        mean = gp.posterior(embeddings, raw.mean, raw.std, elements)[0] if gp.fitted else raw.mean
         for j, prop in enumerate(properties):
             known = np.isfinite(values[:, j])
             if known.any():

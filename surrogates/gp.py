@@ -9,6 +9,13 @@ standardisation handled by botorch transforms:
 * beyond: ``SingleTaskVariationalGP`` with ``inducing_points`` inducing points, so pools of tens
   of thousands of labelled structures stay tractable.
 
+``fit(..., offsets=G)`` adds a per-group term: G (n, g) indicator columns (e.g. element
+presence, :func:`~crystaloop.data.elements.element_presence`) enter unnormalised through a
+linear kernel added to the one on the projected embedding, so the target is modelled as a smooth
+function of the embedding plus one offset per group (Gaussian, its variance fitted with the other
+hyperparameters). Labels on a few crystals holding an element then move the prediction of every
+crystal holding it, and a group no label holds keeps the offset's prior variance (uncertain).
+
 :attr:`GPHead.model` is a botorch ``Model`` over the projected features, so acquisition functions
 (qLogNoisyEI, qLogNEHVI) in the loop use it directly on ``GPHead.features(embeddings)``.
 """
@@ -68,12 +75,24 @@ class _Projection:
         return (np.asarray(embeddings, dtype=np.float64) - self.centre) @ self.components
 
 
+def _embedding_plus_offsets(k: int, g: int, outputs: int):  # noqa: ANN202 - a gpytorch kernel
+    """botorch's default kernel on the k projected dimensions plus a linear kernel on the g
+    indicator columns after them (one batch per output, as SingleTaskGP models T outputs)."""
+    from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+    from gpytorch.kernels import LinearKernel
+
+    batch = torch.Size([outputs]) if outputs > 1 else torch.Size([])
+    smooth = get_covar_module_with_dim_scaled_prior(ard_num_dims=k, batch_shape=batch, active_dims=list(range(k)))
+    return smooth + LinearKernel(batch_shape=batch, active_dims=list(range(k, k + g)))
+
+
 class GPHead:
     """A GP on projected embeddings; see the module docstring."""
 
     def __init__(self, config: GPHeadConfig | None = None) -> None:
         self.config = config or GPHeadConfig()
         self._projection: _Projection | None = None
+        self.n_offsets = 0  # indicator columns of the per-group term (0: none)
         self.model = None  # botorch Model once fitted
 
     @property
@@ -82,15 +101,25 @@ class GPHead:
 
         return isinstance(self.model, SingleTaskGP)
 
-    def features(self, embeddings: np.ndarray) -> torch.Tensor:
-        """(n, k) float64 GP inputs for embeddings (n, D)."""
+    def features(self, embeddings: np.ndarray, offsets: np.ndarray | None = None) -> torch.Tensor:
+        """(n, k + g) float64 GP inputs for embeddings (n, D): the k projected dimensions, then the
+        g offset indicator columns (n, g) when the head was fitted with them."""
         if self._projection is None:
             raise CrystaloopError("GPHead.features called before fit")
-        return torch.from_numpy(self._projection(embeddings))
+        x = self._projection(embeddings)
+        if self.n_offsets:
+            if offsets is None:
+                raise CrystaloopError(f"this GP head was fitted with {self.n_offsets} offset columns; pass offsets (n, {self.n_offsets})")
+            groups = np.asarray(offsets, dtype=np.float64)
+            if groups.shape != (len(x), self.n_offsets):
+                raise ValueError(f"offsets must be (n, g) = ({len(x)}, {self.n_offsets}), got {groups.shape}")
+            x = np.concatenate([x, groups], axis=1)
+        return torch.from_numpy(x)
 
     @restores_torch_rng
-    def fit(self, embeddings: np.ndarray, targets: np.ndarray) -> GPHead:
-        """Fit on embeddings (n, D) and targets (n,) or (n, T); rows with NaN targets are dropped."""
+    def fit(self, embeddings: np.ndarray, targets: np.ndarray, offsets: np.ndarray | None = None) -> GPHead:
+        """Fit on embeddings (n, D) and targets (n,) or (n, T); rows with NaN targets are dropped.
+        ``offsets`` (n, g): indicator columns of the per-group term (module docstring)."""
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from botorch.models.transforms import Normalize, Standardize
@@ -100,7 +129,12 @@ class GPHead:
         y = y[:, None] if y.ndim == 1 else y
         if x.ndim != 2 or len(x) != len(y):
             raise ValueError(f"embeddings (n, D) and targets (n, T) must agree, got {x.shape} and {y.shape}")
+        groups = None if offsets is None else np.asarray(offsets, dtype=np.float64)
+        if groups is not None and (groups.ndim != 2 or len(groups) != len(x)):
+            raise ValueError(f"offsets must be (n, g) with n = {len(x)} rows, got {groups.shape}")
         keep = np.isfinite(y).all(axis=1) & np.isfinite(x).all(axis=1)
+        if groups is not None:
+            keep &= np.isfinite(groups).all(axis=1)
         x, y = x[keep], y[keep]
         if len(x) < 2:
             raise CrystaloopError(f"a GP head needs at least 2 labelled points, got {len(x)}")
@@ -108,11 +142,14 @@ class GPHead:
         _, _, vt = np.linalg.svd(x - centre, full_matrices=False)
         k = min(self.config.n_components, vt.shape[0], len(x) - 1)
         self._projection = _Projection(centre, vt[:k].T)
-        train_x = self.features(x)
+        self.n_offsets = 0 if groups is None else groups.shape[1]
+        train_x = self.features(x, None if groups is None else groups[keep])
         train_y = torch.from_numpy(y)
         torch.manual_seed(self.config.seed)
+        covar_module = _embedding_plus_offsets(k, self.n_offsets, y.shape[1]) if self.n_offsets else None
+        normalize = Normalize(d=k + self.n_offsets, indices=list(range(k)))  # indicator columns stay 0/1
         if len(x) <= self.config.max_exact:
-            model = SingleTaskGP(train_x, train_y, input_transform=Normalize(d=k), outcome_transform=Standardize(m=y.shape[1]))
+            model = SingleTaskGP(train_x, train_y, covar_module=covar_module, input_transform=normalize, outcome_transform=Standardize(m=y.shape[1]))
             from gpytorch.mlls import ExactMarginalLogLikelihood
 
             mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -124,7 +161,8 @@ class GPHead:
                 train_x,
                 train_y,
                 inducing_points=min(self.config.inducing_points, len(x)),
-                input_transform=Normalize(d=k),
+                covar_module=covar_module,
+                input_transform=normalize,
                 outcome_transform=Standardize(m=y.shape[1]),
             )
             mll = VariationalELBO(model.likelihood, model.model, num_data=len(x))
@@ -138,11 +176,12 @@ class GPHead:
         return self
 
     @torch.no_grad()
-    def predict(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and std (n, T) of the latent function, in the targets' units."""
+    def predict(self, embeddings: np.ndarray, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and std (n, T) of the latent function, in the targets' units
+        (``offsets`` (n, g): required when the head was fitted with them)."""
         if self.model is None:
             raise CrystaloopError("GPHead.predict called before fit")
-        posterior = self.model.posterior(self.features(embeddings))
+        posterior = self.model.posterior(self.features(embeddings, offsets))
         return posterior.mean.numpy(), posterior.variance.clamp_min(0).sqrt().numpy()
 
 

@@ -22,7 +22,7 @@ def bench(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - the module
 
 
 def _pool(bench, prior: dict[str, np.ndarray]):  # noqa: ANN001, ANN202 - a pool holding only a prior
-    return bench.DiscoveryPool(crystals=[], values={}, features=np.zeros((0, 1)), oracle=None, generator=None, prior=prior)
+    return bench.DiscoveryPool(crystals=[], values={}, features=np.zeros((0, 1)), elements=np.zeros((0, 119)), oracle=None, generator=None, prior=prior)
 
 
 def test_predictions_carry_the_prior_only_when_asked_and_only_for_its_property(bench) -> None:
@@ -62,7 +62,7 @@ def test_wrong_prior_plants_its_offset_only_in_the_hit_free_region(bench, monkey
         return Crystal.from_symbols(np.eye(3) * 4.0, np.random.default_rng(len(symbols)).random((len(symbols), 3)), list(symbols))
 
     crystals = [cell("Sr", "Ti", "O"), cell("Zn", "Ti", "O"), cell("Zn", "Ru", "O"), cell("Ru", "Ba", "O"), cell("Ba", "Ti", "O")]
-    pool = bench.DiscoveryPool(crystals=crystals, values={}, features=np.zeros((5, 1)), oracle=None, generator=None)
+    pool = bench.DiscoveryPool(crystals=crystals, values={}, features=np.zeros((5, 1)), elements=np.zeros((5, 119)), oracle=None, generator=None)
     hits = np.array([True, False, False, False, True])  # Sr, Ti, O, Ba appear in hits; Zn and Ru never do
     elements, mask = prior_bench.planted_region(pool, hits, count=2)
     assert elements == ("Ru", "Zn") and mask.tolist() == [False, True, True, True, False]
@@ -84,7 +84,7 @@ def test_screening_column_compares_the_loop_with_surrogate_greedy(bench, monkeyp
 
     monkeypatch.setattr(bench, "campaign_result", fake_result)
     monkeypatch.setattr(bench, "_budget", lambda base_rate, sizes: (300, 100))
-    pool = bench.DiscoveryPool(crystals=[None, None], values={"heat_all": np.array([0.1, 0.9])}, features=np.zeros((2, 1)), oracle=None, generator=None)
+    pool = bench.DiscoveryPool(crystals=[None, None], values={"heat_all": np.array([0.1, 0.9])}, features=np.zeros((2, 1)), elements=np.zeros((2, 119)), oracle=None, generator=None)
     sizes = bench.Sizes("t", seeds=(0, 1, 2), initial=10, batch=10, generated=50, min_calls=30)
     rows = {r["strategy"]: r for r in bench.campaign_rows(pool, "c", (bench.STABILITY,), list(rates), sizes, (("O",),),
                                                           learning=("surrogate-greedy", "al-prior"), screening="surrogate-greedy")}

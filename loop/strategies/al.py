@@ -17,7 +17,7 @@ from pydantic import Field
 from crystaloop.data.records import Condition
 from crystaloop.loop.objectives import utilities, utility_scales
 from crystaloop.loop.strategies.base import Pool, StrategySettings, StrategyState, propose_conditions
-from crystaloop.loop.strategies.posterior import ResidualGP
+from crystaloop.loop.strategies.posterior import ResidualGP, pool_elements
 
 if TYPE_CHECKING:
     from crystaloop.loop.config import CampaignConfig, Objective
@@ -61,8 +61,8 @@ class ALStrategy:
 
     def scores(self, pool: Pool, predictions: np.ndarray) -> np.ndarray:
         """(n,) acquisition scores (higher first); NaN-free."""
-        gp = ResidualGP(self.config.gp_components, self.config.min_labels, self.seed).fit(pool.labels)
-        mean, std = gp.posterior(pool.embeddings, predictions[..., 0], predictions[..., 1])
+        gp = ResidualGP.for_strategy(self.config, self.seed).fit(pool.labels)
+        mean, std = gp.posterior(pool.embeddings, predictions[..., 0], predictions[..., 1], pool_elements(gp, pool))
         scales = utility_scales(mean, self.objectives)
         u = np.nan_to_num(utilities(mean, self.objectives) / scales, nan=0.0)
         s = np.nan_to_num(std / scales, nan=0.0)

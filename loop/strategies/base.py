@@ -34,6 +34,10 @@ class StrategySettings(BaseModel):
         min_labels: measured labels needed before a GP is fitted (bo and al selection, and the
             campaign's online surrogate for every kind).
         gp_components: PCA dimensions of the GP head's inputs.
+        gp_element_offsets: the residual GP adds one offset per element (a linear kernel on
+            element presence beside the one on the embedding), so what the oracle measured on a
+            few crystals holding an element corrects the prior on every crystal holding it (a
+            shipped model wrong about one corner of chemistry is corrected there as a whole).
         mc_samples: quasi-Monte-Carlo samples of the botorch acquisition functions (bo
             selection, ``condition_search: bo``).
         guidance_scales: conditions proposed cycle through these classifier-free guidance weights.
@@ -55,6 +59,7 @@ class StrategySettings(BaseModel):
 
     min_labels: int = Field(4, ge=2)
     gp_components: int = Field(8, gt=0)
+    gp_element_offsets: bool = True
     mc_samples: int = Field(128, gt=0)
     guidance_scales: tuple[float, ...] = (1.0,)
     condition_search: Literal["cycle", "bo"] = "cycle"
@@ -75,11 +80,14 @@ class StrategySettings(BaseModel):
 @dataclass
 class Labels:
     """Labelled history: embeddings (L, D), measured values (L, m), surrogate means at those
-    structures (L, m); ``NaN`` where missing."""
+    structures (L, m); ``NaN`` where missing. ``elements``: (L, 119) element presence of the
+    labelled structures (:func:`~crystaloop.data.elements.element_presence`), the inputs of the
+    residual GP's per-element term; ``None`` leaves that term out."""
 
     embeddings: np.ndarray
     values: np.ndarray
     prior: np.ndarray
+    elements: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_objectives: int, dim: int = 0) -> Labels:
@@ -100,6 +108,9 @@ class Pool:
         pending: (P, D) embeddings of picks selected but not yet measured.
         pending_prior: (P, m) the surrogate's means at the pending picks (NaN where none).
         exploration: multiplier of UCB's beta set by the collapse monitor (1: as configured).
+        elements: (n, 119) element presence of the candidates (with ``labels.elements``, the
+            residual GP's per-element term); ``None``: computed from the candidates when needed.
+        pending_elements: (P, 119) the same for the pending picks.
     """
 
     candidates: Sequence[Candidate]
@@ -108,9 +119,19 @@ class Pool:
     pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     pending_prior: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     exploration: float = 1.0
+    elements: np.ndarray | None = None
+    pending_elements: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.candidates)
+
+    def candidate_elements(self) -> np.ndarray:
+        """(n, 119) element presence of the candidates (``elements``, else from their crystals)."""
+        if self.elements is None:
+            from crystaloop.data.elements import element_presence
+
+            self.elements = element_presence([c.crystal for c in self.candidates])
+        return self.elements
 
 
 @dataclass(frozen=True)

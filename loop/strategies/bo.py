@@ -31,7 +31,7 @@ from crystaloop.data.seeding import restores_torch_rng
 from crystaloop.loop.objectives import utilities, utilities_torch, utility_scales
 from crystaloop.loop.strategies.al import ALConfig, ALStrategy
 from crystaloop.loop.strategies.base import Pool, StrategySettings, StrategyState, propose_conditions
-from crystaloop.loop.strategies.posterior import ResidualGP
+from crystaloop.loop.strategies.posterior import ResidualGP, pending_elements, pool_elements
 
 if TYPE_CHECKING:
     from crystaloop.loop.config import CampaignConfig, Objective
@@ -88,7 +88,7 @@ class BOStrategy:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         k = min(k, n)
-        gp = ResidualGP(self.config.gp_components, self.config.min_labels, self.seed).fit(pool.labels)
+        gp = ResidualGP.for_strategy(self.config, self.seed).fit(pool.labels)
         if not gp.fitted:
             fallback = ALStrategy(self.objectives, ALConfig.ranking(self.config, acquisition="ucb", beta=self.config.beta), self.seed)
             return fallback.select(pool, predictions, k)
@@ -106,20 +106,20 @@ class BOStrategy:
 
         head = gp.head
         labels = pool.labels
-        x_pool = head.features(pool.embeddings)
-        x_base = head.features(labels.embeddings[gp.rows])
+        x_pool = head.features(pool.embeddings, pool_elements(gp, pool))
+        x_base = head.features(labels.embeddings[gp.rows], None if labels.elements is None else gp.offsets(labels.elements[gp.rows]))
         tables = [x_pool, x_base]
         priors = [predictions[..., 0], labels.prior[gp.rows]]
         has_pending = pool.pending.size > 0
         if has_pending:
-            x_pending = head.features(pool.pending)
+            x_pending = head.features(pool.pending, pending_elements(gp, pool))
             tables.append(x_pending)
             priors.append(pool.pending_prior)
         lookup = _PriorLookup(torch.cat(tables), np.concatenate(priors))
         m = len(self.objectives)
         place = torch.zeros(len(gp.modelled), m, dtype=torch.float64)
         place[torch.arange(len(gp.modelled)), torch.from_numpy(gp.modelled)] = 1.0
-        mean, _ = gp.posterior(pool.embeddings, predictions[..., 0], predictions[..., 1])
+        mean, _ = gp.posterior(pool.embeddings, predictions[..., 0], predictions[..., 1], pool_elements(gp, pool))
         scales = torch.from_numpy(utility_scales(mean, self.objectives))
         weights = torch.tensor([o.weight for o in self.objectives], dtype=torch.float64)
         objectives = self.objectives

@@ -109,3 +109,50 @@ def test_bo_selection_leaves_torchs_global_random_stream_alone():
     torch.manual_seed(5)
     BOStrategy(MAX, BOConfig(mc_samples=16)).select(pool, predictions, 2)
     assert torch.equal(torch.rand(3), expected)
+
+
+def _trap(n: int = 150, seed: int = 0):
+    """A prior over-predicting y by 2 at every candidate holding element 30 (a shipped model wrong
+    about one element); 12 labels, 6 of them on that element, show the residual there."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + 12, 6))
+    truth = (np.sin(x[:, 0]) + 0.5 * x[:, 1])[:, None]
+    elements = np.zeros((n + 12, 119))
+    elements[:, 8] = 1.0  # every crystal holds O
+    elements[np.arange(n + 12), rng.integers(20, 29, size=n + 12)] = 1.0
+    trapped = rng.random(n + 12) < 0.3
+    trapped[n:] = np.arange(12) < 6
+    elements[trapped, 30] = 1.0
+    prior = truth + 0.1 * rng.normal(size=truth.shape) + 2.0 * trapped[:, None]
+    cell = base_cells()["NaCl"]
+    candidates = [Candidate(crystal=cell, provenance=Provenance(component="t"))] * n
+    labels = Labels(x[n:], truth[n:], prior[n:], elements[n:])
+    pool = Pool(candidates, x[:n], labels, elements=elements[:n])
+    predictions = np.stack([prior[:n], np.full_like(prior[:n], 0.3)], axis=-1)
+    return pool, predictions, trapped[:n]
+
+
+@pytest.mark.parametrize("kind", ["al", "bo"])
+def test_the_per_element_term_steers_picks_away_from_an_element_the_prior_is_wrong_about(kind: str) -> None:
+    pool, predictions, trapped = _trap()
+    picks = {}
+    for offsets in (True, False):
+        if kind == "al":
+            strategy = ALStrategy(MAX, ALConfig(acquisition="greedy", gp_element_offsets=offsets))
+        else:
+            strategy = BOStrategy(MAX, BOConfig(mc_samples=32, gp_element_offsets=offsets))
+        picks[offsets] = strategy.select(pool, predictions, 10)
+    # without the term the 2 eV over-prediction fills the batch; the offset learned from 6 labels
+    # moves all 46 trapped candidates at once (one of 7 elements shared, so a few stay competitive)
+    assert trapped[picks[False]].sum() >= 8
+    assert trapped[picks[True]].sum() <= 4
+
+
+def test_the_per_element_term_needs_element_presence_of_pending_picks() -> None:
+    pool, predictions, _ = _trap()
+    pool.pending = pool.embeddings[:2]
+    pool.pending_prior = predictions[:2, :, 0]
+    with pytest.raises(Exception, match="pending_elements"):
+        BOStrategy(MAX, BOConfig(mc_samples=32)).select(pool, predictions, 4)
+    pool.pending_elements = pool.elements[:2]
+    assert len(BOStrategy(MAX, BOConfig(mc_samples=32)).select(pool, predictions, 4)) == 4

@@ -63,3 +63,50 @@ def test_fitting_leaves_torchs_global_random_stream_alone() -> None:
     torch.manual_seed(123)
     GPHead(GPHeadConfig(n_components=3, seed=7)).fit(x, y)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_offset_columns_carry_a_group_shift_to_unlabelled_members(exact: bool) -> None:
+    """A target = smooth(embedding) + 1.5 on group 2: with the indicator columns the head learns the
+    shift from a few labelled members and applies it to unlabelled ones; without them it cannot."""
+    rng = np.random.default_rng(3)
+    x, smooth = _smooth_problem(240, 3)
+    groups = (rng.random((240, 6)) < 0.3).astype(float)
+    y = smooth + 1.5 * groups[:, 2]
+    config = GPHeadConfig(n_components=4) if exact else GPHeadConfig(n_components=4, max_exact=50, inducing_points=64, variational_steps=200)
+    with_offsets = GPHead(config).fit(x[:160], y[:160], offsets=groups[:160])
+    without = GPHead(config).fit(x[:160], y[:160])
+    mean, std = with_offsets.predict(x[160:], groups[160:])
+    plain, _ = without.predict(x[160:])
+    members = groups[160:, 2] == 1
+    err_offsets = np.abs(mean[:, 0] - y[160:])
+    err_plain = np.abs(plain[:, 0] - y[160:])
+    assert err_offsets[members].mean() < 0.6 * err_plain[members].mean()
+    assert err_offsets.mean() < err_plain.mean()
+    assert np.all(std > 0)
+
+
+def test_offset_columns_are_required_once_fitted_and_checked_for_shape() -> None:
+    x, y = _smooth_problem(40, 4)
+    groups = np.zeros((40, 3))
+    groups[::2, 1] = 1.0
+    head = GPHead(GPHeadConfig(n_components=3)).fit(x, y, offsets=groups)
+    assert head.features(x, groups).shape == (40, 6)
+    with pytest.raises(CrystaloopError, match="3 offset columns"):
+        head.predict(x)
+    with pytest.raises(ValueError, match=r"offsets must be \(n, g\)"):
+        head.predict(x, groups[:, :2])
+    with pytest.raises(ValueError, match="offsets must be"):
+        GPHead().fit(x, y, offsets=groups[:10])
+
+
+def test_an_unlabelled_group_keeps_its_prior_uncertainty() -> None:
+    """A crystal in a group no label holds is less certain than one in a labelled group."""
+    x, y = _smooth_problem(60, 5)
+    groups = np.zeros((60, 2))
+    groups[:, 0] = 1.0  # every label in group 0
+    head = GPHead(GPHeadConfig(n_components=3)).fit(x, y + 0.5, offsets=groups)
+    probe = x[:5]
+    _, std_seen = head.predict(probe, np.tile([1.0, 0.0], (5, 1)))
+    _, std_unseen = head.predict(probe, np.tile([1.0, 1.0], (5, 1)))
+    assert np.all(std_unseen > std_seen)
