@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-structure", action="store_true", help="skip the structure-latent upper bound")
+    parser.add_argument("--data", default=DATA, help="held-out split (e.g. carbon_24/val with --teacher carbon_24 --multimodal carbon_24_multimodal)")
     parser.add_argument("--teacher", default=TEACHER, help="unconditioned generator (shipped name or checkpoint)")
     parser.add_argument("--multimodal", default=MULTIMODAL, help="embedding-conditioned generator (shipped name or checkpoint)")
     args = parser.parse_args()
@@ -146,7 +147,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rows = compare(args.limit, steps=args.steps, method=args.method, guidance=args.guidance, seed=args.seed,
-                   with_structure=not args.no_structure, teacher=args.teacher, multimodal=args.multimodal)
+                   with_structure=not args.no_structure, data=args.data, teacher=args.teacher, multimodal=args.multimodal)
     logger.info("machine: %s\n\n%s", machine_description(), to_markdown(rows))
 
 

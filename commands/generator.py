@@ -184,13 +184,14 @@ def _default_model(composition: dict[str, int] | None, system: tuple[str, ...] |
                    steps: int | None = None, method: str | None = None) -> str:
     """The shipped generator for a request: the distilled few-step ``<dataset>_consistency`` model
     unless the user asks for a teacher sampler (``--method pc|ddim`` or ``--steps`` beyond 1, 2, 4)
-    or for conditioning only the multimodal teacher reads."""
+    or for conditioning only the multimodal teacher reads (``<dataset>_multimodal``: a pure-carbon
+    request gets ``carbon_24_multimodal``, any other ``perov_5_multimodal``)."""
     from crystaloop.generator.shipped import _ROOT, SHIPPED_GENERATORS
 
-    if embedding:  # the one shipped generator that reads the multimodal latent
-        return "perov_5_multimodal"
     elements = set(composition or {}) | set(system or ())
     teacher = "carbon_24" if elements == {"C"} else "perov_5"
+    if embedding:  # the shipped generators that read the multimodal latent
+        return f"{teacher}_multimodal"
     distilled = f"{teacher}_consistency"
     wants_teacher = method not in (None, "consistency") or (steps is not None and steps not in _CONSISTENCY_STEPS)
     if not wants_teacher and distilled in SHIPPED_GENERATORS and (_ROOT / f"{distilled}.pt").exists():

@@ -135,3 +135,19 @@ def test_route_options_are_checked(pattern_file: Path, untrained_prior: Path, tm
     mismatch = runner.invoke(app, [*base, "--xrd", str(pattern_file), "--route", "prior", "--prior", str(foreign)])
     assert mismatch.exit_code != 0 and "trained on the latents of fusion checkpoint 000000000000" in mismatch.output
     assert not Path(out).exists()
+
+
+def test_a_pure_carbon_pattern_is_read_by_the_carbon_multimodal_generator(tmp_path: Path) -> None:
+    target = load_dataset("carbon_24/val", max_rows=1).crystals[0]
+    pattern = write_xy(tmp_path / "carbon.xy", DEFAULT_GRID.two_theta(), 1000.0 * simulate_pattern(target), header="simulated")
+    out = tmp_path / "out.json"
+    result = runner.invoke(app, ["generate", "--xrd", str(pattern), "--composition", _formula(target), "-n", "2",
+                                 "--out", str(out), *FAST, "--keep-invalid"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "carbon_24_multimodal" in result.output
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2
+    for row in rows:
+        crystal = Crystal.from_pymatgen(Structure.from_dict(row))
+        assert crystal.composition == target.composition
+        assert len(row["properties"]["crystaloop"]["condition"]["embedding"]) == 64
