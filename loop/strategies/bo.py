@@ -107,7 +107,7 @@ class BOStrategy:
         head = gp.head
         labels = pool.labels
         x_pool = head.features(pool.embeddings, pool_elements(gp, pool))
-        x_base = head.features(labels.embeddings[gp.rows], None if labels.elements is None else gp.offsets(labels.elements[gp.rows]))
+        x_base = head.features(labels.embeddings[gp.rows], gp.offsets(None if labels.elements is None else labels.elements[gp.rows]))
         tables = [x_pool, x_base]
         priors = [predictions[..., 0], labels.prior[gp.rows]]
         has_pending = pool.pending.size > 0

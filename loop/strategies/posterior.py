@@ -73,8 +73,8 @@ class ResidualGP:
             self.modelled = np.zeros(0, dtype=np.int64)
             return self
         config = GPHeadConfig(n_components=self.n_components, seed=self.seed)
-        self.uses_elements = self.element_offsets and labels.elements is not None
-        offsets = labels.elements[self.rows] if self.uses_elements and labels.elements is not None else None
+        offsets = labels.elements[self.rows] if self.element_offsets and labels.elements is not None else None
+        self.uses_elements = offsets is not None
         self.head = GPHead(config).fit(labels.embeddings[self.rows], residual[self.rows], offsets=offsets)
         logger.debug("residual GP on %d labels, columns %s", len(self.rows), self.modelled.tolist())
         return self

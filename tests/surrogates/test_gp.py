@@ -110,3 +110,17 @@ def test_an_unlabelled_group_keeps_its_prior_uncertainty() -> None:
     _, std_seen = head.predict(probe, np.tile([1.0, 0.0], (5, 1)))
     _, std_unseen = head.predict(probe, np.tile([1.0, 1.0], (5, 1)))
     assert np.all(std_unseen > std_seen)
+
+
+def test_offset_columns_with_several_outputs_shift_each_output_by_its_own_amount() -> None:
+    """Two targets, shifted +1 and −2 on group 0: one batched kernel per output learns both."""
+    x, smooth = _smooth_problem(200, 6)
+    groups = np.zeros((200, 2))
+    groups[::3, 0] = 1.0
+    y = np.column_stack([smooth + groups[:, 0], -smooth - 2.0 * groups[:, 0]])
+    head = GPHead(GPHeadConfig(n_components=4)).fit(x[:150], y[:150], offsets=groups[:150])
+    mean, std = head.predict(x[150:], groups[150:])
+    assert mean.shape == std.shape == (50, 2)
+    plain_mean, _ = GPHead(GPHeadConfig(n_components=4)).fit(x[:150], y[:150]).predict(x[150:])
+    for column in range(2):
+        assert np.abs(mean[:, column] - y[150:, column]).mean() < np.abs(plain_mean[:, column] - y[150:, column]).mean()
